@@ -1,0 +1,1 @@
+"""cramkit's models: crammed BERT and the original BERT (torch only)."""
