@@ -1,0 +1,161 @@
+"""Results out: medians and spreads over seeds, both averages, results.json, a markdown table, a bar chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from glueval import metrics
+from glueval.tasks import TASKS
+
+_METRIC_NAMES = {"accuracy": "acc", "f1": "F1", "mcc": "MCC", "pearson": "Pearson", "spearman": "Spearman"}
+
+
+def summarize(results: dict) -> dict:
+    """Add per-task median/min/max over seeds and, per init and for the majority baseline, both averages."""
+    columns: dict[str, dict] = {"majority": {}}
+    for name, entry in results["tasks"].items():
+        columns["majority"][name] = entry["majority"]
+        entry["median"], entry["min"], entry["max"] = {}, {}, {}
+        for init, runs in entry["runs"].items():
+            if not runs:
+                continue
+            stats = {k: {} for k in ("median", "min", "max")}
+            for dev in entry["dev_sets"]:
+                for k in stats:
+                    stats[k][dev] = {}
+                for m in entry["metrics"]:
+                    vals = [r["scores"][dev][m] for r in runs.values()]
+                    stats["median"][dev][m] = float(np.median(vals))
+                    stats["min"][dev][m], stats["max"][dev][m] = float(min(vals)), float(max(vals))
+            for k, v in stats.items():
+                entry[k][init] = v
+            columns.setdefault(init, {})[name] = stats["median"]
+    results["averages"] = {}
+    for col, scores in columns.items():
+        cram, n_cram = metrics.cramming_average(scores)
+        board, n_board = metrics.leaderboard_average(scores)
+        results["averages"][col] = {"cramming": {"value": cram, "terms": n_cram, "of": 9},
+                                    "leaderboard": {"value": board, "terms": n_board, "of": 8}}
+    return results
+
+
+def write_json(results: dict, out_dir: Path) -> tuple[Path, Path]:
+    """results.json (without predictions) and predictions.jsonl (one line per task, dev set, init, seed)."""
+    path, preds = out_dir / "results.json", out_dir / "predictions.jsonl"
+    path.write_text(json.dumps({k: v for k, v in results.items() if k != "predictions"}, indent=2))
+    preds.write_text("".join(json.dumps(p) + "\n" for p in results.get("predictions", [])))
+    return path, preds
+
+
+def _f(v) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def _avg_cell(a: dict) -> str:
+    if a["value"] is None:
+        return "–"
+    return _f(a["value"]) + ("" if a["terms"] == a["of"] else f" ({a['terms']}/{a['of']})")
+
+
+def markdown(results: dict) -> str:
+    """The results table (per task, per seed, median, spread, both averages, majority baseline)."""
+    p, inits = results["protocol"], results["inits"]
+    lines = [f"# GLUE dev results: `{results['checkpoint']}`", "",
+             f"Protocol **{p['name']}**: AdamW lr {p['lr']:g}, betas {tuple(p['betas'])}, eps {p['eps']:g}, "
+             f"wd {p['weight_decay']:g}, batch {p['batch_size']}, {p['epochs']} epoch(s), {p['schedule']} decay "
+             f"with {p['warmup']:.0%} warm-up per task, dropout {p['dropout']:g}, max length {p['max_length']}, "
+             f"seeds {p['seeds']}; score after the last epoch, median over seeds, spread = max − min. "
+             f"Data: {results['data']}. Device: {results['machine']['device']}.", ""]
+    if p["max_train_examples"] is not None or p["max_eval_examples"] is not None:
+        cut = [f"{p[k]} {what}" for k, what in (("max_train_examples", "training"), ("max_eval_examples", "dev"))
+               if p[k] is not None]
+        lines += [f"**Subset run** (not comparable to full GLUE): at most {' and '.join(cut)} examples per task, "
+                  "drawn with a fixed seed (column n).", ""]
+    head = ["Task", "Metric", "n train/dev", "Majority"]
+    for init in inits:
+        head += [f"{init} median", "spread", f"{init} per seed"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, e in results["tasks"].items():
+        for dev in e["dev_sets"]:
+            title = e["title"] + ("" if dev == "dev" else f"-{dev}") + ("" if TASKS[name].in_average else " *")
+            for m in e["metrics"]:
+                row = [title, _METRIC_NAMES[m], f"{e['used']['train']}/{e['used'][dev]}", _f(e["majority"][dev][m])]
+                for init in inits:
+                    runs = e["runs"][init]
+                    if not runs:
+                        row += ["–", "–", "–"]
+                        continue
+                    spread = e["max"][init][dev][m] - e["min"][init][dev][m]
+                    per_seed = " · ".join(f"{r['scores'][dev][m]:.1f}" for r in runs.values())
+                    row += [f"**{_f(e['median'][init][dev][m])}**", _f(spread), per_seed]
+                lines.append("| " + " | ".join(row) + " |")
+    avg = results["averages"]
+    for key, label in (("cramming", "Average, cramming (mean of 9 numbers)"),
+                       ("leaderboard", "Average, GLUE leaderboard (per-task mean, 8 tasks)")):
+        row = [label, "", "", _avg_cell(avg["majority"][key])]
+        for init in inits:
+            row += [f"**{_avg_cell(avg[init][key])}**" if init in avg else "–", "", ""]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "\\* WNLI is reported but left out of both averages, as in BERT and cramming. The cramming average "
+              "takes MNLI-m, MNLI-mm, QQP F1, MRPC F1, STS-B Pearson, CoLA MCC and the accuracy of SST-2, QNLI, "
+              "RTE; the leaderboard average first averages each task's metrics (MNLI m and mm too). "
+              "(k/n) = only k of the n terms were run. Majority = always the most frequent training label "
+              "(STS-B: the mean score, whose correlations are 0 by convention).", ""]
+    lines += ["Data rows per file (malformed rows are skipped and counted):", "",
+              "| Task | split | source | rows | used | malformed |", "|---|---|---|---|---|---|"]
+    for e in results["tasks"].values():
+        for split, s in e["data"].items():
+            bad = ", ".join(f"{r}: {n}" for r, n in s["malformed"].items()) or "0"
+            lines.append(f"| {e['title']} | {split} | {s['source']} | {s['rows']} | {s['used']} | {bad} |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(results: dict, path: Path) -> Path:
+    """Median of each task's first metric per init, seed range as error bars, majority baseline beside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, series = [], {"majority": []}
+    lo, hi = {i: [] for i in results["inits"]}, {i: [] for i in results["inits"]}
+    for e in results["tasks"].values():
+        m = e["metrics"][0]
+        for dev in e["dev_sets"]:
+            labels.append(f"{e['title']}{'' if dev == 'dev' else '-' + dev}\n{_METRIC_NAMES[m]}")
+            series["majority"].append(e["majority"][dev][m])
+            for init in results["inits"]:
+                med = e["median"].get(init, {}).get(dev, {}).get(m, np.nan)
+                series.setdefault(init, []).append(med)
+                lo[init].append(med - e["min"].get(init, {}).get(dev, {}).get(m, med))
+                hi[init].append(e["max"].get(init, {}).get(dev, {}).get(m, med) - med)
+    x = np.arange(len(labels))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.2))
+    for k, (name, vals) in enumerate(series.items()):
+        err = None if name == "majority" else [lo[name], hi[name]]
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width, label=name, yerr=err, capsize=3,
+               color="lightgray" if name == "majority" else None)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("dev score (x100)")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_title(f"GLUE dev, {Path(results['checkpoint']).name}, protocol {results['protocol']['name']}: "
+                 "median over seeds (bars: min–max)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_all(results: dict, out_dir: Path) -> dict[str, Path]:
+    """results.json, predictions.jsonl, results.md and results.png in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summarize(results)
+    md = out_dir / "results.md"
+    md.write_text(markdown(results))
+    js, preds = write_json(results, out_dir)
+    return {"json": js, "predictions": preds, "markdown": md, "chart": bar_chart(results, out_dir / "results.png")}
