@@ -39,7 +39,8 @@ def load_tokenizer(checkpoint: str | Path, model_vocab_size: int) -> Tokenizer:
 
 
 def _fit(la: int, lb: int, budget: int) -> tuple[int, int]:
-    """Lengths after longest-first truncation of a pair to `budget` tokens."""
+    """Lengths after longest-first truncation of a pair to `budget` tokens, as HF tokenizers' `longest_first`
+    does it (an odd last token stays with the longer text, with B on a tie)."""
     if la + lb <= budget:
         return la, lb
     half = budget // 2
@@ -47,7 +48,7 @@ def _fit(la: int, lb: int, budget: int) -> tuple[int, int]:
         return la, budget - la
     if lb <= half:
         return budget - lb, lb
-    return budget - half, half
+    return (budget - half, half) if la > lb else (half, budget - half)
 
 
 @dataclass
