@@ -97,7 +97,7 @@ def main() -> None:
         "pairs `[CLS] A [SEP] B [SEP]`, max length 128, the same 8192-token WordPiece).",
         "Peer: `datasets.load_dataset('csv', sep='\\t', quoting=3)` + `PreTrainedTokenizerFast(a, b, truncation=True)` "
         "via `Dataset.map(batched=True)`, as run_glue.py does (cache disabled: in memory, forced re-read).", "",
-        "| path | best of %d (s) | rows/s |" % args.repeats, "|---|---|---|",
+        f"| path | best of {args.repeats} (s) | rows/s |", "|---|---|---|",
         *(f"| {k} | {best[k]:.2f} | {rows[k] / best[k]:,.0f} |" for k in best), "",
         f"**Ratio: cramkit is {best['hf'] / best['cramkit']:.2f}x the speed of the HF path** (same run).", "",
         f"Command: `{cmd}`  ", f"Machine: 2-core x86_64 VM, CPU ({platform.processor() or platform.machine()}), "
