@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class UnknownTaskError(ValueError):
@@ -73,8 +74,9 @@ TASKS: dict[str, Task] = {
 _ALIASES = {t.title.lower(): t.name for t in TASKS.values()} | {"sts-b": "stsb", "sst-2": "sst2"}
 
 
-def resolve(names: str | list[str] | None) -> list[Task]:
-    """Tasks from a comma list or list of names (case-insensitive; `None`/`all` = every task)."""
+def resolve(names: str | list[str] | None, glue_dir: str | Path | None = None) -> list[Task]:
+    """Tasks from a comma list or list of names (case-insensitive). `None`/`all` = every task;
+    `available` = the tasks whose folder is in `glue_dir` (the official layout)."""
     if names is None:
         return list(TASKS.values())
     if isinstance(names, str):
@@ -82,11 +84,18 @@ def resolve(names: str | list[str] | None) -> list[Task]:
     wanted = [n.strip().lower() for n in names]
     if wanted == ["all"]:
         return list(TASKS.values())
+    if wanted == ["available"]:
+        if glue_dir is None:
+            raise UnknownTaskError("--tasks available needs --glue-dir (it picks the task folders found there)")
+        found = [t for t in TASKS.values() if (Path(glue_dir) / t.title).is_dir()]
+        if not found:
+            raise UnknownTaskError(f"{glue_dir}: no GLUE task folders ({', '.join(t.title for t in TASKS.values())})")
+        return found
     out = []
     for n in wanted:
         key = _ALIASES.get(n, n)
         if key not in TASKS:
-            raise UnknownTaskError(f"unknown GLUE task {n!r}; choose from {', '.join(TASKS)} (or 'all')")
+            raise UnknownTaskError(f"unknown GLUE task {n!r}; choose from {', '.join(TASKS)} (or 'all', 'available')")
         if TASKS[key] not in out:
             out.append(TASKS[key])
     return out

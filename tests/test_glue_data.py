@@ -150,6 +150,14 @@ def test_task_names_resolve():
     assert TASKS["wnli"].in_average is False and TASKS["stsb"].num_labels == 1
 
 
+def test_available_tasks_are_the_folders_present(fixture_dir, tmp_path):
+    assert [t.name for t in resolve("available", fixture_dir)] == ["sst2", "qqp", "mnli", "qnli"]  # table order
+    with pytest.raises(UnknownTaskError, match="needs --glue-dir"):
+        resolve("available")
+    with pytest.raises(UnknownTaskError, match="no GLUE task folders"):
+        resolve("available", tmp_path)
+
+
 def test_hub_unreachable_fails_fast_naming_glue_dir(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: False)
