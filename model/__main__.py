@@ -1,0 +1,38 @@
+"""`python -m model`: parameter counts and training FLOPs per token of each preset (or the ones named)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from model.config import PRESET_DIR, ModelConfig
+from model.flops import param_count, train_flops_per_token
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
+    parser.add_argument("presets", nargs="*", help="preset names or YAML paths (default: every preset in "
+                        f"{PRESET_DIR})")
+    parser.add_argument("--masked-fraction", type=float, default=0.25,
+                        help="fraction of tokens the sparse MLM head predicts (default 0.25; 1.0 = dense head)")
+    parser.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the preset's)")
+    args = parser.parse_args(argv)
+    names = args.presets or sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    table = Table(title=f"MaskedLM size and training cost (masked fraction {args.masked_fraction})")
+    for column in ("preset", "arch", "layers x hidden (heads)", "FFN", "vocab", "seq",
+                   "params", "non-embedding", "train GFLOP/token"):
+        table.add_column(column, justify="left" if column in ("preset", "arch") else "right")
+    for name in names:
+        cfg = ModelConfig.preset(name)
+        seq = args.seq_len or cfg.max_seq_len
+        table.add_row(name, cfg.arch, f"{cfg.num_layers} x {cfg.hidden_size} ({cfg.num_heads})",
+                      str(cfg.intermediate_size), str(cfg.vocab_size), str(seq),
+                      f"{param_count(cfg):,}", f"{param_count(cfg, non_embedding=True):,}",
+                      f"{train_flops_per_token(cfg, args.masked_fraction, seq) / 1e9:.4f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
