@@ -1,0 +1,319 @@
+"""The shard set: the contract between the corpus pipeline and every trainer (numpy + pyarrow only).
+
+A shard set is one folder:
+
+    shard-000000.arrow ...  Arrow IPC *stream* files (what `datasets` writes), one record batch each,
+                            column `input_ids`: fixed_size_list<uint16>[seq_len] (uint32 when the vocab
+                            exceeds 65535), plus `attention_mask`: fixed_size_list<uint8>[seq_len] when
+                            rows were packed without crossing documents (padded). Names sort in read order.
+    tokenizer.json          the tokenizer that made the ids
+    manifest.json           written last: the completion marker (see `write_manifest`)
+
+Any tool loads a shard with `pyarrow.ipc.open_stream` or `datasets.Dataset.from_file`; `ShardSet` adds
+the manifest checks (sizes always, sha256 with `verify=True`), memory-mapped random access and a
+resumable, deterministic batch order.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+FORMAT = "cramkit-shards"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
+SHARD_NAME = "shard-{:06d}.arrow"
+_SHARD_RE = re.compile(r"shard-\d{6}\.arrow")
+_OWNED = (MANIFEST, TOKENIZER, "report.png", "report.html")  # fixed names the pipeline writes
+
+
+class ShardError(Exception):
+    """A shard set that cannot be used as it is; the message names the file and what to do."""
+
+
+def dtype_for_vocab(vocab_size: int) -> np.dtype:
+    """uint16 while every id fits, else uint32."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fixed_list(rows: np.ndarray) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(rows).ravel()), rows.shape[1])
+
+
+def write_shard(path, rows: np.ndarray, attention_mask: np.ndarray | None = None) -> dict:
+    """Write rows [n, seq_len] (uint16/uint32) as one Arrow stream file, atomically (temp + rename).
+    Returns the shard's manifest entry: file name, rows, bytes, sha256."""
+    path = Path(path)
+    if rows.ndim != 2 or rows.dtype not in (np.uint16, np.uint32) or len(rows) == 0:
+        raise ValueError(f"{path.name}: rows must be a non-empty uint16/uint32 [n, seq_len] array, "
+                         f"got {rows.dtype} {rows.shape}")
+    columns = {"input_ids": _fixed_list(rows)}
+    if attention_mask is not None:
+        if attention_mask.shape != rows.shape:
+            raise ValueError(f"{path.name}: attention_mask {attention_mask.shape} != rows {rows.shape}")
+        columns["attention_mask"] = _fixed_list(attention_mask.astype(np.uint8, copy=False))
+    table = pa.table(columns)
+    tmp = path.with_name(f".tmp-{path.name}")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=len(rows))
+    os.replace(tmp, path)
+    return {"file": path.name, "rows": int(len(rows)), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _canonical(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def config_hash(config: dict) -> str:
+    """sha256 of the config as canonical JSON: the same settings give the same hash on any machine."""
+    return hashlib.sha256(_canonical(config)).hexdigest()
+
+
+def library_versions() -> dict:
+    """Versions of what decides the bytes of a shard set."""
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "pyarrow": pa.__version__}
+    for name in ("tokenizers", "apache_beam"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = module.__version__
+    return versions
+
+
+def write_manifest(out_dir, *, seq_len: int, vocab_size: int, shards: list[dict], config: dict,
+                   order: dict, packing: dict, counts: dict, tokens: dict, columns=("input_ids",)) -> Path:
+    """Write manifest.json last, atomically. Everything but "created" is covered by "content_hash", so
+    the same input and config give the same manifest apart from that timestamp (fixed too when
+    SOURCE_DATE_EPOCH is set). Refuses a shard set without rows."""
+    out_dir = Path(out_dir)
+    rows = sum(s["rows"] for s in shards)
+    if rows == 0:
+        raise ShardError(f"{out_dir}: no rows to write: every document was filtered away or was shorter "
+                         "than one row. Check the drop counts in the summary; loosen the filters or add text.")
+    tokenizer = out_dir / TOKENIZER
+    if not tokenizer.is_file():
+        raise ShardError(f"{tokenizer}: missing; the tokenizer must be saved before the manifest")
+    body = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "seq_len": seq_len, "vocab_size": vocab_size, "dtype": dtype_for_vocab(vocab_size).name,
+        "columns": list(columns), "rows": rows,
+        "tokenizer": {"file": TOKENIZER, "sha256": _sha256(tokenizer)},
+        "config": config, "config_hash": config_hash(config),
+        "order": order, "packing": packing, "counts": counts, "tokens": tokens,
+        "shards": shards, "versions": library_versions(),
+    }
+    body["content_hash"] = config_hash(body)
+    created = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
+    body["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+    tmp = out_dir / f".tmp-{MANIFEST}"
+    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, out_dir / MANIFEST)
+    return out_dir / MANIFEST
+
+
+def prepare_output(out_dir, overwrite: bool) -> Path:
+    """Make `out_dir` ready for a new shard set. A folder with files in it is refused unless `overwrite`;
+    then only what a shard set consists of is removed (manifest first, so a half-removed set is never
+    valid): the manifest, the files it lists, tokenizer.json, the report, shard-NNNNNN.arrow and our
+    .tmp- files. Anything else in the folder is left alone."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ShardError(f"{out_dir}: exists and is not a folder; choose another output path")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise ShardError(f"{out_dir}: output folder exists and is not empty; pass --overwrite to "
+                             "replace the shard set in it, or choose another folder")
+        listed = set()
+        manifest = out_dir / MANIFEST
+        if manifest.is_file():
+            try:
+                listed = {s["file"] for s in json.loads(manifest.read_text()).get("shards", [])}
+            except (ValueError, TypeError, KeyError):
+                listed = set()
+            manifest.unlink()
+        for p in sorted(out_dir.iterdir()):
+            name = p.name
+            ours = name in listed or name in _OWNED or _SHARD_RE.fullmatch(name) or name.startswith(".tmp-")
+            if ours and p.is_file():
+                p.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def read_manifest(path) -> dict:
+    """Load and check a manifest (format and version); errors name the file and what to do."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST
+    if not path.is_file():
+        raise ShardError(f"{path}: no manifest; the shard set is incomplete (the pipeline writes the "
+                         "manifest last) or this is not a shard folder. Rebuild it with `make corpus`.")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as e:
+        raise ShardError(f"{path}: not valid JSON ({e}); rebuild the shard set") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ShardError(f"{path}: not a cramkit shard manifest (format {manifest.get('format')!r})")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ShardError(f"{path}: format_version {version!r}, this cramkit reads version {FORMAT_VERSION}; "
+                         "use the cramkit that wrote it or rebuild the shard set")
+    for key in ("seq_len", "vocab_size", "dtype", "shards", "rows"):
+        if key not in manifest:
+            raise ShardError(f"{path}: field {key!r} is missing; rebuild the shard set")
+    return manifest
+
+
+class ShardSet:
+    """A shard set opened for training: `len(ds)` rows, `ds[i]` -> np.ndarray[seq_len], `ds.take(idx)`
+    -> [n, seq_len], `ds.batches(...)` -> resumable endless batches. Shards are memory-mapped lazily,
+    so the object pickles small and each DataLoader worker maps the files itself."""
+
+    def __init__(self, path, verify: bool = False):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        self.seq_len = int(self.manifest["seq_len"])
+        self.vocab_size = int(self.manifest["vocab_size"])
+        self.dtype = np.dtype(self.manifest["dtype"])
+        self.columns = tuple(self.manifest.get("columns", ("input_ids",)))
+        self.tokenizer_file = self.path / self.manifest.get("tokenizer", {}).get("file", TOKENIZER)
+        self._files = [self.path / s["file"] for s in self.manifest["shards"]]
+        rows = [int(s["rows"]) for s in self.manifest["shards"]]
+        self._starts = np.cumsum([0] + rows)
+        if self._starts[-1] != self.manifest["rows"] or not rows:
+            raise ShardError(f"{self.path / MANIFEST}: shard rows sum to {self._starts[-1]}, manifest says "
+                             f"{self.manifest['rows']}; rebuild the shard set")
+        for entry, file in zip(self.manifest["shards"], self._files, strict=True):
+            if not file.is_file():
+                raise ShardError(f"{file}: shard listed in the manifest is missing; rebuild the shard set")
+            size = file.stat().st_size
+            if size != entry["bytes"]:
+                raise ShardError(f"{file}: {size} bytes, the manifest says {entry['bytes']} (truncated or "
+                                 "replaced); rebuild the shard set")
+            if verify and _sha256(file) != entry["sha256"]:
+                raise ShardError(f"{file}: sha256 differs from the manifest (the file was altered or "
+                                 "corrupted); rebuild the shard set")
+        self._arrays = None  # {column: [np.ndarray [rows, seq_len] per shard]}, mapped on first use
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_arrays"] = None
+        return state
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _open(self) -> dict:
+        arrays = {c: [] for c in self.columns}
+        for entry, file in zip(self.manifest["shards"], self._files, strict=True):
+            try:
+                table = pa.ipc.open_stream(pa.memory_map(str(file))).read_all()
+            except (pa.ArrowException, OSError) as e:
+                raise ShardError(f"{file}: not a readable Arrow stream ({e}); rebuild the shard set") from e
+            if table.num_rows != entry["rows"]:
+                raise ShardError(f"{file}: {table.num_rows} rows, the manifest says {entry['rows']}")
+            for c in self.columns:
+                want = self.dtype if c == "input_ids" else np.dtype(np.uint8)
+                if c not in table.column_names:
+                    raise ShardError(f"{file}: column {c!r} is missing")
+                col = table.column(c)
+                if col.type != pa.list_(pa.from_numpy_dtype(want), self.seq_len):
+                    raise ShardError(f"{file}: column {c!r} is {col.type}, expected "
+                                     f"fixed_size_list<{want.name}>[{self.seq_len}]")
+                chunks = [ch.flatten().to_numpy(zero_copy_only=True) for ch in col.chunks]
+                flat = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+                arrays[c].append(flat.reshape(-1, self.seq_len))
+        self._arrays = arrays
+        return arrays
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for {n} rows")
+        return self.take(np.array([i % n]))[0]
+
+    def take(self, indices, column: str = "input_ids") -> np.ndarray:
+        """Rows at `indices` (any order, repeats allowed) as a new array [n, seq_len]."""
+        arrays = (self._arrays or self._open())[column]
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"indices out of range for {len(self)} rows")
+        shard = np.searchsorted(self._starts, idx, side="right") - 1
+        first, last = (shard[0], shard[-1]) if idx.size else (0, 0)
+        if idx.size and first == last and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
+            start = idx[0] - self._starts[first]  # one contiguous run in one shard: a plain copy
+            return arrays[first][start : start + idx.size].copy()
+        out = np.empty((idx.size, self.seq_len), dtype=arrays[0].dtype)
+        for s in np.unique(shard):
+            where = shard == s
+            out[where] = arrays[s][idx[where] - self._starts[s]]
+        return out
+
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> "Batches":
+        """An endless iterator of [batch_size, seq_len] arrays over epochs (see `Batches`)."""
+        return Batches(self, batch_size, shuffle, seed)
+
+
+class Batches:
+    """Epoch after epoch of rows, as written or in a seeded permutation per epoch
+    (`numpy.random.default_rng([seed, epoch])`), cut into batches that run on across epoch ends.
+    `state_dict()` after k batches + `load_state_dict()` on a fresh iterator gives batch k+1 exactly."""
+
+    def __init__(self, ds: ShardSet, batch_size: int, shuffle: bool, seed: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be positive")
+        self.ds, self.batch_size, self.shuffle, self.seed = ds, batch_size, shuffle, seed
+        self.epoch, self.position = 0, 0
+        self._order_epoch, self._order = None, None
+
+    def _epoch_order(self) -> np.ndarray | None:
+        if not self.shuffle:
+            return None
+        if self._order_epoch != self.epoch:
+            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.ds))
+            self._order_epoch = self.epoch
+        return self._order
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> np.ndarray:
+        n, parts, need = len(self.ds), [], self.batch_size
+        while need:
+            stop = min(n, self.position + need)
+            order = self._epoch_order()
+            idx = np.arange(self.position, stop) if order is None else order[self.position : stop]
+            parts.append(self.ds.take(idx))
+            need -= stop - self.position
+            self.position = stop
+            if self.position == n:
+                self.epoch, self.position = self.epoch + 1, 0
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "batch_size": self.batch_size,
+                "shuffle": self.shuffle, "seed": self.seed, "rows": len(self.ds),
+                "content_hash": self.ds.manifest.get("content_hash")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("shuffle", "seed", "rows", "content_hash"):
+            mine = self.state_dict()[key]
+            if state.get(key) != mine:
+                raise ValueError(f"cannot resume: state has {key}={state.get(key)!r}, this iterator "
+                                 f"{mine!r} (a different shard set or order)")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])

@@ -1,0 +1,169 @@
+"""The shard contract: writer, manifest, reader, resume, and every way a shard set can be broken."""
+
+import json
+import pickle
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline import shards
+from pipeline.shards import ShardError, ShardSet
+
+SEQ = 16
+
+
+def make_set(tmp_path, sizes=(50, 30, 20), vocab=1000, seed=0, mask=False):
+    """A shard set of random rows; returns (folder, all rows in read order)."""
+    rng = np.random.default_rng(seed)
+    dtype = shards.dtype_for_vocab(vocab)
+    out = shards.prepare_output(tmp_path / "set", overwrite=False)
+    (out / shards.TOKENIZER).write_text("{}")
+    entries, all_rows = [], []
+    for i, n in enumerate(sizes):
+        rows = rng.integers(0, vocab, size=(n, SEQ)).astype(dtype)
+        am = (rows != 0).astype(np.uint8) if mask else None
+        entries.append(shards.write_shard(out / shards.SHARD_NAME.format(i), rows, am))
+        all_rows.append(rows)
+    cols = ("input_ids", "attention_mask") if mask else ("input_ids",)
+    shards.write_manifest(out, seq_len=SEQ, vocab_size=vocab, shards=entries, config={"x": 1},
+                          order={"name": "none"}, packing={}, counts={}, tokens={}, columns=cols)
+    return out, np.concatenate(all_rows)
+
+
+def test_random_access_and_take(tmp_path):
+    out, rows = make_set(tmp_path)
+    ds = ShardSet(out)
+    assert (len(ds), ds.seq_len, ds.vocab_size, ds.dtype) == (100, SEQ, 1000, np.uint16)
+    assert ds.tokenizer_file == out / "tokenizer.json"
+    for i in (0, 49, 50, 79, 80, 99, -1):
+        np.testing.assert_array_equal(ds[i], rows[i])
+    idx = np.array([99, 0, 55, 55, 49, 50, 12])
+    np.testing.assert_array_equal(ds.take(idx), rows[idx])
+    np.testing.assert_array_equal(ds.take(np.arange(45, 60)), rows[45:60])  # across a shard boundary
+    np.testing.assert_array_equal(ds.take(np.arange(10, 20)), rows[10:20])
+    with pytest.raises(IndexError):
+        ds[100]
+    with pytest.raises(IndexError):
+        ds.take([5, 100])
+
+
+def test_shards_load_without_cramkit(tmp_path):
+    out, rows = make_set(tmp_path, mask=True)
+    first = out / "shard-000000.arrow"
+    table = pa.ipc.open_stream(pa.memory_map(str(first))).read_all()
+    assert table.schema.field("input_ids").type == pa.list_(pa.uint16(), SEQ)
+    np.testing.assert_array_equal(np.array(table["input_ids"].to_pylist()), rows[:50])
+    datasets = pytest.importorskip("datasets")
+    d = datasets.Dataset.from_file(str(first))
+    assert len(d) == 50 and d[3]["input_ids"] == rows[3].tolist()
+    assert d[3]["attention_mask"] == (rows[3] != 0).astype(int).tolist()
+    np.testing.assert_array_equal(ShardSet(out).take([1, 2], column="attention_mask"), (rows[1:3] != 0))
+
+
+def test_uint32_when_vocab_exceeds_uint16(tmp_path):
+    out, rows = make_set(tmp_path, sizes=(5,), vocab=70000)
+    ds = ShardSet(out)
+    assert ds.dtype == np.uint32 and rows.max() > 65535
+    np.testing.assert_array_equal(ds.take(range(5)), rows)
+
+
+def test_batches_epoch_order_and_exact_resume(tmp_path):
+    out, rows = make_set(tmp_path)
+    ds = ShardSet(out)
+    plain = ds.batches(32)
+    got = np.concatenate([next(plain) for _ in range(7)])  # 224 rows: 2 epochs + 24
+    np.testing.assert_array_equal(got, np.concatenate([rows, rows, rows[:24]]))
+
+    it = ds.batches(32, shuffle=True, seed=3)
+    seen = [next(it) for _ in range(5)]
+    epoch0 = np.concatenate(seen)[:100]
+    assert sorted(map(bytes, epoch0)) == sorted(map(bytes, rows))  # a permutation of all rows
+    assert not np.array_equal(epoch0, rows)
+    state = it.state_dict()
+    after = [next(it) for _ in range(4)]
+    resumed = ShardSet(out).batches(32, shuffle=True, seed=3)
+    resumed.load_state_dict(json.loads(json.dumps(state)))
+    for a in after:
+        np.testing.assert_array_equal(next(resumed), a)
+    again = ds.batches(32, shuffle=True, seed=3)
+    np.testing.assert_array_equal(np.concatenate([next(again) for _ in range(5)]), np.concatenate(seen))
+    other = ds.batches(32, shuffle=True, seed=4)
+    with pytest.raises(ValueError, match="seed"):
+        other.load_state_dict(state)
+
+
+def test_pickles_small_and_works_in_dataloader_workers(tmp_path):
+    torch = pytest.importorskip("torch")
+    out, rows = make_set(tmp_path)
+    ds = ShardSet(out)
+    ds[0]  # maps the shards; pickling must not carry them
+    assert len(pickle.dumps(ds)) < 20_000
+    loader = torch.utils.data.DataLoader(ds, batch_size=10, num_workers=2, shuffle=False)
+    got = torch.cat(list(loader)).numpy()
+    np.testing.assert_array_equal(got, rows)
+
+
+def test_missing_truncated_and_altered_shards_are_named(tmp_path):
+    out, _ = make_set(tmp_path)
+    shard = out / "shard-000001.arrow"
+    data = shard.read_bytes()
+
+    shard.write_bytes(data[:-7])
+    with pytest.raises(ShardError, match="shard-000001.arrow.*truncated"):
+        ShardSet(out)
+
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(flipped))
+    ShardSet(out)  # the fast check only compares sizes
+    with pytest.raises(ShardError, match="shard-000001.arrow.*sha256"):
+        ShardSet(out, verify=True)
+
+    shard.unlink()
+    with pytest.raises(ShardError, match="shard-000001.arrow.*missing"):
+        ShardSet(out)
+
+
+def test_unknown_format_version_and_missing_manifest(tmp_path):
+    out, _ = make_set(tmp_path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match="format_version 99"):
+        ShardSet(out)
+    (out / "manifest.json").unlink()
+    with pytest.raises(ShardError, match="no manifest"):
+        ShardSet(out)
+
+
+def test_no_rows_is_refused(tmp_path):
+    out = shards.prepare_output(tmp_path / "empty", overwrite=False)
+    (out / "tokenizer.json").write_text("{}")
+    with pytest.raises(ShardError, match="filtered away"):
+        shards.write_manifest(out, seq_len=SEQ, vocab_size=10, shards=[], config={}, order={},
+                              packing={}, counts={}, tokens={})
+    assert not (out / "manifest.json").exists()
+
+
+def test_manifest_is_deterministic_apart_from_created(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    a, _ = make_set(tmp_path / "a")
+    b, _ = make_set(tmp_path / "b")
+    assert (a / "manifest.json").read_bytes() == (b / "manifest.json").read_bytes()
+    for i in range(3):
+        name = shards.SHARD_NAME.format(i)
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    m = json.loads((a / "manifest.json").read_text())
+    assert m["created"] == "1970-01-01T00:00:00Z" and m["config_hash"] == shards.config_hash({"x": 1})
+    assert [s["file"] for s in m["shards"]] == sorted(s["file"] for s in m["shards"])
+
+
+def test_existing_output_refused_and_overwrite_keeps_foreign_files(tmp_path):
+    out, _ = make_set(tmp_path)
+    (out / "notes.txt").write_text("mine")
+    (out / "sub").mkdir()
+    with pytest.raises(ShardError, match="--overwrite"):
+        shards.prepare_output(out, overwrite=False)
+    shards.prepare_output(out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "sub"]
