@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     table = Table(title=f"MaskedLM size and training cost (masked fraction {args.masked_fraction})")
     for column in ("preset", "arch", "layers x hidden (heads)", "FFN", "vocab", "seq",
                    "params", "non-embedding", "train GFLOP/token"):
-        table.add_column(column, justify="left" if column in ("preset", "arch") else "right")
+        table.add_column(column, justify="left" if column in ("preset", "arch") else "right", overflow="fold")
     for name in names:
         cfg = ModelConfig.preset(name)
         seq = args.seq_len or cfg.max_seq_len

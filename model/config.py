@@ -97,7 +97,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "ModelConfig") -> ModelConfig:
-        """Build from a mapping; an unknown or missing field is a ValueError naming it."""
+        """Build from a mapping (read from `source`); a bad, unknown or missing field is a ValueError naming it."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -106,7 +106,12 @@ class ModelConfig:
         missing = [n for n in required if n not in values]
         if missing:
             raise ValueError(f"{source}: missing ModelConfig field(s) {missing}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as err:
+            if source == "ModelConfig":
+                raise
+            raise ValueError(f"{source}: {err}") from None
 
     def replace(self, **overrides) -> ModelConfig:
         return self.from_dict({**self.to_dict(), **overrides})
