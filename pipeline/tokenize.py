@@ -1,0 +1,280 @@
+"""The tokenizer: train (or load) a WordPiece tokenizer, then encode documents in batches, dropping those
+the tokenizer compresses badly (tokens >= cutoff x characters, cramming's "trash" filter).
+
+The tokenizer is an HF `tokenizers` pipeline: the cramming normalizer (the same steps as
+`pipeline.normalize`'s "cramming" preset), the Whitespace pre-tokenizer, a WordPiece model with `##`
+continuations, and a post-processor that makes a single text `A [SEP]` and a pair `[CLS] A [SEP] B [SEP]`.
+Special tokens have pinned ids: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+
+Why the vocabulary is learned here and not by `tokenizers.trainers.WordPieceTrainer`: that trainer breaks
+ties between equally frequent pairs by ids it hands out in hash-map order, so two runs on the same text
+give different ids (and, at the vocabulary cut, different tokens); shards must be byte-identical on a
+rerun. `learn_vocab` runs the same algorithm (WordPieceTrainer is BPE merges over word counts with `##`
+on non-initial characters, ties to the smallest pair of ids) with the `##` alphabet sorted, so it is a
+function of the text.
+The learned vocabulary goes into the HF WordPiece model, which does all encoding.
+
+Beam steps: `TrainTokenizer` (a fixed-size sample of documents, the ones with the smallest hash of id, so
+it does not depend on arrival order) and `Tokenize` (batched `encode_batch` in a DoFn).
+"""
+
+import heapq
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+import xxhash
+import zstandard
+from apache_beam.metrics import Metrics
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from pipeline.document import DROPPED, Doc, Drop
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # pinned: ids 0..4 in this order
+PREFIX = "##"
+DROP_REASON = "tokenize/compression"
+NAMESPACE = "cramkit"
+_WORDS = re.compile(r"\w+|[^\w\s]+", re.ASCII)
+STATS = "stats"  # tag of the side output with (chars, tokens, zstd ratio) of every encoded document
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """`tokenizer.*` in the corpus config."""
+
+    path: str | None = None  # an existing tokenizer.json to use instead of training one
+    vocab_size: int = 32768
+    min_frequency: int = 2  # a pair seen fewer times is never merged
+    sample_docs: int = 50_000  # documents to train on: those with the smallest xxh64 of their id
+    compression_cutoff: float = 0.25  # drop documents with tokens >= cutoff x chars; 0 turns it off
+    batch_size: int = 1024  # documents per encode_batch
+
+    def __post_init__(self):
+        if self.path is None and self.vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"tokenizer.vocab_size={self.vocab_size}: must exceed the {len(SPECIAL_TOKENS)} "
+                             "special tokens")
+        for field in ("sample_docs", "batch_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"tokenizer.{field}={getattr(self, field)}: must be a positive integer")
+        if not 0 <= self.compression_cutoff:
+            raise ValueError(f"tokenizer.compression_cutoff={self.compression_cutoff}: must be >= 0")
+
+
+class TokenizedDoc(NamedTuple):
+    """A kept document as token ids (ending with [SEP]) and its length in characters."""
+
+    id: str
+    ids: np.ndarray
+    chars: int
+
+
+def cramming_normalizer() -> normalizers.Normalizer:
+    """NFD -> lowercase -> strip accents -> delete non-ASCII -> collapse runs of spaces."""
+    return normalizers.Sequence([
+        normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents(),
+        normalizers.Replace(Regex(r"[^\x00-\x7F]+"), ""), normalizers.Replace(Regex(" {2,}"), " "),
+    ])
+
+
+def build_tokenizer(vocab: dict[str, int]) -> Tokenizer:
+    """The full cramkit tokenizer around a WordPiece vocabulary (token -> id, specials at 0..4)."""
+    for i, token in enumerate(SPECIAL_TOKENS):
+        if vocab.get(token) != i:
+            raise ValueError(f"vocabulary must map {token} to {i}, got {vocab.get(token)}")
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=PREFIX))
+    tok.normalizer = cramming_normalizer()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tok.decoder = decoders.WordPiece(prefix=PREFIX)
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return tok
+
+
+def word_counts(texts) -> Counter:
+    """How often each word occurs in the normalized texts. Words are split as the Whitespace
+    pre-tokenizer splits them (`\\w+|[^\\w\\s]+`; the normalized text is ASCII, where Python's ASCII
+    classes equal the tokenizer's), which is 5x faster than calling it from Python."""
+    normalizer = cramming_normalizer()
+    counts = Counter()
+    for text in texts:
+        counts.update(_WORDS.findall(normalizer.normalize_str(text)))
+    return counts
+
+
+def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2) -> dict[str, int]:
+    """WordPiece vocabulary by BPE merges over word counts, deterministically: specials, the sorted
+    alphabet (initial characters, then `##` characters), then merged tokens in merge order. The most
+    frequent pair is merged first; ties go to the pair of smallest (left, right) ids, as in
+    WordPieceTrainer, whose only nondeterminism is the order of the `##` alphabet."""
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    words = sorted(counts)
+    freq = [counts[w] for w in words]
+    alphabet = sorted({c for w in words for c in w}) + sorted({PREFIX + c for w in words for c in w[1:]})
+    for s in alphabet:
+        vocab.setdefault(s, len(vocab))
+    names = list(vocab)
+    seqs = [[vocab[w[0]]] + [vocab[PREFIX + c] for c in w[1:]] for w in words]
+    pairs: dict[tuple[int, int], int] = Counter()
+    where: dict[tuple[int, int], set[int]] = {}
+    for wi, seq in enumerate(seqs):
+        for p in zip(seq, seq[1:], strict=False):
+            pairs[p] += freq[wi]
+            where.setdefault(p, set()).add(wi)
+    heap = [(-c, a, b) for (a, b), c in pairs.items()]
+    heapq.heapify(heap)
+    while len(vocab) < vocab_size and heap:
+        neg, a, b = heapq.heappop(heap)
+        if pairs.get((a, b), 0) != -neg:
+            continue  # stale entry: the count changed since it was pushed
+        if -neg < min_frequency:
+            break
+        right = names[b][len(PREFIX):] if names[b].startswith(PREFIX) else names[b]
+        merged = names[a] + right
+        if merged not in vocab:
+            vocab[merged] = len(vocab)
+            names.append(merged)
+        new = vocab[merged]
+        changed = set()
+        for wi in sorted(where.pop((a, b), ())):
+            seq, f = seqs[wi], freq[wi]
+            for p in zip(seq, seq[1:], strict=False):
+                pairs[p] -= f
+                changed.add(p)
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            seqs[wi] = out
+            for p in zip(out, out[1:], strict=False):
+                pairs[p] += f
+                changed.add(p)
+                where.setdefault(p, set()).add(wi)
+        for p in sorted(changed):
+            if pairs[p] > 0:
+                heapq.heappush(heap, (-pairs[p], *p))
+            else:
+                pairs.pop(p)
+    return vocab
+
+
+def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """Train the cramkit tokenizer on texts; the same texts (in any order) give the same tokenizer."""
+    counts = word_counts(texts)
+    if not counts:
+        raise ValueError("no text to train the tokenizer on: every document was filtered away before "
+                         "tokenization; check the drop counts or give tokenizer.path")
+    return build_tokenizer(learn_vocab(counts, vocab_size, min_frequency))
+
+
+def load_tokenizer(path) -> Tokenizer:
+    """An existing tokenizer.json; it must have [PAD] and [SEP] (rows end documents with [SEP])."""
+    path = Path(path)
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:
+        raise ValueError(f"{path}: not a tokenizers JSON file ({e}); give a tokenizer.json path") from e
+    for token in ("[PAD]", "[SEP]"):
+        if tok.token_to_id(token) is None:
+            raise ValueError(f"{path}: has no {token} token; cramkit pads with [PAD] and ends documents "
+                             "with [SEP]")
+    return tok
+
+
+def special_ids(tok: Tokenizer) -> dict[str, int]:
+    """Ids the packer and the orderings need: pad, sep and the "." token."""
+    return {"pad": tok.token_to_id("[PAD]"), "sep": tok.token_to_id("[SEP]"), "dot": tok.token_to_id(".")}
+
+
+def encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Token ids of each text, [SEP]-terminated (the single-text template), as uint32 arrays."""
+    return [np.array(e.ids, dtype=np.uint32) for e in tok.encode_batch(texts, add_special_tokens=True)]
+
+
+def compression_keep(tokens: int, chars: int, cutoff: float) -> bool:
+    """Cramming's rule: keep a document while tokens < cutoff x characters (cutoff 0: keep all)."""
+    return cutoff <= 0 or tokens < cutoff * chars
+
+
+def tokenizer_sha(tokenizer_json: str) -> str:
+    return xxhash.xxh3_128_hexdigest(tokenizer_json.encode())
+
+
+class TrainTokenizer(beam.PTransform):
+    """PCollection[Doc] -> singleton PCollection[str]: the tokenizer as JSON, trained on the
+    `sample_docs` documents with the smallest xxh64(id) (or read from `cfg.path`)."""
+
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def expand(self, docs):
+        cfg = self.cfg
+        if cfg.path:
+            text = load_tokenizer(cfg.path).to_str()
+            return docs.pipeline | "ExistingTokenizer" >> beam.Create([text])
+        return (docs
+                | "HashId" >> beam.Map(lambda d: (xxhash.xxh64_intdigest(d.id.encode()), d.id, d.text))
+                | "Sample" >> beam.combiners.Top.Smallest(cfg.sample_docs)
+                | "Train" >> beam.Map(lambda sample: train_tokenizer(
+                    [t for _, _, t in sample], cfg.vocab_size, cfg.min_frequency).to_str()))
+
+
+class _EncodeFn(beam.DoFn):
+    def __init__(self, cutoff: float):
+        self.cutoff = cutoff
+        self._tok, self._key = None, None
+        self._dropped = Metrics.counter(NAMESPACE, DROP_REASON)
+
+    def process(self, batch: list[Doc], tokenizer_json: str):
+        if self._key != tokenizer_sha(tokenizer_json):
+            self._tok, self._key = Tokenizer.from_str(tokenizer_json), tokenizer_sha(tokenizer_json)
+        batch = sorted(batch)
+        cctx = zstandard.ZstdCompressor(level=3)
+        for doc, ids in zip(batch, encode(self._tok, [d.text for d in batch]), strict=True):
+            chars, raw = len(doc.text), doc.text.encode()
+            ratio = len(cctx.compress(raw)) / len(raw) if raw else 0.0
+            yield beam.pvalue.TaggedOutput(STATS, (chars, len(ids), ratio))
+            if compression_keep(len(ids), chars, self.cutoff):
+                yield TokenizedDoc(doc.id, ids, chars)
+            else:
+                self._dropped.inc()
+                yield beam.pvalue.TaggedOutput(DROPPED, Drop(doc.id, DROP_REASON, chars))
+
+
+class Tokenize(beam.PTransform):
+    """PCollection[Doc] -> (PCollection[TokenizedDoc], PCollection[Drop], PCollection[(chars, tokens,
+    zstd ratio)] of every encoded document, for the report). Encodes in batches of `batch_size`."""
+
+    def __init__(self, cfg: TokenizerConfig, tokenizer_json):
+        super().__init__()
+        self.cfg, self.tokenizer_json = cfg, tokenizer_json
+
+    def expand(self, docs):
+        n = self.cfg.batch_size
+        out = (docs
+               | "Batch" >> beam.BatchElements(min_batch_size=n, max_batch_size=n)
+               | "Encode" >> beam.ParDo(_EncodeFn(self.cfg.compression_cutoff),
+                                        beam.pvalue.AsSingleton(self.tokenizer_json))
+               .with_outputs(DROPPED, STATS, main="kept"))
+        return out.kept, out[DROPPED], out[STATS]
+
+
+def vocab_size(tokenizer_json: str) -> int:
+    """Ids run from 0 to vocab_size - 1 (added tokens included)."""
+    return Tokenizer.from_str(tokenizer_json).get_vocab_size(with_added_tokens=True)
+
+
+def describe(tokenizer_json: str) -> dict:
+    """What the manifest records about the tokenizer besides its file hash."""
+    model = json.loads(tokenizer_json)["model"]
+    return {"model": model.get("type"), "vocab_size": vocab_size(tokenizer_json)}

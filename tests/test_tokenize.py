@@ -1,0 +1,125 @@
+"""Tokenizer training (deterministic, equal to HF's WordPieceTrainer), the pinned special tokens and
+templates, the normalizer, and the tokenizer-compression filter as a Beam stage."""
+
+import os
+import random
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
+from tokenizers import Tokenizer, trainers
+
+from pipeline import tokenize as T
+from pipeline.document import Doc, Drop
+
+SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
+
+
+def read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def inaugural():
+    folder = SHARED / "text" / "nltk_inaugural"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found (set CRAMKIT_SHARED_DATA)")
+    return [read_text(p) for p in sorted(folder.iterdir())]
+
+
+def test_learned_vocab_equals_hf_wordpiece_trainer(inaugural):
+    """Same algorithm as WordPieceTrainer: the same tokens up to HF's own tie-breaking, which varies
+    from run to run (four HF runs on this text differed from each other by up to 8 of 3000 tokens)."""
+    texts = inaugural[:30]
+    mine = T.learn_vocab(T.word_counts(texts), 3000, min_frequency=2)
+    hf = T.build_tokenizer({t: i for i, t in enumerate(T.SPECIAL_TOKENS)})
+    hf.train_from_iterator(texts, trainers.WordPieceTrainer(
+        vocab_size=3000, min_frequency=2, special_tokens=list(T.SPECIAL_TOKENS),
+        continuing_subword_prefix="##", show_progress=False))
+    assert len(set(mine) ^ set(hf.get_vocab())) <= 12
+    assert len(mine) == 3000 and mine == T.learn_vocab(T.word_counts(texts[::-1]), 3000, min_frequency=2)
+
+
+def test_training_is_deterministic_and_specials_pinned(inaugural):
+    texts = inaugural[:20]
+    a = T.train_tokenizer(texts, 1500)
+    shuffled = texts[:]
+    random.Random(1).shuffle(shuffled)
+    b = T.train_tokenizer(shuffled, 1500)
+    assert a.to_str() == b.to_str()
+    assert [a.token_to_id(t) for t in T.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert a.get_vocab_size() == 1500
+
+
+def test_templates_and_decode(inaugural):
+    tok = T.train_tokenizer(inaugural[:20], 1500)
+    single = tok.encode("The people of the United States.")
+    assert single.tokens[-1] == "[SEP]" and "[CLS]" not in single.tokens
+    pair = tok.encode("Fellow citizens.", "We the people.")
+    assert pair.tokens[0] == "[CLS]" and pair.tokens.count("[SEP]") == 2
+    assert pair.tokens[pair.tokens.index("[SEP]") + 1] == "we"
+    assert tok.decode(single.ids) == "the people of the united states."
+
+
+def test_normalizer_steps():
+    norm = T.cramming_normalizer()
+    assert norm.normalize_str("Ça  Va?  Déjà vu") == "ca va? deja vu"
+    assert norm.normalize_str("naïve ☃ café — Ω") == "naive cafe "  # non-ASCII deleted, spaces collapsed
+    assert norm.normalize_str("line\nbreak\ttab") == "line\nbreak\ttab"
+
+
+def test_normalizer_matches_pipeline_normalize(inaugural):
+    normalize = pytest.importorskip("pipeline.normalize")
+    fn = getattr(normalize, "cramming", None) or getattr(normalize, "normalize_cramming", None)
+    if fn is None:
+        pytest.skip("pipeline.normalize has no cramming function yet")
+    norm = T.cramming_normalizer()
+    text = inaugural[0][:20000] + " Ça  va, déjà — naïve ☃ ``quoted''"
+    assert norm.normalize_str(text) == fn(text)
+
+
+def test_compression_rule_is_strict_at_the_cutoff():
+    assert T.compression_keep(24, 100, 0.25)
+    assert not T.compression_keep(25, 100, 0.25)
+    assert T.compression_keep(1000, 10, 0)
+
+
+def test_load_tokenizer_errors_name_the_file(tmp_path, inaugural):
+    bad = tmp_path / "nosep.json"
+    tok = Tokenizer.from_str(T.train_tokenizer(inaugural[:3], 300).to_str().replace('"[SEP]"', '"[XSEP]"'))
+    tok.save(str(bad))
+    with pytest.raises(ValueError, match=r"nosep\.json.*\[SEP\]"):
+        T.load_tokenizer(bad)
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(ValueError, match="junk.json"):
+        T.load_tokenizer(tmp_path / "junk.json")
+
+
+def test_tokenize_stage_drops_badly_compressed_documents(inaugural):
+    tok = T.train_tokenizer(inaugural[:20], 2000)
+    prose = [Doc(f"inaugural:{i:03d}", " ".join(t.split()[:300])) for i, t in enumerate(inaugural[:6])]
+    rng = np.random.default_rng(0)
+    junk = Doc("junk:000", " ".join(rng.choice(list("qxz0123456789#%&"), 4000)))
+    cfg = T.TokenizerConfig(vocab_size=2000, compression_cutoff=0.3, batch_size=4)
+    expected_ids = {d.id: T.encode(tok, [d.text])[0] for d in prose}
+    assert all(len(ids) < 0.3 * len(d.text) for d, ids in zip(prose, expected_ids.values(), strict=True))
+
+    def check_kept(kept):
+        assert sorted(k.id for k in kept) == sorted(expected_ids)
+        for k in kept:
+            np.testing.assert_array_equal(k.ids, expected_ids[k.id])
+            assert k.ids[-1] == tok.token_to_id("[SEP]")
+
+    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        tok_json = p | "Tok" >> beam.Create([tok.to_str()])
+        kept, dropped, stats = p | beam.Create(prose + [junk]) | T.Tokenize(cfg, tok_json)
+        assert_that(kept, check_kept, label="kept")
+        assert_that(dropped, equal_to([Drop("junk:000", "tokenize/compression", len(junk.text))]), label="drop")
+        assert_that(stats | beam.combiners.Count.Globally(), equal_to([7]), label="stats")
