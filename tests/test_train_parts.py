@@ -1,0 +1,156 @@
+"""Unit tests of the trainer parts against the formulas of the cramming recipe."""
+
+import math
+
+import numpy as np
+import pytest
+
+from trainer.budget import Budget, Meter
+from trainer.config import TrainConfig, load
+from trainer.masking import IGNORE, Masker
+from trainer.schedule import batch_size, lr_multiplier
+
+
+@pytest.mark.parametrize("text,kind,amount", [
+    ("24h", "seconds", 86400), ("90m", "seconds", 5400), ("45s", "seconds", 45), ("1.5h", "seconds", 5400),
+    ("2e9tok", "tokens", 2e9), ("500Mtok", "tokens", 5e8), ("3Pflop", "flops", 3e15),
+    ("1.5e18flops", "flops", 1.5e18), ("200ktok", "tokens", 2e5)])
+def test_budget_parse(text, kind, amount):
+    b = Budget.parse(text)
+    assert b.kind == kind and b.amount == pytest.approx(amount)
+
+
+@pytest.mark.parametrize("text", ["", "24", "tomorrow", "5Mh", "-3h", "0m", "3 days"])
+def test_budget_parse_rejects(text):
+    with pytest.raises(ValueError, match="budget"):
+        Budget.parse(text)
+
+
+def test_meter_progress_tokens_and_flops_and_resume():
+    meter = Meter(Budget.parse("1000tok"), flops_per_token=10.0)
+    meter.add_tokens(250)
+    assert meter.progress() == 0.25 and meter.flops == 2500
+    meter.add_tokens(10_000)
+    assert meter.progress() == 1.0  # capped
+    flops = Meter(Budget.parse("5000flop"), flops_per_token=10.0, spent={"tokens": 100, "seconds": 3.0})
+    assert flops.progress() == pytest.approx(0.2) and flops.elapsed() == 3.0
+
+
+def test_meter_clock_pauses():
+    meter = Meter(Budget.parse("1h"), 1.0, spent={"seconds": 1800.0, "tokens": 0})
+    assert meter.progress() == 0.5
+    meter.start()
+    meter.stop()
+    paused = meter.elapsed()
+    assert paused >= 1800.0 and meter.elapsed() == paused  # stopped clock does not move
+
+
+@pytest.mark.parametrize("p", np.linspace(0, 1, 41))
+def test_triangle2_formula(p):
+    assert lr_multiplier(p) == pytest.approx(max(0.0, min(0.25 + p, 4 - 4 * p)))
+
+
+def test_triangle2_shape_and_one_cycle():
+    assert lr_multiplier(0.0) == 0.25 and lr_multiplier(0.75) == 1.0 and lr_multiplier(1.0) == 0.0
+    assert lr_multiplier(0.5, "one-cycle") == 1.0 and lr_multiplier(0.0, "one-cycle") == 0.0
+    assert lr_multiplier(0.25, "one-cycle") == 0.5 and lr_multiplier(1.0, "one-cycle") == 0.0
+    with pytest.raises(ValueError, match="one-cycle"):
+        lr_multiplier(0.5, "cosine")
+
+
+def test_batch_ramp_formula():
+    micro, target, ramp = 512, 8192, 0.6
+    assert batch_size(0.0, micro, target, ramp) == micro
+    assert batch_size(0.6, micro, target, ramp) == target
+    assert batch_size(0.9, micro, target, ramp) == target
+    for p in np.linspace(0, 0.6, 97):
+        expected = min(target, micro * (math.floor(p * target / ramp / micro) + 1))
+        got = batch_size(p, micro, target, ramp)
+        assert got == expected and got % micro == 0
+    # linear in p: halfway through the ramp is about half the batch
+    assert abs(batch_size(0.3, micro, target, ramp) - target / 2) <= micro
+    assert batch_size(0.1, micro, target, 0.0) == target
+    with pytest.raises(ValueError, match="multiple"):
+        batch_size(0.1, 500, 8192, 0.6)
+
+
+def test_exact_masking_counts_and_80_10_10():
+    rng = np.random.default_rng(0)
+    rows = rng.integers(5, 1000, size=(64, 128)).astype(np.uint16)
+    masker = Masker(mask_id=4, vocab_size=1000, fraction=0.25, mode="exact", seed=3)
+    out = masker(rows, index=0)
+    assert out.positions.shape == (64, 32) and masker.count(128) == 32  # round(0.25 * 128)
+    for r in range(64):
+        assert len(set(out.positions[r])) == 32  # distinct positions
+    assert np.array_equal(out.targets, np.take_along_axis(rows.astype(np.int64), out.positions, 1))
+    seen = np.take_along_axis(out.input_ids, out.positions, 1)
+    # first 26 (80%) are [MASK], the last 3 (10%) are kept, the 3 in between are random ids
+    assert (seen[:, :26] == 4).all()
+    assert np.array_equal(seen[:, 29:], out.targets[:, 29:])
+    assert (seen[:, 26:29] != 4).all()
+    assert (seen[:, 26:29] != out.targets[:, 26:29]).mean() > 0.9  # random ids rarely equal the original
+    untouched = np.ones_like(rows, dtype=bool)
+    np.put_along_axis(untouched, out.positions, False, 1)
+    assert np.array_equal(out.input_ids[untouched], rows[untouched])
+    # positions are uniform over the row
+    counts = np.bincount(np.concatenate([masker(rows, i).positions.ravel() for i in range(50)]), minlength=128)
+    assert counts.min() > 0.6 * counts.mean()
+
+
+def test_masking_is_a_function_of_seed_and_index():
+    rows = np.arange(4 * 128, dtype=np.uint16).reshape(4, 128) % 900 + 5
+    a, b = Masker(4, 1000, seed=1), Masker(4, 1000, seed=1)
+    assert np.array_equal(a(rows, 7).input_ids, b(rows, 7).input_ids)
+    assert not np.array_equal(a(rows, 7).positions, a(rows, 8).positions)
+    assert not np.array_equal(a(rows, 7).positions, Masker(4, 1000, seed=2)(rows, 7).positions)
+
+
+def test_bernoulli_masking_rate_and_specials():
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 1000, size=(256, 128)).astype(np.uint16)
+    rows[:, 0] = 2  # [CLS]-like special at the start of every row
+    masker = Masker(mask_id=4, vocab_size=1000, fraction=0.15, mode="bernoulli", special_ids=(0, 1, 2, 3, 4))
+    out = masker(rows, 0)
+    live = out.targets != IGNORE
+    assert out.positions.shape[1] % 8 == 0
+    rate = live.sum() / np.isin(rows, [0, 1, 2, 3, 4], invert=True).sum()
+    assert 0.13 < rate < 0.17
+    assert not np.isin(out.targets[live], [0, 1, 2, 3, 4]).any()
+    seen = np.take_along_axis(out.input_ids, out.positions, 1)[live]
+    assert 0.75 < (seen == 4).mean() < 0.85
+
+
+def test_padding_is_never_a_target():
+    rows = np.full((8, 32), 0, dtype=np.uint16)
+    rows[:, :20] = 7
+    attention = (rows != 0).astype(np.int64)
+    out = Masker(4, 100, fraction=0.25, mode="exact")(rows, 0, attention)
+    padded = np.take_along_axis(attention, out.positions, 1) == 0
+    assert (out.targets[padded] == IGNORE).all() and (out.targets[~padded] == 7).all()
+
+
+def test_config_presets_and_overrides():
+    crammed = load("crammed-bert")
+    assert (crammed.lr, crammed.betas, crammed.eps, crammed.weight_decay, crammed.grad_clip) == (
+        1e-3, [0.9, 0.98], 1e-12, 0.01, 0.5)
+    assert (crammed.batch_size, crammed.batch_ramp, crammed.mask_fraction, crammed.schedule) == (
+        8192, 0.6, 0.25, "triangle2")
+    assert crammed.name == "crammed-bert" and crammed.budget == "24h"
+    tiny = load("tiny", {"budget": "2e6tok", "micro_batch": 8, "lr": "5e-4"})
+    assert tiny.budget == "2e6tok" and tiny.micro_batch == 8 and tiny.lr == 5e-4
+    with pytest.raises(ValueError, match="unknown train setting"):
+        load("tiny", {"learning_rate": 1})
+    with pytest.raises(ValueError, match="multiple of micro_batch"):
+        load("tiny", {"micro_batch": 24})
+    with pytest.raises(ValueError, match="budget"):
+        load("tiny", {"budget": "soon"})
+    with pytest.raises(ValueError, match="not found"):
+        load("no-such-config")
+
+
+def test_resume_conflicts_ignore_observation_only_fields():
+    a = TrainConfig(budget="1e6tok")
+    b = TrainConfig(budget="1e6tok", log_every=1.0, checkpoint_every="0s", threads=1)
+    assert b.resume_conflicts(a.to_dict()) == []
+    c = TrainConfig(budget="2e6tok", lr=5e-4)
+    assert c.resume_conflicts(a.to_dict()) == ["budget", "lr"]

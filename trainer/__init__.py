@@ -1,0 +1,1 @@
+"""The parts of the budget-limited MLM pretrainer that train.py puts together."""

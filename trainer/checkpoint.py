@@ -1,0 +1,131 @@
+"""Resumable training checkpoints, written atomically: a folder is built under a temporary name and
+renamed into place, so `ckpt-NNNNNNNN/` is either complete or absent.
+
+A checkpoint holds model.safetensors (clean names), optimizer.safetensors (AdamW moments and steps by
+parameter name, plus the torch RNG states) and state.json (step, budget spent, reader position, config).
+No pickle is ever written or read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from model.io import clean_state_dict
+
+PREFIX = "ckpt-"
+TMP = ".tmp-"
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot continue this run; the message says why and what to do."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _names(model: nn.Module) -> dict[int, str]:
+    return {id(p): name for name, p in model.named_parameters()}
+
+
+def optimizer_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    names, out = _names(model), {}
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            out[f"opt.{names[id(param)]}.{key}"] = value.detach().cpu().contiguous()
+    out["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng.cuda.{i}"] = s
+    return out
+
+
+def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict,
+         keep: int = 2) -> Path:
+    """Write checkpoint `step` under folder and keep the newest `keep`; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{PREFIX}{step:08d}"
+    tmp = folder / f"{TMP}{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(clean_state_dict(model), str(tmp / "model.safetensors"))
+    save_file(optimizer_tensors(model, optimizer), str(tmp / "optimizer.safetensors"))
+    (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1) + "\n")
+    for f in tmp.iterdir():
+        with open(f, "rb") as handle:
+            os.fsync(handle.fileno())
+    _fsync_dir(tmp)
+    if final.exists():  # a rerun of the same step after a resume: replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(folder)
+    for old in complete(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def complete(folder: Path) -> list[Path]:
+    """Finished checkpoints under folder, oldest first (temporary folders are not among them)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
+                  and (p / "state.json").is_file())
+
+
+def latest(folder: Path) -> Path | None:
+    """The newest finished checkpoint, removing leftovers of an interrupted write."""
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(TMP):
+                shutil.rmtree(p, ignore_errors=True)
+    found = complete(folder)
+    return found[-1] if found else None
+
+
+def read_state(path: Path) -> dict:
+    try:
+        return json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ResumeError(f"{path / 'state.json'}: unreadable ({e}); delete {path} to resume from the one "
+                          "before it") from e
+
+
+def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model, optimizer and RNG states from checkpoint `path`; returns its state.json."""
+    state = read_state(path)
+    try:
+        weights = load_file(str(path / "model.safetensors"))
+        tensors = load_file(str(path / "optimizer.safetensors"))
+    except Exception as e:  # safetensors raises several types on a bad file
+        raise ResumeError(f"{path}: cannot read the checkpoint tensors ({e}); delete {path} to resume from "
+                          "the one before it") from e
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise ResumeError(f"{path / 'model.safetensors'}: does not fit this model ({e})") from e
+    names = _names(model)
+    current = optimizer.state_dict()
+    per_param: dict[int, dict] = {}
+    for group_index, group in enumerate(optimizer.param_groups):
+        for param, pid in zip(group["params"], current["param_groups"][group_index]["params"], strict=True):
+            prefix = f"opt.{names[id(param)]}."
+            entry = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if entry:
+                per_param[pid] = entry
+    optimizer.load_state_dict({"state": per_param, "param_groups": current["param_groups"]})
+    torch.set_rng_state(tensors["rng.cpu"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return state

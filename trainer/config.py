@@ -1,0 +1,132 @@
+"""TrainConfig: every setting of a pretraining run, read from configs/train/<name>.yaml plus key=value
+overrides. Fields that only change how a run is observed may differ on --resume; the rest may not."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from trainer.budget import Budget
+from trainer.masking import MODES
+from trainer.schedule import LR_SCHEDULES
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
+RESUMABLE = {"name", "out", "checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "threads",
+             "compile", "peak_tflops", "prefetch"}
+
+
+def opt(help_text: str, default=dataclasses.MISSING, default_factory=dataclasses.MISSING):
+    return field(default=default, default_factory=default_factory, metadata={"help": help_text})
+
+
+@dataclass
+class TrainConfig:
+    model: str = opt("model preset (configs/model/<name>.yaml) or a path to one", "tiny")
+    shards: str = opt("shard folder written by `make corpus`", "out/corpus")
+    budget: str = opt("time (24h, 90m, 45s), tokens (2e9tok) or FLOPs (1.5e18flop)", "5m")
+    name: str = opt("run folder runs/<name>; default: the config's name", "")
+    out: str = opt("parent folder of run folders", "runs")
+    seed: int = opt("model init, masking and shuffle seed", 0)
+    micro_batch: int = opt("sequences per forward/backward; set it to saturate the GPU", 32)
+    batch_size: int = opt("sequences per optimizer step at the end of the ramp", 8192)
+    batch_ramp: float = opt("progress at which batch_size is reached (0: no ramp)", 0.6)
+    lr: float = opt("peak learning rate (AdamW)", 1e-3)
+    betas: list = opt("AdamW betas", default_factory=lambda: [0.9, 0.98])
+    eps: float = opt("AdamW epsilon", 1e-12)
+    weight_decay: float = opt("AdamW weight decay, not on norms and biases", 0.01)
+    grad_clip: float = opt("global L2 norm; 0 turns it off", 0.5)
+    schedule: str = opt("triangle2 (cramming) or one-cycle", "triangle2")
+    mask_fraction: float = opt("share of positions predicted", 0.25)
+    mask_mode: str = opt("exact (round(fraction * seq) per row) or bernoulli", "exact")
+    shuffle: bool = opt("rows in shard order (cramming) or a seeded permutation per epoch", False)
+    device: str = opt("auto: cuda if available, else cpu", "auto")
+    compile: str = opt("auto: on for cuda; true / false", "auto")
+    checkpoint_every: str = opt("wall-clock between checkpoints; 0s: after every optimizer step", "30m")
+    keep_checkpoints: int = opt("newest checkpoints kept", 2)
+    log_every: float = opt("seconds between log lines (the only host syncs in the loop)", 10.0)
+    tensorboard: bool = opt("also log to runs/<name>/tensorboard (needs tensorboard)", False)
+    threads: int = opt("torch CPU threads; 0 leaves torch's default", 0)
+    peak_tflops: float = opt("device peak for MFU; 0: known GPUs by name, none on CPU", 0.0)
+    prefetch: int = opt("micro-batches prepared ahead", 4)
+
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}[f.type]
+            if not isinstance(value, kind) or (f.type in ("int", "float") and isinstance(value, bool)):
+                raise ValueError(f"train config: {f.name}={value!r} must be of type {f.type}")
+        Budget.parse(self.budget)
+        Budget.parse(self.checkpoint_every) if self.checkpoint_every.strip() not in ("0", "0s") else None
+        if self.schedule not in LR_SCHEDULES:
+            raise ValueError(f"train config: schedule={self.schedule!r}, choose one of {LR_SCHEDULES}")
+        if self.mask_mode not in MODES:
+            raise ValueError(f"train config: mask_mode={self.mask_mode!r}, choose one of {MODES}")
+        if self.micro_batch < 1 or self.batch_size < self.micro_batch or self.batch_size % self.micro_batch:
+            raise ValueError(f"train config: batch_size={self.batch_size} must be a positive multiple of "
+                             f"micro_batch={self.micro_batch}")
+        if not 0.0 <= self.batch_ramp <= 1.0:
+            raise ValueError(f"train config: batch_ramp={self.batch_ramp} must be in [0, 1]")
+        if len(self.betas) != 2:
+            raise ValueError(f"train config: betas={self.betas} must be two numbers")
+        if self.compile not in ("auto", "true", "false"):
+            raise ValueError(f"train config: compile={self.compile!r}, choose auto, true or false")
+
+    @property
+    def checkpoint_seconds(self) -> float:
+        text = self.checkpoint_every.strip()
+        if text in ("0", "0s"):
+            return 0.0
+        budget = Budget.parse(text)
+        if budget.kind != "seconds":
+            raise ValueError(f"checkpoint_every={text!r} must be a time such as 30m")
+        return budget.amount
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def resume_conflicts(self, saved: dict) -> list[str]:
+        """Fields that differ from a checkpoint's config and would change the training itself."""
+        mine = self.to_dict()
+        return sorted(k for k in set(mine) | set(saved)
+                      if k not in RESUMABLE and mine.get(k) != saved.get(k))
+
+
+def parse_value(text: str):
+    value = yaml.safe_load(text)
+    return text if value is None else value
+
+
+def load(name: str, overrides: dict | None = None) -> TrainConfig:
+    """Config `name` (configs/train/<name>.yaml) or a YAML path, with overrides {field: value}."""
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ValueError(f"train config {name!r} not found; known: {known} (in {CONFIG_DIR}), or a .yaml path")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of train settings")
+    values = {**values, **(overrides or {})}
+    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{path}: unknown train setting(s) {unknown}; known: {sorted(known)}")
+    for key, value in values.items():  # YAML reads 1e-3 as a string and 5 where a float is meant
+        if known[key].type == "float" and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:
+                values[key] = float(value)
+            except ValueError:
+                pass
+        if known[key].type == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[key] = str(value)
+        if known[key].type == "str" and isinstance(value, bool):
+            values[key] = str(value).lower()
+    values.setdefault("name", path.stem)
+    if not values["name"]:
+        values["name"] = path.stem
+    return TrainConfig(**values)
