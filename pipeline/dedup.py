@@ -48,7 +48,7 @@ class DedupConfig:
     min_words: int = 10  # shorter documents are left to exact dedup
     jaccard_check: bool = True  # verify candidate pairs by exact shingle Jaccard
     jaccard_threshold: float = 0.8
-    max_cc_rounds: int = 8  # large-star + small-star rounds; a chain of 2^k docs needs about k
+    max_cc_rounds: int = 8  # large-star + small-star rounds; a randomly numbered chain of 1,000 docs needs 8
     batch_size: int = 256  # documents signed per numpy batch
 
     def __post_init__(self):

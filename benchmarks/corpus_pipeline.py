@@ -1,0 +1,349 @@
+"""Corpus pipeline benchmark: cramkit's dedup stages (and `python -m pipeline --until clean` where it
+exists) side by side with datatrove in one run, with near-dup precision and recall against ground truth.
+
+Corpora (built under --work by benchmarks/neardup_corpus.py):
+- text: the real documents of ../shared/data/text (paragraph runs of 300-1,500 words), no copies added;
+- neardup: the same plus, for a third of them, copies with 1/2/5/10% of words replaced and a sentence
+  added or removed (known pairs).
+
+Ground truth: every pair with exact word-5-gram Jaccard >= 0.8 (candidates from a loose 28x4 LSH with
+its own seed, which finds a 0.8 pair with probability 1 - 4e-7, then checked exactly). A truth component
+of k documents should lose k-1 of them. A system's drop is correct while fewer than k of that component
+have been dropped; precision = correct / dropped, recall = correct / sum(k-1). Per copy kind, "pair
+recall" is the share of (source, copy) pairs of which at most one survives.
+
+Each system runs as a child process (wall time and peak RSS of the child and its workers); datatrove runs
+from its own venv (created by --setup) so its dependencies never touch ours.
+
+    python benchmarks/corpus_pipeline.py --setup      # once: venv + datatrove under benchmarks/work
+    python benchmarks/corpus_pipeline.py              # writes benchmarks/results/corpus_pipeline.md
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import neardup_corpus  # noqa: E402
+
+from pipeline import minhash  # noqa: E402
+
+WORK = ROOT / "benchmarks" / "work"
+DT_VENV = WORK / "datatrove-venv"
+DT_PYTHON = DT_VENV / "bin" / "python"
+RESULTS = ROOT / "benchmarks" / "results" / "corpus_pipeline.md"
+
+
+def child(cmd, log):
+    """Run a command; return (wall seconds, peak RSS MB of it and its reaped children)."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed; see {log}")
+    return wall, usage.ru_maxrss / 1024
+
+
+# ---- the cramkit dedup stages alone (run in a child process) ----
+
+def run_stages(corpus: Path, out: Path, stages: list[str]):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.dedup import DedupConfig, ExactDedup, NearDedup
+    from pipeline.document import Doc
+
+    cfg = DedupConfig()
+    opts = PipelineOptions(runner="FnApiRunner")
+    with beam.Pipeline(options=opts) as p:
+        docs = (p | beam.io.ReadFromText(str(corpus / "*.jsonl"))
+                | "Parse" >> beam.Map(lambda line: Doc(**json.loads(line))))
+        drops = []
+        for stage in stages:
+            docs, dropped = docs | stage >> (ExactDedup if stage == "exact" else NearDedup)(cfg)
+            drops.append(dropped)
+        kept = docs | "KeptCount" >> beam.combiners.Count.Globally()
+        kept | "WriteKept" >> beam.io.WriteToText(str(out / "kept"), shard_name_template="")
+        if drops:
+            (drops | beam.Flatten() | "DropJson" >> beam.Map(lambda d: json.dumps(d._asdict()))
+             | "WriteDrops" >> beam.io.WriteToText(str(out / "dropped"), shard_name_template=""))
+
+
+def cramkit_runs(corpus: Path, work: Path) -> dict:
+    runs = {}
+    for name, stages in (("read", []), ("read+exact", ["exact"]), ("read+near", ["near"]),
+                         ("read+exact+near", ["exact", "near"])):
+        out = work / name.replace("+", "_")
+        out.mkdir(parents=True, exist_ok=True)
+        wall, rss = child([sys.executable, __file__, "--_stages", ",".join(stages) or "-", str(corpus), str(out)],
+                          out / "log.txt")
+        dropped = [json.loads(line) for line in (out / "dropped").open()] if stages else []
+        runs[name] = {"seconds": wall, "rss_mb": rss, "dropped": dropped}
+    return runs
+
+
+def cli_run(corpus: Path, work: Path) -> dict | None:
+    """`python -m pipeline --input CORPUS --output OUT --until clean`, where the CLI exists."""
+    if not (ROOT / "pipeline" / "__main__.py").is_file():
+        return None
+    out = work / "cli"
+    cmd = [sys.executable, "-m", "pipeline", "--input", str(corpus), "--output", str(out), "--until", "clean"]
+    wall, rss = child(cmd, work / "cli_log.txt")
+    stats = json.loads((out / "stats.json").read_text()) if (out / "stats.json").is_file() else {}
+    return {"seconds": wall, "rss_mb": rss, "stats": stats, "command": " ".join(cmd[1:])}
+
+
+def datatrove_run(corpus: Path, work: Path, filters: bool) -> dict:
+    out = work / ("datatrove" if filters else "datatrove_dedup_only")
+    if out.exists():
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+    cmd = [str(DT_PYTHON), str(ROOT / "benchmarks" / "datatrove_minhash.py"), str(corpus), str(out)]
+    wall, rss = child(cmd + ([] if filters else ["--no-filters"]), work / f"{out.name}_log.txt")
+    result = json.loads((work / f"{out.name}_log.txt").read_text().strip().splitlines()[-1])
+    result.update(seconds_total=wall, rss_mb=rss, removed_ids=(out / "removed_ids.txt").read_text().split())
+    return result
+
+
+# ---- ground truth and scoring ----
+
+def load_corpus(corpus: Path) -> dict[str, str]:
+    return {d["id"]: d["text"] for f in sorted(corpus.glob("*.jsonl")) for d in map(json.loads, f.open())}
+
+
+def true_pairs(texts: dict[str, str], threshold=0.8) -> dict[tuple[str, str], float]:
+    """All pairs with word-5-gram Jaccard >= threshold: loose 28x4 LSH candidates, checked exactly."""
+    ids = sorted(texts)
+    sets = {i: minhash.shingle_set(texts[i], 5) for i in ids}
+    usable = [i for i in ids if len(sets[i])]
+    sigs = minhash.MinHasher(112, seed=12345).sign([sets[i] for i in usable])
+    buckets = defaultdict(list)
+    for i, sig in zip(usable, sigs, strict=True):
+        for key in minhash.band_keys(sig, 28, 4):
+            buckets[key].append(i)
+    candidates = {(a, b) for members in buckets.values() if len(members) > 1
+                  for n, a in enumerate(members) for b in members[n + 1:]}
+    pairs = {}
+    for a, b in candidates:
+        j = minhash.jaccard(sets[a], sets[b])
+        if j >= threshold:
+            pairs[tuple(sorted((a, b)))] = j
+    return pairs
+
+
+def components(pairs) -> dict[str, int]:
+    parent = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        parent[find(a)] = find(b)
+    return {x: hash(find(x)) for x in list(parent)}
+
+
+def score(dropped: set[str], comp: dict[str, int]) -> dict:
+    sizes = Counter(comp.values())
+    dropped_in = Counter()
+    correct = 0
+    for doc in sorted(dropped):
+        c = comp.get(doc)
+        if c is not None and dropped_in[c] < sizes[c] - 1:
+            correct += 1
+        if c is not None:
+            dropped_in[c] += 1
+    should = sum(k - 1 for k in sizes.values())
+    return {"dropped": len(dropped), "correct": correct, "should": should,
+            "precision": correct / len(dropped) if dropped else 1.0, "recall": correct / should if should else 1.0}
+
+
+def per_kind(copies, texts, dropped_sets: dict[str, set[str]]) -> dict:
+    rows = defaultdict(lambda: {"pairs": 0, "jaccard": [], **{name: 0 for name in dropped_sets}})
+    for c in copies:
+        row = rows[c["kind"]]
+        row["pairs"] += 1
+        row["jaccard"].append(minhash.jaccard(minhash.shingle_set(texts[c["copy"]], 5),
+                                              minhash.shingle_set(texts[c["source"]], 5)))
+        for name, dropped in dropped_sets.items():
+            row[name] += c["copy"] in dropped or c["source"] in dropped
+    return rows
+
+
+# ---- microbenchmark: batch signing vs datasketch update_batch, same shingles and hash ----
+
+def signing_ratio(texts: list[str]) -> dict:
+    """MB/s of: our batch signing; datasketch update_batch per document; datasketch update per shingle."""
+    from datasketch import MinHash
+
+    def mb_s(sign_all, docs):
+        start = time.perf_counter()
+        sign_all(docs)
+        return sum(len(t.encode()) for t in docs) / 1e6 / (time.perf_counter() - start)
+
+    def ours(docs):
+        minhash.MinHasher().sign([minhash.shingle_hashes(minhash.words(t), 5) for t in docs])
+
+    def datasketch(docs, per_shingle=False):
+        for t in docs:
+            ws = minhash.words(t)
+            grams = [" ".join(ws[i:i + 5]) for i in range(max(1, len(ws) - 4))]
+            m = MinHash(num_perm=112, seed=1, hashfunc=minhash.shingle_hash)
+            if per_shingle:
+                for g in grams:
+                    m.update(g)
+            else:
+                m.update_batch(grams)
+
+    return {"mb": sum(len(t.encode()) for t in texts) / 1e6, "ours": mb_s(ours, texts),
+            "update_batch": mb_s(datasketch, texts),
+            "update": mb_s(lambda d: datasketch(d, per_shingle=True), texts[:30])}
+
+
+# ---- report ----
+
+def fmt(x, digits=2):
+    return f"{x:.{digits}f}"
+
+
+def corpus_section(name, corpus, work, args, lines):
+    texts = load_corpus(corpus)
+    mb, n = sum(len(t.encode()) for t in texts.values()) / 1e6, len(texts)
+    print(f"[{name}] {n} documents, {mb:.1f} MB: ground truth ...", flush=True)
+    pairs = true_pairs(texts)
+    comp = components(pairs)
+    print(f"[{name}] cramkit stages ...", flush=True)
+    ck = cramkit_runs(corpus, work / "cramkit")
+    cli = cli_run(corpus, work) if not args.no_cli else None
+    dt = dt_plain = None
+    if not args.no_datatrove:
+        print(f"[{name}] datatrove (slow) ...", flush=True)
+        dt = datatrove_run(corpus, work, filters=True)
+        if args.datatrove_dedup_only:
+            dt_plain = datatrove_run(corpus, work, filters=False)
+    ours = {d["id"] for d in ck["read+exact+near"]["dropped"]}
+    lines += [f"### {name}: {n} documents, {mb:.1f} MB", "",
+              f"Ground truth: {len(pairs)} pairs with word-5-gram Jaccard >= 0.8 in "
+              f"{len(set(comp.values()))} groups; {sum(k - 1 for k in Counter(comp.values()).values())} "
+              "documents should go.", "",
+              "| system / stage | wall s | docs/s | MB/s | peak RSS MB | dropped |", "|---|---|---|---|---|---|"]
+    read_s = ck["read"]["seconds"]
+    for stage, run in ck.items():
+        lines.append(f"| cramkit {stage} (FnApiRunner, in_memory) | {fmt(run['seconds'])} | {n / run['seconds']:.0f} | "
+                     f"{fmt(mb / run['seconds'])} | {run['rss_mb']:.0f} | {len(run['dropped'])} |")
+    for stage in ("read+exact", "read+near", "read+exact+near"):
+        extra = ck[stage]["seconds"] - read_s
+        lines.append(f"| cramkit {stage.removeprefix('read+')} alone (minus read) | {fmt(extra)} | "
+                     f"{n / extra:.0f} | {fmt(mb / extra)} | | |")
+    if cli:
+        drops = sum(v for k, v in cli["stats"].get("dropped", {}).items()) if cli["stats"] else "?"
+        lines.append(f"| cramkit end to end `--until clean` | {fmt(cli['seconds'])} | {n / cli['seconds']:.0f} | "
+                     f"{fmt(mb / cli['seconds'])} | {cli['rss_mb']:.0f} | {drops} |")
+    for label, run in (("datatrove read -> MinHash -> Gopher repetition", dt),
+                       ("datatrove read -> MinHash (no filter)", dt_plain)):
+        if run:
+            s = run["seconds_total"]
+            steps = ", ".join(f"{k} {fmt(v, 1)}" for k, v in run["seconds"].items())
+            lines.append(f"| {label} ({steps}) | {fmt(s)} | {n / s:.0f} | {fmt(mb / s)} | {run['rss_mb']:.0f} | "
+                         f"{len(run['removed_ids'])} |")
+    lines.append("")
+    if dt:
+        base = dt_plain or dt
+        lines.append(f"**Dedup, cramkit read+exact+near vs datatrove read+MinHash"
+                     f"{'' if dt_plain else ' (+Gopher repetition)'}: "
+                     f"{base['seconds_total'] / ck['read+exact+near']['seconds']:.1f}x faster.**")
+        if cli:
+            lines.append(f"**End to end, cramkit `--until clean` vs datatrove with filter: "
+                         f"{dt['seconds_total'] / cli['seconds']:.1f}x faster.**")
+        lines.append("")
+    systems = {"cramkit exact+near": ours}
+    if dt:
+        systems["datatrove MinHash"] = set(dt["removed_ids"])
+    lines += ["| system | dropped as duplicates | correct | should go | precision | recall |", "|---|---|---|---|---|---|"]
+    for label, dropped in systems.items():
+        s = score(dropped, comp)
+        lines.append(f"| {label} | {s['dropped']} | {s['correct']} | {s['should']} | {fmt(s['precision'], 4)} | "
+                     f"{fmt(s['recall'], 4)} |")
+    lines.append("")
+    copies_file = corpus.parent / "copies.jsonl"
+    copies = [json.loads(line) for line in copies_file.open()] if copies_file.is_file() else []
+    if copies:
+        rows = per_kind(copies, texts, systems)
+        lines += ["Pair recall per injected copy kind (at most one of source and copy survives):", "",
+                  "| kind | pairs | mean Jaccard | share >= 0.8 | " + " | ".join(systems) + " |",
+                  "|---|---|---|---|" + "---|" * len(systems)]
+        for kind in neardup_corpus.KINDS:
+            row = rows[kind]
+            j = np.array(row["jaccard"])
+            lines.append(f"| {kind} | {row['pairs']} | {fmt(j.mean())} | {fmt((j >= 0.8).mean())} | "
+                         + " | ".join(fmt(row[s] / row["pairs"], 3) for s in systems) + " |")
+        lines.append("")
+    return texts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--src", type=Path, default=ROOT / ".." / "shared" / "data" / "text")
+    ap.add_argument("--setup", action="store_true", help="create datatrove's venv under benchmarks/work")
+    ap.add_argument("--corpora", default="text,neardup", help="comma list of: text, neardup")
+    ap.add_argument("--no-datatrove", action="store_true")
+    ap.add_argument("--datatrove-dedup-only", action="store_true", help="also run datatrove without its filter")
+    ap.add_argument("--no-cli", action="store_true", help="skip `python -m pipeline --until clean`")
+    ap.add_argument("--_stages", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._stages:
+        stages, corpus, out = args._stages
+        return run_stages(Path(corpus), Path(out), [] if stages == "-" else stages.split(","))
+    if args.setup:
+        subprocess.run([sys.executable, "-m", "venv", str(DT_VENV)], check=True)
+        subprocess.run([str(DT_VENV / "bin" / "pip"), "install", "-q", "datatrove[io,processing]==0.10.1", "spacy"],
+                       check=True)
+        return
+    if not args.no_datatrove and not DT_PYTHON.is_file():
+        raise SystemExit(f"datatrove's venv is missing ({DT_VENV}): run with --setup first, or pass --no-datatrove")
+    if not args.src.is_dir():
+        raise SystemExit(f"--src {args.src} not found (the real text lives in ../shared/data/text)")
+    load = os.getloadavg()
+    lines = ["# Corpus pipeline benchmark", "",
+             f"Command: `{' '.join(['python', 'benchmarks/corpus_pipeline.py', *sys.argv[1:]])}`  ",
+             f"Machine: 2-core x86_64 VM ({platform.processor() or platform.machine()}), CPU only, shared with "
+             f"other jobs; load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min).  ",
+             "cramkit: Beam FnApiRunner in_memory (one process); datatrove 0.10.1 LocalPipelineExecutor, 2 workers, "
+             "one task per input file; both with word 5-grams and 14 bands x 8 rows.", ""]
+    for name in args.corpora.split(","):
+        work = WORK / f"bench_{name}"
+        work.mkdir(parents=True, exist_ok=True)
+        built = neardup_corpus.build(args.src, work, copy_fraction=1 / 3 if name == "neardup" else 0.0)
+        if name == "text":
+            (work / "copies.jsonl").unlink()
+        print(f"[{name}] built {built}", flush=True)
+        texts = corpus_section(name, work / "corpus", work, args, lines)
+    sample = list(texts.values())[:300]
+    sr = signing_ratio(sample)
+    lines += ["### MinHash signing alone (one thread, in process, same shingles and 32-bit shingle hash)", "",
+              f"{sr['mb']:.1f} MB of documents: cramkit batch signing {fmt(sr['ours'])} MB/s; datasketch "
+              f"`MinHash.update_batch` once per document {fmt(sr['update_batch'])} MB/s "
+              f"(**{sr['ours'] / sr['update_batch']:.1f}x**); datasketch `MinHash.update` per shingle "
+              f"{fmt(sr['update'])} MB/s (**{sr['ours'] / sr['update']:.1f}x**).", "",
+              f"Load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}.", ""]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
