@@ -1,0 +1,59 @@
+"""The picture next to a shard set: histograms of what went in and a bar chart of what was dropped.
+
+`histogram(name, values)` bins per-document values on fixed edges (so partial histograms from many
+workers just add up); `write_report(path, hists, drops, cutoff)` draws them into one PNG.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+EDGES = {
+    "doc_chars": np.logspace(0, 8, 81),  # document length in characters, 10 bins per decade
+    "tokens_per_char": np.linspace(0, 1, 101),
+    "zstd_ratio": np.linspace(0, 1.5, 76),  # compressed / original bytes, zstd level 3
+}
+TITLES = {
+    "doc_chars": "document length (characters, log scale)",
+    "tokens_per_char": "tokens per character (compression filter)",
+    "zstd_ratio": "zstd compression ratio (compressed / raw)",
+}
+
+
+def histogram(name: str, values) -> np.ndarray:
+    """Counts of `values` in the fixed bins of `name`; values outside the edges go to the end bins."""
+    edges = EDGES[name]
+    clipped = np.clip(np.asarray(values, dtype=np.float64), edges[0], edges[-1])
+    return np.histogram(clipped, bins=edges)[0].astype(np.int64)
+
+
+def write_report(path, hists: dict, drops: dict, cutoff: float | None = None) -> Path:
+    """One PNG: the three histograms (every encoded document) and the drop counts per reason."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    for ax, name in zip(axes.flat, EDGES, strict=False):
+        edges, counts = EDGES[name], np.asarray(hists.get(name, np.zeros(len(EDGES[name]) - 1)))
+        ax.stairs(counts, edges, fill=True, alpha=0.7)
+        ax.set_title(TITLES[name])
+        ax.set_ylabel("documents")
+        if name == "doc_chars":
+            ax.set_xscale("log")
+        if name == "tokens_per_char" and cutoff:
+            ax.axvline(cutoff, color="red", linestyle="--", label=f"cutoff {cutoff}")
+            ax.legend()
+    ax = axes.flat[3]
+    reasons = sorted(drops, key=lambda r: (-drops[r], r))
+    ax.barh(reasons[::-1], [drops[r] for r in reasons[::-1]])
+    ax.set_title("documents dropped, by reason")
+    ax.set_xlabel("documents")
+    if not reasons:
+        ax.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+    return path
