@@ -1,0 +1,213 @@
+"""train.py end to end on shards made from the real text in ../shared/data: loss falls, the final folder
+loads for fine-tuning, SIGKILL + --resume equals an uninterrupted run bit for bit, bad input fails clearly."""
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+from model.io import load_pretrained
+from pipeline.shards import dtype_for_vocab, write_manifest, write_shard
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("CRAMKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+BOOKS = ["shakespeare-caesar.txt", "shakespeare-hamlet.txt", "shakespeare-macbeth.txt", "blake-poems.txt"]
+SEQ = 64
+# tiny-2 (2 x 128, vocab 4096), 8-row micro-batches ramped to 32, budget in tokens: deterministic on CPU
+SMALL = ["--model", "tiny-2", "micro_batch=8", "batch_size=32", "threads=1", "log_every=0", "lr=2e-3"]
+
+
+def make_shards(out: Path, vocab: int = 1024, seq_len: int = SEQ) -> Path:
+    """A shard set in the cramkit format from real books (tokenizer trained on them, rows packed)."""
+    from pipeline.tokenize import encode, train_tokenizer
+
+    folder = DATA / "text" / "nltk_gutenberg"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent (shared data not available)")
+    texts = [(folder / b).read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n") for b in BOOKS]
+    paragraphs = [p for t in texts for p in t.split("\n\n") if p.strip()]
+    tok = train_tokenizer(paragraphs, vocab)
+    out.mkdir(parents=True)
+    tok.save(str(out / "tokenizer.json"))
+    ids = np.concatenate(encode(tok, paragraphs))
+    n = len(ids) // seq_len
+    rows = ids[: n * seq_len].reshape(n, seq_len).astype(dtype_for_vocab(tok.get_vocab_size()))
+    shards = [write_shard(out / f"shard-{i:06d}.arrow", rows[s : s + 500]) for i, s in enumerate(range(0, n, 500))]
+    write_manifest(out, seq_len=seq_len, vocab_size=tok.get_vocab_size(), shards=shards, config={"books": BOOKS},
+                   order={}, packing={}, counts={}, tokens={"total": int(n * seq_len)})
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    return make_shards(tmp_path_factory.mktemp("shards") / "corpus")
+
+
+def tokens(micro_batches: int) -> str:
+    return f"{micro_batches * 8 * SEQ}tok"
+
+
+def run_train(args, cwd=REPO):
+    """train.py in a fresh process (as `make cram` runs it)."""
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_loss_falls_and_final_folder_loads_for_finetuning(shards, tmp_path):
+    code = train.main([*SMALL, "--shards", str(shards), "--budget", tokens(160), f"out={tmp_path}", "name=r"])
+    assert code == 0
+    run = tmp_path / "r"
+    logged = records(run)
+    assert logged[0]["loss"] > 0.9 * math.log(1024)  # starts near uniform over the shards' vocabulary
+    assert logged[-1]["loss"] < logged[0]["loss"] - 1.5  # and falls well below it
+    assert logged[-1]["tokens"] == 160 * 8 * SEQ and logged[-1]["progress"] == 1.0
+    assert {r["batch_size"] for r in logged} >= {8, 32}  # the ramp reached the full batch
+    assert all(np.isfinite(r["tokens_per_s"]) and r["tokens_per_s"] > 0 for r in logged)
+    assert (run / "train.png").stat().st_size > 10_000
+    final = run / "final"
+    assert sorted(p.name for p in final.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    classifier = load_pretrained(final, kind="classifier", num_labels=2, dropout=0.1)
+    mlm = load_pretrained(final, kind="mlm")
+    ids = torch.randint(5, 1024, (2, SEQ))
+    assert classifier(ids).shape == (2, 2) and torch.isfinite(mlm.logits(ids)).all()
+
+
+def test_unknown_setting_and_help(capsys):
+    assert train.main(["no_such_key=1"]) == 1
+    assert "unknown train setting" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = capsys.readouterr().out
+    for key in ("micro_batch", "batch_ramp", "checkpoint_every", "--resume", "--budget", "crammed-bert"):
+        assert key in out
+
+
+def test_missing_shards_and_manifest(tmp_path, capsys):
+    assert train.main(["--shards", str(tmp_path / "nope"), f"out={tmp_path}"]) == 1
+    assert "make corpus" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert train.main(["--shards", str(tmp_path / "empty"), f"out={tmp_path}"]) == 1
+    assert "no manifest" in capsys.readouterr().err
+    assert not (tmp_path / "tiny").exists()  # nothing was started
+
+
+def test_vocab_and_seq_len_mismatch_fail_before_training(shards, tmp_path, capsys):
+    small_vocab = tmp_path / "small-vocab.yaml"
+    small_vocab.write_text((REPO / "configs/model/tiny-2.yaml").read_text().replace("vocab_size: 4096",
+                                                                                  "vocab_size: 512"))
+    assert train.main(["--model", str(small_vocab), "--shards", str(shards), f"out={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert "vocab_size 512" in err and "1024 token ids" in err
+    short = tmp_path / "short.yaml"
+    short.write_text((REPO / "configs/model/tiny-2.yaml").read_text().replace("max_seq_len: 128",
+                                                                            "max_seq_len: 32"))
+    assert train.main(["--model", str(short), "--shards", str(shards), f"out={tmp_path}"]) == 1
+    assert "rows of 64 tokens" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*/metrics.jsonl"))
+
+
+def test_existing_run_needs_resume_or_overwrite(shards, tmp_path, capsys):
+    args = [*SMALL, "--shards", str(shards), "--budget", tokens(2), f"out={tmp_path}", "name=r"]
+    assert train.main(args) == 0
+    assert train.main(args) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert train.main([*args, "--overwrite"]) == 0
+
+
+def test_resume_with_another_config_is_refused(shards, tmp_path, capsys):
+    base = [*SMALL, "--shards", str(shards), f"out={tmp_path}", "name=r"]
+    assert train.main([*base, "--budget", tokens(4)]) == 0
+    assert train.main([*base, "--budget", tokens(4), "lr=5e-4", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "another configuration" in err and "lr" in err
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(shards, tmp_path, capsys):
+    args = [*SMALL, "--shards", str(shards), "--budget", tokens(60), f"out={tmp_path}", "name=r",
+            "lr=1e30", "grad_clip=0", "checkpoint_every=0s"]
+    assert train.main(args) == 1
+    assert "non-finite" in capsys.readouterr().err
+    run = tmp_path / "r"
+    assert not (run / "final").exists()
+    kept = sorted((run / "checkpoints").glob("ckpt-*"))
+    assert kept, "the checkpoints before the blow-up are kept"
+    for ckpt in kept:
+        assert all(torch.isfinite(t).all() for t in load_file(ckpt / "model.safetensors").values())
+
+
+@pytest.mark.slow
+def test_sigterm_writes_checkpoint_and_resume_finishes(shards, tmp_path):
+    args = [*SMALL, "--shards", str(shards), "--budget", tokens(80), f"out={tmp_path}", "name=r"]
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.is_file() and metrics.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "continue with --resume" in err and "Traceback" not in err
+    assert list((tmp_path / "r" / "checkpoints").glob("ckpt-*"))
+    done = run_train([*args, "--resume"])
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stderr and (tmp_path / "r" / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(shards, tmp_path):
+    budget = tokens(40)
+    common = [*SMALL, "--shards", str(shards), "--budget", budget, "checkpoint_every=0s", "shuffle=true"]
+    reference = run_train([*common, f"out={tmp_path}", "name=whole"])
+    assert reference.returncode == 0, reference.stderr
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *common, f"out={tmp_path}", "name=killed"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120  # wait for training to begin, then kill at a random moment in it
+    while not list(run.glob("checkpoints/*")) and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 1.0))
+    assert proc.poll() is None, f"run finished before the kill (seed {seed}); make the budget larger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for ckpt in (run / "checkpoints").glob("ckpt-*"):  # none is half written
+        assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json"}
+        load_file(ckpt / "model.safetensors")
+        json.loads((ckpt / "state.json").read_text())
+    resumed = run_train([*common, f"out={tmp_path}", "name=killed", "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    a = load_file(tmp_path / "whole" / "final" / "model.safetensors")
+    b = load_file(run / "final" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after kill + resume (seed {seed})"
+    whole, killed = records(tmp_path / "whole"), records(run)
+    assert [r["step"] for r in whole] == [r["step"] for r in killed]
+    assert [r["loss"] for r in whole] == [r["loss"] for r in killed]
+
+
+@pytest.mark.slow
+def test_bert_base_smoke_on_cpu(shards, tmp_path):
+    code = train.main(["--model", "bert-base", "--shards", str(shards), "micro_batch=2", "batch_size=4",
+                       "--budget", f"{3 * 2 * SEQ}tok", f"out={tmp_path}", "name=b", "log_every=0"])
+    assert code == 0
+    logged = records(tmp_path / "b")
+    assert logged and all(math.isfinite(r["loss"]) for r in logged)

@@ -1,0 +1,335 @@
+"""Budget-limited masked-language-model pretraining (`make cram`).
+
+    python train.py                                   # tiny model, shards from `make corpus`, 5 min
+    python train.py --config crammed-bert --budget 24h --shards out/corpus micro_batch=512
+    python train.py --resume                          # continue runs/<name> from its newest checkpoint
+
+The schedule follows the progress p = budget spent / budget, checked after every micro-batch; the run
+stops at p = 1. Start-up and compilation count against a time budget; opening the shards does not.
+Writes runs/<name>/: config.yaml, metrics.jsonl, train.png, checkpoints/ckpt-N/ and final/ (the model
+folder `make glue` reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import math
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from model.config import ModelConfig
+from model.flops import train_flops_per_token
+from model.heads import MaskedLM
+from model.io import CheckpointError, save_pretrained
+from pipeline.shards import ShardError, ShardSet
+from trainer import checkpoint, metrics
+from trainer.budget import Budget, Meter
+from trainer.config import TrainConfig, load, parse_value
+from trainer.data import Prefetcher, special_token_ids
+from trainer.masking import Masker
+from trainer.schedule import batch_size, lr_multiplier
+
+# Dense bf16 peaks (no sparsity) in TFLOP/s, matched against torch.cuda.get_device_name in this order.
+PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("A100", 312.0), ("A6000", 154.8),
+               ("4090", 165.2), ("A4000", 88.45), ("2080 Ti", 53.8))
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> ShardSet:
+    """The shard set, checked against the model before anything is built."""
+    if not Path(cfg.shards).is_dir():
+        raise ShardError(f"{cfg.shards}: no shard folder; build one with `make corpus` or pass --shards DIR")
+    shards = ShardSet(cfg.shards)
+    if shards.vocab_size > mcfg.vocab_size:
+        raise ShardError(f"{cfg.shards}: the shards use {shards.vocab_size} token ids but model {cfg.model!r} "
+                         f"has vocab_size {mcfg.vocab_size}; pick a model with a vocabulary that large or "
+                         "rebuild the shards with a smaller tokenizer")
+    if shards.seq_len > mcfg.max_seq_len:
+        raise ShardError(f"{cfg.shards}: rows of {shards.seq_len} tokens, but model {cfg.model!r} has "
+                         f"max_seq_len {mcfg.max_seq_len}; rebuild the shards with seq_len <= "
+                         f"{mcfg.max_seq_len} or use a model with longer positions")
+    return shards
+
+
+def pick_device(cfg: TrainConfig) -> torch.device:
+    name = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
+    name = "cpu" if name == "auto" else name
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={cfg.device}: no CUDA GPU is visible; use device=cpu")
+    return torch.device(name)
+
+
+def peak_flops(cfg: TrainConfig, device: torch.device) -> float | None:
+    if cfg.peak_tflops > 0:
+        return cfg.peak_tflops * 1e12
+    if device.type == "cuda":
+        gpu = torch.cuda.get_device_name(device)
+        return next((tf * 1e12 for key, tf in PEAK_TFLOPS if key in gpu), None)
+    return None
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on every weight but norms and biases (cramming's rule)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if "bias" in name or "norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                             fused=True if device.type == "cuda" else None)
+
+
+def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
+    run = Path(cfg.out) / cfg.name
+    ours = ("checkpoints", "final", "metrics.jsonl", "train.png", "config.yaml", "tensorboard")
+    present = [n for n in ours if (run / n).exists()]
+    if present and not resume:
+        if not overwrite:
+            raise ValueError(f"{run}: a run is already there ({', '.join(present)}); pass --resume to continue "
+                             "it, --overwrite to start over, or name=<other> for a new run")
+        for n in present:
+            path = run / n
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+class Stop:
+    """Remembers the first SIGINT/SIGTERM; the loop checkpoints at the next optimizer step and exits."""
+
+    def __init__(self):
+        self.signum = 0
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        for s, old in self._old.items():  # a second signal acts at once
+            signal.signal(s, old)
+
+    def restore(self):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+
+
+def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> int:
+    mcfg = ModelConfig.preset(cfg.model)
+    shards = open_shards(cfg, mcfg)  # data preparation: outside the budget
+    run = prepare_run_dir(cfg, resume, overwrite)
+    latest = checkpoint.latest(run / "checkpoints") if resume else None
+    saved = checkpoint.read_state(latest) if latest else None
+    if saved:
+        conflicts = cfg.resume_conflicts(saved["config"])
+        if conflicts or saved["model"] != mcfg.to_dict():
+            detail = "; ".join(f"{k}: checkpoint {saved['config'].get(k)!r}, now {getattr(cfg, k, None)!r}"
+                               for k in conflicts) or "the model config differs"
+            raise checkpoint.ResumeError(f"{latest}: written by another configuration ({detail}); resume with "
+                                         "the same settings, or start a new run (name=<other>)")
+    elif resume:
+        print(f"--resume: no checkpoint in {run / 'checkpoints'}, starting from the beginning", file=sys.stderr)
+    (run / "config.yaml").write_text(yaml.safe_dump({"train": cfg.to_dict(), "model": mcfg.to_dict()}))
+
+    specials = special_token_ids(shards.tokenizer_file)
+    masker = Masker(specials["[MASK]"], shards.vocab_size, cfg.mask_fraction, cfg.mask_mode,
+                    tuple(specials.values()), cfg.seed)
+    seq_len = shards.seq_len
+    masked = masker.count(seq_len) / seq_len if cfg.mask_mode == "exact" else cfg.mask_fraction
+    budget = Budget.parse(cfg.budget)
+    meter = Meter(budget, train_flops_per_token(mcfg, masked, seq_len), saved and saved["spent"])
+
+    meter.start()  # start-up and compilation are inside the budget
+    device = pick_device(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(cfg.seed)
+    model = MaskedLM(mcfg).to(device).train()
+    optimizer = build_optimizer(model, cfg, device)
+    step, micro_index = 0, 0
+    reader = shards.batches(cfg.micro_batch, shuffle=cfg.shuffle, seed=cfg.seed)
+    if saved:
+        checkpoint.load(latest, model, optimizer)
+        step, micro_index = saved["step"], saved["micro_index"]
+        reader.load_state_dict(saved["reader"])
+        print(f"resumed from {latest} at {100 * meter.progress():.1f}% of the budget", file=sys.stderr)
+    reader_state = reader.state_dict()
+    compiled = cfg.compile == "true" or (cfg.compile == "auto" and cuda)
+    forward = torch.compile(model, dynamic=False) if compiled else model
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext)
+    pad_id = specials.get("[PAD]") if "attention_mask" in shards.columns else None
+    loader = Prefetcher(reader, masker, micro_index, pin=cuda, depth=cfg.prefetch, pad_id=pad_id)
+    peak = peak_flops(cfg, device)
+    log = metrics.MetricsLog(run / "metrics.jsonl", run / "tensorboard" if cfg.tensorboard else None,
+                             resume_step=step if saved else None)
+
+    # running sums on the device, read only when logging
+    loss_sum, bad = torch.zeros((), device=device), torch.zeros((), dtype=torch.bool, device=device)
+    window = {"micro": 0, "tokens": meter.tokens, "time": time.perf_counter(), "stall": 0.0}
+    p_start, t_start = meter.progress(), time.perf_counter()
+    last_checkpoint, last_log = time.perf_counter(), 0.0
+    current = {"loss": float("nan"), "lr": 0.0, "batch_size": cfg.micro_batch, "tokens_per_s": 0.0, "mfu": "n/a"}
+
+    def write_log() -> dict:
+        """Sync once: average loss of the window, throughput, MFU; raise on a non-finite loss."""
+        nonlocal loss_sum, bad
+        now = time.perf_counter()
+        loss = loss_sum.item() / max(1, window["micro"])
+        if bad.item() or not math.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite loss or gradient before optimizer step {step}; the last good "
+                                f"checkpoint is kept in {run / 'checkpoints'}. Lower lr or grad_clip, or "
+                                "check the shards")
+        tok_s = (meter.tokens - window["tokens"]) / max(now - window["time"], 1e-9)
+        record = {"step": step, "tokens": meter.tokens, "progress": round(meter.progress(), 6),
+                  "loss": loss, "lr": current["lr"], "batch_size": current["batch_size"],
+                  "tokens_per_s": tok_s, "elapsed_s": round(meter.elapsed(), 2),
+                  "stall_s": round(loader.stall_seconds - window["stall"], 3)}
+        if peak:
+            record["mfu"] = tok_s * meter.flops_per_token / peak
+            current["mfu"] = f"{100 * record['mfu']:.1f}%"
+        log.write(record)
+        current.update(loss=loss, tokens_per_s=tok_s)
+        loss_sum, bad = torch.zeros_like(loss_sum), torch.zeros_like(bad)
+        window.update(micro=0, tokens=meter.tokens, time=now, stall=loader.stall_seconds)
+        return record
+
+    def save_checkpoint() -> None:
+        meter.stop()  # writing a checkpoint is not training time
+        if window["micro"]:
+            write_log()
+        state = {"micro_index": micro_index, "spent": meter.state_dict(), "reader": reader_state,
+                 "config": cfg.to_dict(), "model": mcfg.to_dict()}
+        checkpoint.save(run / "checkpoints", step, model, optimizer, state, keep=cfg.keep_checkpoints)
+        meter.start()
+
+    def time_left() -> str:
+        p = meter.progress()
+        if budget.kind == "seconds":
+            left = budget.amount - meter.elapsed()
+        elif p > p_start:
+            left = (time.perf_counter() - t_start) / (p - p_start) * (1 - p)
+        else:
+            return "?"
+        return time.strftime("%H:%M:%S", time.gmtime(max(0.0, left)))
+
+    stop = Stop()
+    bar = tqdm(total=1000, initial=int(1000 * meter.progress()), desc=cfg.name, unit="‰", dynamic_ncols=True,
+               bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}")
+    status = 0
+    try:
+        while meter.progress() < 1.0:
+            p = meter.progress()
+            current["batch_size"] = batch_size(p, cfg.micro_batch, cfg.batch_size, cfg.batch_ramp)
+            accumulate = current["batch_size"] // cfg.micro_batch
+            current["lr"] = cfg.lr * lr_multiplier(p, cfg.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = current["lr"]
+            for i in range(accumulate):
+                batch = next(loader).to(device)
+                with autocast():
+                    loss = forward(batch.input_ids, batch.positions, batch.targets, batch.attention_mask)
+                (loss / accumulate).backward()
+                loss_sum += loss.detach()
+                window["micro"] += 1
+                meter.add_tokens(batch.input_ids.numel())
+                micro_index, last_reader = batch.index + 1, batch.reader_state
+                if meter.progress() >= 1.0 and i < accumulate - 1:
+                    break  # the budget ends inside this step: its partial gradient is dropped (as cramming)
+            else:
+                if cfg.grad_clip > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip, foreach=True)
+                    bad |= ~torch.isfinite(norm)
+                optimizer.step()
+                step += 1
+            optimizer.zero_grad(set_to_none=True)
+            reader_state = last_reader
+            now = time.perf_counter()
+            if now - last_log >= cfg.log_every:
+                write_log()
+                last_log = now
+            bar.n = int(1000 * meter.progress())
+            bar.set_postfix_str(f"loss {current['loss']:.3f} lr {current['lr']:.2e} bs {current['batch_size']} "
+                                f"tok/s {current['tokens_per_s']:,.0f} MFU {current['mfu']} "
+                                f"left {time_left()}", refresh=False)
+            bar.update(0)
+            if stop.signum:
+                save_checkpoint()
+                bar.close()
+                print(f"\nstopped by signal {stop.signum}: checkpoint written to {run / 'checkpoints'}; "
+                      "continue with --resume", file=sys.stderr)
+                status = 128 + stop.signum
+                break
+            if now - last_checkpoint >= cfg.checkpoint_seconds and meter.progress() < 1.0:
+                save_checkpoint()
+                last_checkpoint = time.perf_counter()
+        else:
+            save_checkpoint()  # also checks the loss of the last window
+            bar.n = 1000
+            bar.close()
+            final = save_pretrained(model, run / "final", tokenizer_file=shards.tokenizer_file)
+            metrics.plot(run / "metrics.jsonl", run / "train.png")
+            print(f"done: {meter.tokens:,} tokens, {step} optimizer steps, {meter.elapsed() / 60:.1f} min, "
+                  f"last loss {current['loss']:.3f}; model in {final}, plot in {run / 'train.png'}",
+                  file=sys.stderr)
+    finally:
+        bar.close()
+        loader.close()
+        log.close()
+        stop.restore()
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fields = "\n".join(f"  {f.name:<17} {f.metadata['help']} (default: {f.default if f.default is not dataclasses.MISSING else f.default_factory()})"
+                       for f in dataclasses.fields(TrainConfig))
+    ap = argparse.ArgumentParser(
+        prog="train.py", description="Budget-limited BERT (MLM) pretraining on a cramkit shard set.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"settings (key=value after the options; the config file gives the rest):\n{fields}\n\n"
+               "configs: configs/train/tiny.yaml (CPU default), configs/train/crammed-bert.yaml (cramming "
+               "bert-o4 recipe).\nOutput: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, "
+               "final/}.")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting listed below")
+    ap.add_argument("--config", default="tiny", help="configs/train/<name>.yaml or a YAML path (default: tiny)")
+    ap.add_argument("--shards", help="shard folder (setting `shards`)")
+    ap.add_argument("--model", help="model preset or YAML path (setting `model`)")
+    ap.add_argument("--budget", help="24h, 90m, 2e9tok or 1.5e18flop (setting `budget`)")
+    ap.add_argument("--name", help="run name: output goes to <out>/<name> (setting `name`)")
+    ap.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
+    ap.add_argument("--overwrite", action="store_true", help="delete the run's earlier output and start over")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_intermixed_args(argv)
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"{item!r}: settings are written key=value")
+        overrides[key] = parse_value(value)
+    for key in ("shards", "model", "budget", "name"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    try:
+        return train(load(args.config, overrides), resume=args.resume, overwrite=args.overwrite)
+    except (ShardError, CheckpointError, checkpoint.ResumeError, NonFiniteLoss, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
