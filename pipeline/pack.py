@@ -23,6 +23,7 @@ The pipeline leaves a summary (shards written, tokens per stage, histograms) in 
 """
 
 import bisect
+import functools
 import json
 import math
 import os
@@ -39,7 +40,6 @@ from pipeline.tokenize import (
     TokenizedDoc,
     TokenizerConfig,
     TrainTokenizer,
-    describe,
     special_ids,
     tokenizer_sha,
 )
@@ -153,6 +153,16 @@ def boundaries(sample: list[tuple], total: int, rows_per_shard: int) -> list[tup
 
 # ---- Beam ------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4)
+def _tokenizer_info(tokenizer_json: str) -> dict:
+    """vocab_size, row dtype and the pad/sep/dot ids of a tokenizer (parsed once per worker)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(tokenizer_json)
+    size = tok.get_vocab_size(with_added_tokens=True)
+    return {"vocab_size": size, "dtype": shards.dtype_for_vocab(size), **special_ids(tok)}
+
+
 class _PackGroupFn(beam.DoFn):
     """(group, docs) -> one (group, rows, mask) block; token counts to the TOKENS output."""
 
@@ -162,12 +172,8 @@ class _PackGroupFn(beam.DoFn):
     def process(self, element, tokenizer_json: str):
         group, docs = element
         docs = list(docs)
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_str(tokenizer_json)
-        dtype = shards.dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
-        rows, mask, tail = pack(docs, self.cfg.seq_len, special_ids(tok)["pad"], self.cfg.cross_documents,
-                                dtype)
+        info = _tokenizer_info(tokenizer_json)
+        rows, mask, tail = pack(docs, self.cfg.seq_len, info["pad"], self.cfg.cross_documents, info["dtype"])
         yield beam.pvalue.TaggedOutput(TOKENS, ("kept", int(sum(len(d.ids) for d in docs))))
         yield beam.pvalue.TaggedOutput(TOKENS, ("pack_tail", int(tail)))
         yield beam.pvalue.TaggedOutput(TOKENS, ("padding", 0 if mask is None else int(mask.size - mask.sum())))
@@ -200,9 +206,7 @@ class _SumArrays(beam.CombineFn):
 def _keyed_rows(block, order: OrderConfig, tokenizer_json: str, counts):
     """One (primary, tie, row bytes, mask bytes or None) per row of a block."""
     group, rows, mask = block
-    from tokenizers import Tokenizer
-
-    dot = special_ids(Tokenizer.from_str(tokenizer_json))["dot"]
+    dot = _tokenizer_info(tokenizer_json)["dot"]
     logp = unigram_logp(counts) if order.name == "unigram" else None
     primary, tie = sort_keys(rows, mask, group, order, dot, logp)
     for i in range(len(rows)):
@@ -225,9 +229,7 @@ class _WriteShardFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(TOKENS, ("capped", (len(items) - keep) * self.seq_len))
         if keep == 0:
             return
-        from tokenizers import Tokenizer
-
-        dtype = shards.dtype_for_vocab(Tokenizer.from_str(tokenizer_json).get_vocab_size(with_added_tokens=True))
+        dtype = _tokenizer_info(tokenizer_json)["dtype"]
         items = items[:keep]
         rows = np.frombuffer(b"".join(r[2] for r in items), dtype=dtype).reshape(keep, self.seq_len)
         mask = None
@@ -299,7 +301,7 @@ class ToShards(beam.PTransform):
         blocks = packed.rows
         counts = (blocks
                   | "CountTokens" >> beam.Map(
-                      lambda b, t: _token_counts(b, describe(t)["vocab_size"]), tok_side)
+                      lambda b, t: _token_counts(b, _tokenizer_info(t)["vocab_size"]), tok_side)
                   | "SumCounts" >> beam.CombineGlobally(_SumArrays()))
         keyed = blocks | "SortKeys" >> beam.FlatMap(_keyed_rows, order, tok_side, beam.pvalue.AsSingleton(counts))
         total = keyed | "CountRows" >> beam.combiners.Count.Globally()
@@ -337,7 +339,7 @@ class ToShards(beam.PTransform):
         tokens = dict(sorted(tokens.items()))
         tokens["written"] = sum(e.pop("tokens") for e in entries)
         summary = {"shards": entries, "tokens": tokens, "histograms": hists,
-                   "vocab_size": describe(tokenizer_json)["vocab_size"]}
+                   "vocab_size": _tokenizer_info(tokenizer_json)["vocab_size"]}
         _write_text(Path(self.out_dir) / SUMMARY, json.dumps(summary))
         return summary
 

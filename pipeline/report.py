@@ -10,8 +10,8 @@ import numpy as np
 
 EDGES = {
     "doc_chars": np.logspace(0, 8, 81),  # document length in characters, 10 bins per decade
-    "tokens_per_char": np.linspace(0, 1, 101),
-    "zstd_ratio": np.linspace(0, 1.5, 76),  # compressed / original bytes, zstd level 3
+    "tokens_per_char": np.linspace(0, 1, 201),
+    "zstd_ratio": np.linspace(0, 1.5, 151),  # compressed / original bytes, zstd level 3
 }
 TITLES = {
     "doc_chars": "document length (characters, log scale)",
@@ -38,6 +38,12 @@ def write_report(path, hists: dict, drops: dict, cutoff: float | None = None) ->
     for ax, name in zip(axes.flat, EDGES, strict=False):
         edges, counts = EDGES[name], np.asarray(hists.get(name, np.zeros(len(EDGES[name]) - 1)))
         ax.stairs(counts, edges, fill=True, alpha=0.7)
+        used = np.flatnonzero(counts)
+        if len(used):  # zoom to the bins in use
+            lo, hi = edges[max(used[0] - 2, 0)], edges[min(used[-1] + 3, len(edges) - 1)]
+            if name == "tokens_per_char" and cutoff:
+                lo, hi = min(lo, cutoff * 0.9), max(hi, cutoff * 1.1)
+            ax.set_xlim(lo, hi)
         ax.set_title(TITLES[name])
         ax.set_ylabel("documents")
         if name == "doc_chars":

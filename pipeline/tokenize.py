@@ -19,7 +19,6 @@ it does not depend on arrival order) and `Tokenize` (batched `encode_batch` in a
 """
 
 import heapq
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -268,13 +267,3 @@ class Tokenize(beam.PTransform):
                .with_outputs(DROPPED, STATS, main="kept"))
         return out.kept, out[DROPPED], out[STATS]
 
-
-def vocab_size(tokenizer_json: str) -> int:
-    """Ids run from 0 to vocab_size - 1 (added tokens included)."""
-    return Tokenizer.from_str(tokenizer_json).get_vocab_size(with_added_tokens=True)
-
-
-def describe(tokenizer_json: str) -> dict:
-    """What the manifest records about the tokenizer besides its file hash."""
-    model = json.loads(tokenizer_json)["model"]
-    return {"model": model.get("type"), "vocab_size": vocab_size(tokenizer_json)}
