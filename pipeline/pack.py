@@ -19,7 +19,7 @@
    `max_rows` keeps the first rows of the global order (counts per partition come as a side input).
 
 The pipeline leaves a summary (shards written, tokens per stage, histograms) in the output folder;
-`finish` turns it into report.png and, last, manifest.json, once the run's drop counts are known.
+`ToShards.finish` turns it into report.png and, last, manifest.json, once the run's counts are known.
 """
 
 import bisect
@@ -36,10 +36,12 @@ import xxhash
 
 from pipeline import report, shards
 from pipeline.tokenize import (
+    SPECIAL_TOKENS,
     Tokenize,
     TokenizedDoc,
     TokenizerConfig,
     TrainTokenizer,
+    load_tokenizer,
     special_ids,
     tokenizer_sha,
 )
@@ -277,8 +279,8 @@ def _write_text(path: Path, text: str) -> None:
 
 class ToShards(beam.PTransform):
     """PCollection[Doc] (clean, normalized) -> (summary, PCollection[Drop]): writes tokenizer.json,
-    the shards and the summary into `out_dir` (prepared by shards.prepare_output); `finish` completes
-    the set. The summary PCollection holds the summary dict once written."""
+    the shards and the summary into `out_dir` (prepared by shards.prepare_output); after the run,
+    `finish` completes the set. The summary PCollection holds the summary dict once written."""
 
     def __init__(self, out_dir, tokenizer: TokenizerConfig, pack: PackConfig, order: OrderConfig,
                  shard: ShardConfig):
@@ -343,33 +345,32 @@ class ToShards(beam.PTransform):
         _write_text(Path(self.out_dir) / SUMMARY, json.dumps(summary))
         return summary
 
+    def finish(self, config: dict, counts: dict) -> Path:
+        """After the pipeline ran: report.png, then manifest.json (last). `config` is the whole corpus
+        config (hashed into the manifest), `counts` the run's counters (documents per stage, and drops
+        per reason under "drops"). Raises ShardError when no row was written (all filtered away)."""
+        out_dir, pack_cfg = Path(self.out_dir), self.pack_cfg
+        path = out_dir / SUMMARY
+        if not path.is_file():
+            raise shards.ShardError(f"{path}: the pipeline left no summary; it did not finish. Rerun it.")
+        summary = json.loads(path.read_text())
+        report.write_report(out_dir / "report.png", summary["histograms"], counts.get("drops", {}),
+                            self.tok_cfg.compression_cutoff)
+        columns = ("input_ids",) if pack_cfg.cross_documents else ("input_ids", "attention_mask")
+        packing = {"seq_len": pack_cfg.seq_len, "cross_documents": pack_cfg.cross_documents,
+                   "groups": pack_cfg.groups, "document_end": "[SEP]",
+                   "tail": "each pack group drops its last < seq_len tokens (tokens.pack_tail)"
+                   if pack_cfg.cross_documents else "a document's last row is padded with [PAD] (tokens.padding)"}
+        tok = load_tokenizer(out_dir / shards.TOKENIZER)
+        specials = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None}
+        manifest = shards.write_manifest(
+            out_dir, seq_len=pack_cfg.seq_len, vocab_size=summary["vocab_size"], shards=summary["shards"],
+            config=config, order=asdict(self.order_cfg), packing=packing, counts=counts,
+            tokens=summary["tokens"], columns=columns, special_tokens=specials)
+        path.unlink()
+        return manifest
+
     def settings(self) -> dict:
         """The configs of these stages, for the manifest."""
         return {"tokenizer": asdict(self.tok_cfg), "pack": asdict(self.pack_cfg),
                 "order": asdict(self.order_cfg), "shards": asdict(self.shard_cfg)}
-
-
-def finish(out_dir, config: dict, pack_cfg: PackConfig, order: OrderConfig, counts: dict,
-           cutoff: float | None = None) -> Path:
-    """After the pipeline ran: report.png, then manifest.json (last). `config` is the whole corpus
-    config (hashed into the manifest), `counts` the run's counters (documents per stage and drops per
-    reason). Raises ShardError when no shard was written (everything filtered away)."""
-    out_dir = Path(out_dir)
-    path = out_dir / SUMMARY
-    if not path.is_file():
-        raise shards.ShardError(f"{path}: the pipeline left no summary; it did not finish. Rerun it.")
-    summary = json.loads(path.read_text())
-    drops = {k: v for k, v in counts.get("drops", {}).items()}
-    report.write_report(out_dir / "report.png", summary["histograms"], drops, cutoff)
-    columns = ("input_ids",) if pack_cfg.cross_documents else ("input_ids", "attention_mask")
-    packing = {"seq_len": pack_cfg.seq_len, "cross_documents": pack_cfg.cross_documents,
-               "groups": pack_cfg.groups, "document_end": "[SEP]",
-               "tail": "each pack group drops its last < seq_len tokens (tokens.pack_tail)"
-               if pack_cfg.cross_documents else "last row of a document padded with [PAD] (tokens.padding)"}
-    manifest = shards.write_manifest(
-        out_dir, seq_len=pack_cfg.seq_len, vocab_size=summary["vocab_size"], shards=summary["shards"],
-        config=config, order=asdict(order), packing=packing, counts=counts, tokens=summary["tokens"],
-        columns=columns)
-    path.unlink()
-    return manifest
-

@@ -96,10 +96,12 @@ def library_versions() -> dict:
 
 
 def write_manifest(out_dir, *, seq_len: int, vocab_size: int, shards: list[dict], config: dict,
-                   order: dict, packing: dict, counts: dict, tokens: dict, columns=("input_ids",)) -> Path:
+                   order: dict, packing: dict, counts: dict, tokens: dict, columns=("input_ids",),
+                   special_tokens: dict | None = None) -> Path:
     """Write manifest.json last, atomically. Everything but "created" is covered by "content_hash", so
     the same input and config give the same manifest apart from that timestamp (fixed too when
-    SOURCE_DATE_EPOCH is set). Refuses a shard set without rows."""
+    SOURCE_DATE_EPOCH is set). `special_tokens` maps token -> id for readers that mask or pad.
+    Refuses a shard set without rows."""
     out_dir = Path(out_dir)
     rows = sum(s["rows"] for s in shards)
     if rows == 0:
@@ -112,7 +114,7 @@ def write_manifest(out_dir, *, seq_len: int, vocab_size: int, shards: list[dict]
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "seq_len": seq_len, "vocab_size": vocab_size, "dtype": dtype_for_vocab(vocab_size).name,
         "columns": list(columns), "rows": rows,
-        "tokenizer": {"file": TOKENIZER, "sha256": _sha256(tokenizer)},
+        "tokenizer": {"file": TOKENIZER, "sha256": _sha256(tokenizer), "special_tokens": special_tokens or {}},
         "config": config, "config_hash": config_hash(config),
         "order": order, "packing": packing, "counts": counts, "tokens": tokens,
         "shards": shards, "versions": library_versions(),

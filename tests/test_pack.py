@@ -108,7 +108,7 @@ def build(docs, out, tok_file=None, order="none", cross=True, max_rows=0, vocab=
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         stage_out = p | beam.Create(docs) | stage
     del stage_out
-    pack.finish(out, {"corpus": "test", **stage.settings()}, pack_cfg, order_cfg, {"drops": {}}, cutoff)
+    stage.finish({"corpus": "test", **stage.settings()}, {"drops": {}})
     return ShardSet(out, verify=True)
 
 
@@ -148,6 +148,7 @@ def test_order_none_round_trips_the_token_stream(corpus, built):
     assert m["tokens"]["written"] == len(ds) * SEQ and 0 < m["tokens"]["pack_tail"] < GROUPS * SEQ
     assert m["tokens"]["encoded"] > m["tokens"]["kept"]  # the junk document was dropped
     assert len(m["shards"]) >= 2 and m["order"]["name"] == "none"
+    assert m["tokenizer"]["special_tokens"] == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
     assert (ds.path / "report.png").stat().st_size > 10_000
     assert not (ds.path / pack.SUMMARY).exists()
 
@@ -237,3 +238,5 @@ def test_everything_filtered_away_is_an_error(corpus, tmp_path):
         build(docs[:20], tmp_path / "none", tok_file, cutoff=0.01)
     assert not (tmp_path / "none" / "manifest.json").exists()
     assert json.loads((tmp_path / "none" / pack.SUMMARY).read_text())["shards"] == []
+    with pytest.raises(Exception, match="every document was filtered away"):  # training on nothing
+        build([], tmp_path / "train", vocab=100)
