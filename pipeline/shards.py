@@ -251,6 +251,8 @@ class ShardSet:
 
     def take(self, indices, column: str = "input_ids") -> np.ndarray:
         """Rows at `indices` (any order, repeats allowed) as a new array [n, seq_len]."""
+        if column not in self.columns:
+            raise KeyError(f"{self.path}: no column {column!r}; this shard set has {', '.join(self.columns)}")
         arrays = (self._arrays or self._open())[column]
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):

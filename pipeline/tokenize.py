@@ -36,6 +36,7 @@ from pipeline.document import DROPPED, Doc, Drop
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # pinned: ids 0..4 in this order
 PREFIX = "##"
+PRINTABLE_ASCII = "".join(map(chr, range(33, 127)))  # what the normalizer leaves, minus whitespace
 DROP_REASON = "tokenize/compression"
 NAMESPACE = "cramkit"
 _WORDS = re.compile(r"\w+|[^\w\s]+", re.ASCII)
@@ -106,15 +107,18 @@ def word_counts(texts) -> Counter:
     return counts
 
 
-def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2) -> dict[str, int]:
+def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2,
+                alphabet: str = "") -> dict[str, int]:
     """WordPiece vocabulary by BPE merges over word counts, deterministically: specials, the sorted
-    alphabet (initial characters, then `##` characters), then merged tokens in merge order. The most
-    frequent pair is merged first; ties go to the pair of smallest (left, right) ids, as in
-    WordPieceTrainer, whose only nondeterminism is the order of the `##` alphabet."""
+    alphabet (characters of the words and of `alphabet`, then the same with `##`), then merged tokens
+    in merge order. The most frequent pair is merged first; ties go to the pair of smallest
+    (left, right) ids, as in WordPieceTrainer, whose only nondeterminism is the order of the `##`
+    alphabet."""
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
     words = sorted(counts)
     freq = [counts[w] for w in words]
-    alphabet = sorted({c for w in words for c in w}) + sorted({PREFIX + c for w in words for c in w[1:]})
+    alphabet = (sorted(set(alphabet) | {c for w in words for c in w})
+                + sorted({PREFIX + c for c in alphabet} | {PREFIX + c for w in words for c in w[1:]}))
     for s in alphabet:
         vocab.setdefault(s, len(vocab))
     names = list(vocab)
@@ -167,12 +171,14 @@ def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2)
 
 
 def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
-    """Train the cramkit tokenizer on texts; the same texts (in any order) give the same tokenizer."""
+    """Train the cramkit tokenizer on texts; the same texts (in any order) give the same tokenizer.
+    Every printable ASCII character is in the vocabulary (alone and as `##`), so normalized text
+    outside the sample never becomes [UNK] (words over 100 characters still do)."""
     counts = word_counts(texts)
     if not counts:
         raise ValueError("no text to train the tokenizer on: every document was filtered away before "
                          "tokenization; check the drop counts or give tokenizer.path")
-    return build_tokenizer(learn_vocab(counts, vocab_size, min_frequency))
+    return build_tokenizer(learn_vocab(counts, vocab_size, min_frequency, PRINTABLE_ASCII))
 
 
 def load_tokenizer(path) -> Tokenizer:

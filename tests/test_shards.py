@@ -46,6 +46,8 @@ def test_random_access_and_take(tmp_path):
         ds[100]
     with pytest.raises(IndexError):
         ds.take([5, 100])
+    with pytest.raises(KeyError, match="attention_mask"):
+        ds.take([0], column="attention_mask")
 
 
 def test_shards_load_without_cramkit(tmp_path):

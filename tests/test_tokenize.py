@@ -56,6 +56,9 @@ def test_training_is_deterministic_and_specials_pinned(inaugural):
     assert a.to_str() == b.to_str()
     assert [a.token_to_id(t) for t in T.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
     assert a.get_vocab_size() == 1500
+    unseen = "zq~|{} x^y 7`8"  # characters that are rare or absent in the training text
+    assert "[UNK]" not in a.encode(unseen).tokens
+    assert a.decode(a.encode(unseen).ids).replace(" ", "") == unseen.replace(" ", "")
 
 
 def test_templates_and_decode(inaugural):
