@@ -43,6 +43,8 @@ class Setting:
     steps: int
     warmup: int
     peak_tflops: float
+    loop_budget: str = "90s"  # the loop measurement: wall-clock of each train.py run (compile included)
+    shards: str | None = None  # the loop measurement: a shard folder; None = synthetic rows
 
 
 @dataclass
@@ -102,7 +104,67 @@ def measure_model_step(s: Setting, micro_batch: int) -> Result:
     return Result("model step", micro_batch, tokens_per_s, seconds * 1e3, mfu, memory)
 
 
-MEASUREMENTS = {"model": measure_model_step}
+def synthetic_shards(cfg: ModelConfig, folder: Path, rows: int = 65536) -> Path:
+    """Random ids in a real shard set (WordLevel tokenizer with the BERT specials): the loader's work does
+    not depend on the text."""
+    import numpy as np
+    from tokenizers import Tokenizer, models
+
+    from pipeline.shards import dtype_for_vocab, write_manifest, write_shard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(names + [f"w{i}" for i in range(len(names), cfg.vocab_size)])}
+    Tokenizer(models.WordLevel(vocab, unk_token="[UNK]")).save(str(folder / "tokenizer.json"))
+    ids = np.random.default_rng(0).integers(len(names), cfg.vocab_size, (rows, cfg.max_seq_len))
+    ids = ids.astype(dtype_for_vocab(cfg.vocab_size))
+    shards = [write_shard(folder / f"shard-{i:06d}.arrow", ids[s : s + 16384])
+              for i, s in enumerate(range(0, rows, 16384))]
+    write_manifest(folder, seq_len=cfg.max_seq_len, vocab_size=cfg.vocab_size, shards=shards,
+                   config={"synthetic": True}, order={}, packing={}, counts={}, tokens={})
+    return folder
+
+
+def measure_training_loop(s: Setting, micro_batch: int) -> Result:
+    """train.py end to end for s.loop_budget: shard reader, masking thread, pinned copies, bf16 compiled
+    model, accumulation to the full 8192-row batch (no ramp), clipping, fused AdamW, logging. Tokens/s and
+    MFU are the medians of its 5-second log windows after the first (compile) one; the note gives the
+    time the loop waited for data. (train.py uses bf16 on CUDA and fp32 on CPU whatever --dtype says.)"""
+    import json
+    import statistics
+    import tempfile
+
+    import yaml
+
+    import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_yaml = tmp / "model.yaml"
+        model_yaml.write_text(yaml.safe_dump(s.cfg.to_dict()))
+        shards = s.shards or str(synthetic_shards(s.cfg, tmp / "shards"))
+        batch = max(micro_batch, 8192 // micro_batch * micro_batch)
+        if s.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(s.device)
+        cfg = train.load("crammed-bert", {
+            "model": str(model_yaml), "shards": shards, "budget": s.loop_budget, "out": str(tmp / "runs"),
+            "name": "loop", "micro_batch": micro_batch, "batch_size": batch, "batch_ramp": 0.0,
+            "device": s.device.type, "compile": "true" if s.compile else "false", "checkpoint_every": "24h",
+            "log_every": 5.0, "peak_tflops": s.peak_tflops})
+        if train.train(cfg) != 0:
+            raise RuntimeError("train.py did not finish")
+        records = [json.loads(x) for x in (tmp / "runs" / "loop" / "metrics.jsonl").read_text().splitlines()]
+    steady = records[1:-1] or records
+    tokens_per_s = statistics.median(r["tokens_per_s"] for r in steady)
+    stall = sum(r["stall_s"] for r in records) / records[-1]["elapsed_s"]
+    memory = torch.cuda.max_memory_allocated(s.device) / 2**30 if s.device.type == "cuda" else None
+    mfu = tokens_per_s * train_flops_per_token(s.cfg, MASKED) / (s.peak_tflops * 1e12)
+    return Result("training loop", micro_batch, tokens_per_s, micro_batch * s.cfg.max_seq_len / tokens_per_s * 1e3,
+                  mfu, memory, note=f"loader stall {100 * stall:.1f}% of {records[-1]['elapsed_s']:.0f} s; "
+                  f"{len(steady)} windows")
+
+
+MEASUREMENTS = {"model": measure_model_step, "loop": measure_training_loop}
 
 
 def guarded(measure, s: Setting, micro_batch: int) -> Result:
@@ -148,7 +210,10 @@ def main() -> None:
     parser.add_argument("--preset", default="crammed-bert")
     parser.add_argument("--micro-batches", default=None, help="comma-separated sweep (default 128,256,512; "
                         "2,4 with --tiny)")
-    parser.add_argument("--measure", default="model", choices=sorted(MEASUREMENTS))
+    parser.add_argument("--measure", default="model", choices=sorted(MEASUREMENTS),
+                        help="model: the model step on a fixed device batch; loop: the full train.py loop")
+    parser.add_argument("--loop-budget", default="90s", help="loop: train.py budget per micro-batch size")
+    parser.add_argument("--shards", default=None, help="loop: a shard folder (default: synthetic rows)")
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default=None,
                         help="default bf16 on a GPU, fp32 on CPU (CPU bf16 matmuls are very slow)")
     parser.add_argument("--no-compile", action="store_true")
@@ -166,7 +231,8 @@ def main() -> None:
     cfg = ModelConfig.preset("tiny-2" if args.tiny else args.preset)
     sweep = [int(b) for b in (args.micro_batches or ("2,4" if args.tiny else "128,256,512")).split(",")]
     s = Setting(cfg, device, dtype, not args.no_compile, args.steps or (2 if args.tiny else 20),
-                args.warmup if args.warmup is not None else (1 if args.tiny else 5), args.peak_tflops)
+                args.warmup if args.warmup is not None else (1 if args.tiny else 5), args.peak_tflops,
+                args.loop_budget, args.shards)
     measure = MEASUREMENTS[args.measure]
     results = []
     for micro_batch in tqdm(sweep, desc=f"{args.measure}: micro-batch sweep"):
