@@ -173,7 +173,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     loader = Prefetcher(reader, masker, micro_index, pin=cuda, depth=cfg.prefetch, pad_id=pad_id)
     peak = peak_flops(cfg, device)
     log = metrics.MetricsLog(run / "metrics.jsonl", run / "tensorboard" if cfg.tensorboard else None,
-                             resume_step=step if saved else None)
+                             resume_step=step)  # drops what a killed run logged after its checkpoint
 
     # running sums on the device, read only when logging
     loss_sum, bad = torch.zeros((), device=device), torch.zeros((), dtype=torch.bool, device=device)
@@ -275,6 +275,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
                 save_checkpoint()
                 last_checkpoint = time.perf_counter()
         else:
+            if meter.tokens == 0:
+                raise ValueError(f"the budget {cfg.budget} was used up by start-up (model build, compilation) "
+                                 "before the first micro-batch; give a larger budget")
             save_checkpoint()  # also checks the loss of the last window
             bar.n = 1000
             bar.close()

@@ -88,6 +88,11 @@ def test_loss_falls_and_final_folder_loads_for_finetuning(shards, tmp_path):
     assert classifier(ids).shape == (2, 2) and torch.isfinite(mlm.logits(ids)).all()
 
 
+def test_budget_used_up_by_start_up_is_an_error(shards, tmp_path, capsys):
+    assert train.main([*SMALL, "--shards", str(shards), "--budget", "0.001s", f"out={tmp_path}"]) == 1
+    assert "used up by start-up" in capsys.readouterr().err
+
+
 def test_unknown_setting_and_help(capsys):
     assert train.main(["no_such_key=1"]) == 1
     assert "unknown train setting" in capsys.readouterr().err
@@ -211,3 +216,17 @@ def test_bert_base_smoke_on_cpu(shards, tmp_path):
     assert code == 0
     logged = records(tmp_path / "b")
     assert logged and all(math.isfinite(r["loss"]) for r in logged)
+
+
+def test_time_budget_stops_on_time_and_flops_budget_matches_tokens(shards, tmp_path):
+    assert train.main([*SMALL, "--shards", str(shards), "--budget", "8s", f"out={tmp_path}", "name=t"]) == 0
+    last = records(tmp_path / "t")[-1]
+    assert last["progress"] == 1.0 and 8.0 <= last["elapsed_s"] < 13.0 and last["tokens"] > 0
+    from model.config import ModelConfig
+    from model.flops import train_flops_per_token
+
+    per_token = train_flops_per_token(ModelConfig.preset("tiny-2"), 16 / SEQ, SEQ)  # round(0.25 * 64) = 16
+    flops = 5 * 8 * SEQ * per_token
+    assert train.main([*SMALL, "--shards", str(shards), "--budget", f"{flops:.6e}flop", f"out={tmp_path}",
+                       "name=f"]) == 0
+    assert records(tmp_path / "f")[-1]["tokens"] == 5 * 8 * SEQ
