@@ -112,7 +112,7 @@ def main() -> None:
     for name in runs:
         rows.append(f"| {name} | {statistics.median(times[name]):.3f} | {rate[name]:,.0f} | "
                     f"{rate[name] / rate['hf']:.2f}x | {flops[name] / 1e9:.4f} | {rate[name] * flops[name] / 1e9:.1f} |")
-    command = "PYTHONHASHSEED=0 .venv/bin/python benchmarks/model_step.py " + " ".join(sys.argv[1:])
+    command = " ".join(["PYTHONHASHSEED=0 .venv/bin/python benchmarks/model_step.py", *sys.argv[1:]])
     text = "\n".join([
         "# Model training step: cramkit MaskedLM vs transformers BertForMaskedLM",
         "",
