@@ -15,6 +15,7 @@ FLOPs/token: cramkit from model.flops, hf counted by torch's FLOP counter on one
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -135,7 +136,8 @@ def main() -> None:
         "(achieved GFLOP/s).",
         "",
         f"Command: `{command}`  ",
-        f"Machine: 2-core x86_64 VM, CPU ({platform.machine()}, torch {torch.__version__}), shared with other jobs.",
+        f"Machine: 2-core x86_64 VM, CPU ({platform.machine()}, torch {torch.__version__}), shared with other jobs "
+        f"(1-min load average {os.getloadavg()[0]:.1f} at the end; absolute rates move with it, the ratio less).",
         "",
     ])
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -50,9 +50,14 @@ def hf_mlm_folder(bert_base, tmp_path_factory):
     return folder, hf.eval()
 
 
-def test_masked_lm_logits_match_transformers(hf_mlm_folder):
+@pytest.fixture(scope="module")
+def mlm_pair(hf_mlm_folder):
     folder, hf = hf_mlm_folder
-    ours = load_hf(folder, kind="mlm")
+    return hf, load_hf(folder, kind="mlm")
+
+
+def test_masked_lm_logits_match_transformers(mlm_pair):
+    hf, ours = mlm_pair
     assert isinstance(ours, MaskedLM) and ours.cfg == ModelConfig.preset("bert-base", dropout=0.1)
     batch = inputs(ours.cfg)
     with torch.no_grad():
@@ -61,9 +66,8 @@ def test_masked_lm_logits_match_transformers(hf_mlm_folder):
     assert (theirs - mine)[real].abs().max().item() < TOL
 
 
-def test_sparse_loss_matches_transformers_loss(hf_mlm_folder):
-    folder, hf = hf_mlm_folder
-    ours = load_hf(folder)
+def test_sparse_loss_matches_transformers_loss(mlm_pair):
+    hf, ours = mlm_pair
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1, ours.cfg.vocab_size, (2, 64), generator=g)
     positions = torch.stack([torch.randperm(64, generator=g)[:16] for _ in range(2)])
