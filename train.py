@@ -168,7 +168,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     reader_state = reader.state_dict()
     compiled = cfg.compile == "true" or (cfg.compile == "auto" and cuda)
     forward = torch.compile(model, dynamic=False) if compiled else model
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext)
+    def autocast():  # bf16 on CUDA, fp32 on CPU (CPU bf16 matmuls are far slower)
+        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+
     pad_id = specials.get("[PAD]") if "attention_mask" in shards.columns else None
     loader = Prefetcher(reader, masker, micro_index, pin=cuda, depth=cfg.prefetch, pad_id=pad_id)
     peak = peak_flops(cfg, device)

@@ -175,21 +175,28 @@ def test_sigterm_writes_checkpoint_and_resume_finishes(shards, tmp_path):
     assert "resumed from" in done.stderr and (tmp_path / "r" / "final" / "model.safetensors").is_file()
 
 
+def start_and_wait_for_checkpoint(args, run: Path) -> tuple[subprocess.Popen, float]:
+    """Start train.py; return the process once its first checkpoint exists, and the time that took."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not list(run.glob("checkpoints/ckpt-*")) and proc.poll() is None:
+        time.sleep(0.005)
+    return proc, time.perf_counter() - t0
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(shards, tmp_path):
-    budget = tokens(40)
-    common = [*SMALL, "--shards", str(shards), "--budget", budget, "checkpoint_every=0s", "shuffle=true"]
-    reference = run_train([*common, f"out={tmp_path}", "name=whole"])
-    assert reference.returncode == 0, reference.stderr
+    common = [*SMALL, "--shards", str(shards), "--budget", tokens(40), "checkpoint_every=0s", "shuffle=true",
+              f"out={tmp_path}"]
+    reference, _ = start_and_wait_for_checkpoint([*common, "name=whole"], tmp_path / "whole")
+    t0 = time.perf_counter()
+    assert reference.wait(timeout=300) == 0
+    training = time.perf_counter() - t0  # from the first checkpoint to the end
     seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *common, f"out={tmp_path}", "name=killed"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120  # wait for training to begin, then kill at a random moment in it
-    while not list(run.glob("checkpoints/*")) and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 1.0))
+    proc, _ = start_and_wait_for_checkpoint([*common, "name=killed"], run)
+    time.sleep(random.Random(seed).uniform(0.0, 0.6 * training))  # a random moment during training
     assert proc.poll() is None, f"run finished before the kill (seed {seed}); make the budget larger"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -197,8 +204,9 @@ def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(shards, tmp_p
         assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json"}
         load_file(ckpt / "model.safetensors")
         json.loads((ckpt / "state.json").read_text())
-    resumed = run_train([*common, f"out={tmp_path}", "name=killed", "--resume"])
+    resumed = run_train([*common, "name=killed", "--resume"])
     assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stderr
     a = load_file(tmp_path / "whole" / "final" / "model.safetensors")
     b = load_file(run / "final" / "model.safetensors")
     assert a.keys() == b.keys()
