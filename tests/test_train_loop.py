@@ -238,3 +238,32 @@ def test_time_budget_stops_on_time_and_flops_budget_matches_tokens(shards, tmp_p
     assert train.main([*SMALL, "--shards", str(shards), "--budget", f"{flops:.6e}flop", f"out={tmp_path}",
                        "name=f"]) == 0
     assert records(tmp_path / "f")[-1]["tokens"] == 5 * 8 * SEQ
+
+
+def test_padded_shards_train_with_attention_mask(shards, tmp_path):
+    """Rows packed without crossing documents carry padding: it is masked out of attention and targets."""
+    from pipeline.shards import ShardSet
+
+    source = ShardSet(shards)
+    rows = source.take(np.arange(64))
+    lengths = np.random.default_rng(0).integers(8, SEQ, size=len(rows))
+    keep = np.arange(SEQ)[None, :] < lengths[:, None]
+    rows[~keep] = 0  # [PAD]
+    padded = tmp_path / "padded"
+    padded.mkdir()
+    (padded / "tokenizer.json").write_bytes(source.tokenizer_file.read_bytes())
+    entry = write_shard(padded / "shard-000000.arrow", rows, attention_mask=keep.astype(np.uint8))
+    write_manifest(padded, seq_len=SEQ, vocab_size=source.vocab_size, shards=[entry], config={}, order={},
+                   packing={"cross_documents": False}, counts={}, tokens={}, columns=("input_ids", "attention_mask"))
+    from trainer.data import Prefetcher
+    from trainer.masking import IGNORE, Masker
+
+    loader = Prefetcher(ShardSet(padded).batches(16), Masker(4, source.vocab_size), 0, pin=False, pad_id=0)
+    batch = next(loader)
+    loader.close()
+    assert torch.equal(batch.attention_mask, torch.from_numpy(keep[:16].astype(np.int64)))
+    at_pad = torch.gather(batch.attention_mask, 1, batch.positions) == 0
+    assert at_pad.any() and (batch.targets[at_pad] == IGNORE).all() and (batch.targets[~at_pad] != IGNORE).all()
+    assert batch.reader_state["position"] == 16
+    assert train.main([*SMALL, "--shards", str(padded), "--budget", tokens(6), f"out={tmp_path}", "name=p"]) == 0
+    assert all(math.isfinite(r["loss"]) for r in records(tmp_path / "p"))
