@@ -302,10 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="train.py", description="Budget-limited BERT (MLM) pretraining on a cramkit shard set.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"settings (key=value after the options; the config file gives the rest):\n{fields}\n\n"
+        epilog=f"settings (key=value; built-in defaults shown, the --config file and then key=value "
+               f"override them):\n{fields}\n\n"
                "configs: configs/train/tiny.yaml (CPU default), configs/train/crammed-bert.yaml (cramming "
                "bert-o4 recipe).\nOutput: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, "
-               "final/}.")
+               "final/}.\n")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting listed below")
     ap.add_argument("--config", default="tiny", help="configs/train/<name>.yaml or a YAML path (default: tiny)")
     ap.add_argument("--shards", help="shard folder (setting `shards`)")
