@@ -25,12 +25,18 @@ _MERSENNE = np.uint64((1 << 61) - 1)
 _MASK32 = np.uint64((1 << 32) - 1)
 _FOLD = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it is a bijection mod 2^64
 _WORD = re.compile(r"\w+")
+_ASCII_WORD_CHARS = bytes(c for c in range(128) if re.fullmatch(r"\w", chr(c)))
+# lowercase letters; every ASCII byte that is not a word character becomes a space
+_ASCII_WORDS = bytes((c | 0x20) if 65 <= c <= 90 else c if c in _ASCII_WORD_CHARS else 32 for c in range(256))
 CHUNK_ROWS = 8192  # shingles permuted at once: CHUNK_ROWS x num_perm x 8 bytes of scratch (7 MB at 112)
 
 
-def words(text: str) -> list[str]:
-    """The words MinHash sees: runs of word characters of the lowercased text."""
-    return _WORD.findall(text.lower())
+def words(text: str) -> list[bytes]:
+    """The words MinHash sees, UTF-8 encoded: runs of word characters (`\\w+`) of the lowercased text.
+    ASCII text (all of it after the cramming normalizer) takes a byte-table path ~2x faster than the regex."""
+    if text.isascii():
+        return text.encode().translate(_ASCII_WORDS).split()
+    return [w.encode() for w in _WORD.findall(text.lower())]
 
 
 def _mix_words(acc, following):
@@ -45,17 +51,17 @@ def _mix_words(acc, following):
 def shingle_hash(shingle: str) -> int:
     """The 32-bit hash of one shingle, words joined by single spaces (also the `hashfunc` that makes
     datasketch agree with us): xxh3 of each word, folded in order and avalanched."""
-    hs = [np.uint64(xxhash.xxh3_64_intdigest(w.encode())) for w in shingle.split(" ")]
+    hs = [np.uint64(xxhash.xxh3_64_intdigest(w)) for w in shingle.encode().split(b" ")]
     with np.errstate(over="ignore"):
         return int(_mix_words(hs[0], hs[1:]) & _MASK32)
 
 
-def shingle_hashes(ws: list[str], n: int) -> np.ndarray:
+def shingle_hashes(ws: list[bytes], n: int) -> np.ndarray:
     """Hashes (uint32, repeats kept) of the word n-grams of `ws`; a text shorter than n is one shingle.
 
     Each word is hashed once and the n-grams are folded with numpy, which is ~2.5x faster than hashing
     every joined n-gram string."""
-    words_h = np.fromiter(map(xxhash.xxh3_64_intdigest, map(str.encode, ws)), np.uint64, len(ws))
+    words_h = np.fromiter(map(xxhash.xxh3_64_intdigest, ws), np.uint64, len(ws))
     k = max(len(ws) - n + 1, min(len(ws), 1))  # number of shingles
     width = min(n, len(ws))
     acc = words_h[:k].copy()

@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ DATASKETCH_SCHEME = {"affine32": "affine32", "mersenne": "legacy"}
 
 
 def grams(ws, n=5):
+    ws = [w.decode() for w in ws]
     return [" ".join(ws[i : i + n]) for i in range(len(ws) - n + 1)] if len(ws) > n else [" ".join(ws)]
 
 
@@ -23,7 +25,7 @@ def real_words(limit):
     path = SHARED / "text" / "nltk_gutenberg" / "austen-emma.txt"
     if not path.is_file():
         rng = random.Random(7)
-        return [f"w{rng.randrange(3000)}" for _ in range(limit)]
+        return [f"w{rng.randrange(3000)}".encode() for _ in range(limit)]
     return minhash.words(path.read_text(encoding="utf-8", errors="replace"))[:limit]
 
 
@@ -51,15 +53,24 @@ def test_batch_signing_does_not_depend_on_batch_composition():
 
 
 def test_words_and_shingles():
-    assert minhash.words("The cat's  HAT,\r\nis-red. 42") == ["the", "cat", "s", "hat", "is", "red", "42"]
-    ws = "a b c d e f g".split()
+    assert minhash.words("The cat's  HAT,\r\nis-red. 42_x") == [b"the", b"cat", b"s", b"hat", b"is", b"red", b"42_x"]
+    assert minhash.words("Crème BRÛLÉE, naïve—café") == ["crème".encode(), "brûlée".encode(), "naïve".encode(),
+                                                         "café".encode()]
+    ws = b"a b c d e f g".split()
     h = minhash.shingle_hashes(ws, 5)
     assert list(h) == [minhash.shingle_hash(g) for g in ["a b c d e", "b c d e f", "c d e f g"]]
-    assert list(minhash.shingle_hashes(["x", "y"], 5)) == [minhash.shingle_hash("x y")]
+    assert list(minhash.shingle_hashes([b"x", b"y"], 5)) == [minhash.shingle_hash("x y")]
     assert len(minhash.shingle_hashes([], 5)) == 0
     # punctuation and case do not change the shingle set
     assert np.array_equal(minhash.shingle_set("One, two; THREE four five six.", 5),
                           minhash.shingle_set("one two three four five six", 5))
+
+
+def test_ascii_fast_path_equals_the_regex():
+    ascii_text = (bytes(range(128)).decode() + " The Quick, brown_fox (jumped) 3 TIMES; DON'T stop!\t"
+                  + b" ".join(real_words(3000)).decode())
+    assert ascii_text.isascii()
+    assert minhash.words(ascii_text) == [w.encode() for w in re.findall(r"\w+", ascii_text.lower())]
 
 
 def test_exact_jaccard_matches_python_sets():
@@ -82,8 +93,8 @@ def test_equal_slots_estimate_jaccard(scheme):
     for keep in (0.3, 0.6, 0.9):
         rng = random.Random(int(keep * 10))
         a = ws[:1500]
-        b = [w if rng.random() < keep ** 0.2 else "zz" + w for w in a]  # per-word edits
-        sa, sb = minhash.shingle_set(" ".join(a), 5), minhash.shingle_set(" ".join(b), 5)
+        b = [w if rng.random() < keep ** 0.2 else b"zz" + w for w in a]  # per-word edits
+        sa, sb = minhash.shingle_set(b" ".join(a).decode(), 5), minhash.shingle_set(b" ".join(b).decode(), 5)
         sig = hasher.sign([sa, sb])
         errors.append(abs((sig[0] == sig[1]).mean() - minhash.jaccard(sa, sb)))
     assert max(errors) < 0.15 and np.mean(errors) < 0.08
