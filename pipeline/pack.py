@@ -27,6 +27,7 @@ import functools
 import json
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -222,6 +223,7 @@ class _WriteShardFn(beam.DoFn):
         self.out_dir, self.seq_len, self.max_rows = out_dir, seq_len, max_rows
 
     def process(self, element, part_rows: dict, tokenizer_json: str):
+        start = time.perf_counter()
         part, items = element
         items = sorted(items, key=lambda r: (r[0], r[1]))
         keep = len(items)
@@ -239,6 +241,7 @@ class _WriteShardFn(beam.DoFn):
             mask = np.frombuffer(b"".join(r[3] for r in items), dtype=np.uint8).reshape(keep, self.seq_len)
         entry = shards.write_shard(Path(self.out_dir) / shards.SHARD_NAME.format(part), rows, mask)
         entry["tokens"] = int(rows.size if mask is None else mask.sum())
+        entry["seconds"] = time.perf_counter() - start
         yield entry
 
 
@@ -277,16 +280,28 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def counts_of(stats: dict) -> dict:
+    """The counts of a pipeline.stats dict that belong in a manifest: no timings, the same every run."""
+    stages = {name: {k: v for k, v in s.items() if k in ("docs", "chars")}
+              for name, s in stats.get("stages", {}).items()}
+    files = stats.get("files", {})
+    return {"documents": stats.get("documents", {}), "dropped": stats.get("dropped", {}),
+            "stages": {name: s for name, s in stages.items() if s},
+            "files": {k: files[k] for k in ("count", "bytes_in", "repaired", "failed") if k in files}}
+
+
 class ToShards(beam.PTransform):
     """PCollection[Doc] (clean, normalized) -> (summary, PCollection[Drop]): writes tokenizer.json,
-    the shards and the summary into `out_dir` (prepared by shards.prepare_output); after the run,
-    `finish` completes the set. The summary PCollection holds the summary dict once written."""
+    the shards and a summary into `out_dir` (a new, empty folder); `finish` completes the set once the
+    run's counts are known. Also set by expand: `kept` (the documents that were tokenized, as Doc),
+    `shards` (one manifest entry per shard written, plus its "seconds") and `seconds` ((stage, s))."""
 
     def __init__(self, out_dir, tokenizer: TokenizerConfig, pack: PackConfig, order: OrderConfig,
                  shard: ShardConfig):
         super().__init__()
         self.out_dir = str(out_dir)
         self.tok_cfg, self.pack_cfg, self.order_cfg, self.shard_cfg = tokenizer, pack, order, shard
+        self.kept = self.shards = self.seconds = None
 
     def expand(self, docs):
         out, order, pack_cfg = Path(self.out_dir), self.order_cfg, self.pack_cfg
@@ -295,7 +310,9 @@ class ToShards(beam.PTransform):
         saved = tok_json | "SaveTokenizer" >> beam.Map(
             lambda t: (_write_text(out / shards.TOKENIZER, t), tokenizer_sha(t))[1])
 
-        kept, dropped, stats = docs | "Tokenize" >> Tokenize(self.tok_cfg, tok_json)
+        tokenize = Tokenize(self.tok_cfg, tok_json)
+        kept, dropped = docs | "Tokenize" >> tokenize
+        stats = tokenize.stats
         packed = (kept
                   | "ToGroup" >> beam.Map(lambda d: (xxhash.xxh64_intdigest(d.id.encode()) % pack_cfg.groups, d))
                   | "GroupDocs" >> beam.GroupByKey()
@@ -323,6 +340,9 @@ class ToShards(beam.PTransform):
                        _WriteShardFn(self.out_dir, pack_cfg.seq_len, order.max_rows),
                        beam.pvalue.AsDict(part_rows), tok_side).with_outputs(TOKENS, main="entries"))
 
+        self.kept, self.shards = tokenize.docs, written.entries
+        shard_seconds = written.entries | "ShardSeconds" >> beam.Map(lambda e: ("shards", e["seconds"]))
+        self.seconds = (tokenize.seconds, shard_seconds) | "Seconds" >> beam.Flatten()
         encoded = stats | "EncodedTokens" >> beam.Map(lambda s: ("encoded", s[1]))
         tokens = ((encoded, packed[TOKENS], written[TOKENS])
                   | "AllTokens" >> beam.Flatten()
@@ -337,7 +357,8 @@ class ToShards(beam.PTransform):
         return summary, dropped
 
     def _summary(self, entries, tokens, hists, tokenizer_json, _saved):
-        entries = sorted(entries, key=lambda e: e["file"])
+        entries = sorted(({k: v for k, v in e.items() if k != "seconds"} for e in entries),
+                         key=lambda e: e["file"])
         tokens = dict(sorted(tokens.items()))
         tokens["written"] = sum(e.pop("tokens") for e in entries)
         summary = {"shards": entries, "tokens": tokens, "histograms": hists,
@@ -345,17 +366,18 @@ class ToShards(beam.PTransform):
         _write_text(Path(self.out_dir) / SUMMARY, json.dumps(summary))
         return summary
 
-    def finish(self, config: dict, counts: dict) -> Path:
-        """After the pipeline ran: report.png, then manifest.json (last). `config` is the whole corpus
-        config (hashed into the manifest), `counts` the run's counters (documents per stage, and drops
-        per reason under "drops"). Raises ShardError when no row was written (all filtered away)."""
+    def finish(self, config: dict, stats: dict) -> Path:
+        """Once the shards are written: report.png, then manifest.json (last). `config` is the whole
+        corpus config (hashed into the manifest), `stats` the run's accounting (pipeline.stats); its
+        counts, without timings, go into the manifest. Raises ShardError when no row was written."""
         out_dir, pack_cfg = Path(self.out_dir), self.pack_cfg
         path = out_dir / SUMMARY
         if not path.is_file():
             raise shards.ShardError(f"{path}: the pipeline left no summary; it did not finish. Rerun it.")
         summary = json.loads(path.read_text())
-        report.write_report(out_dir / "report.png", summary["histograms"], counts.get("drops", {}),
-                            self.tok_cfg.compression_cutoff)
+        counts = counts_of(stats)
+        drops = {reason: d["docs"] for reason, d in counts["dropped"].items()}
+        report.write_report(out_dir / "report.png", summary["histograms"], drops, self.tok_cfg.compression_cutoff)
         columns = ("input_ids",) if pack_cfg.cross_documents else ("input_ids", "attention_mask")
         packing = {"seq_len": pack_cfg.seq_len, "cross_documents": pack_cfg.cross_documents,
                    "groups": pack_cfg.groups, "document_end": "[SEP]",

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -31,8 +30,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 SHARD_NAME = "shard-{:06d}.arrow"
-_SHARD_RE = re.compile(r"shard-\d{6}\.arrow")
-_OWNED = (MANIFEST, TOKENIZER, "report.png", "report.html")  # fixed names the pipeline writes
 
 
 class ShardError(Exception):
@@ -126,35 +123,6 @@ def write_manifest(out_dir, *, seq_len: int, vocab_size: int, shards: list[dict]
     tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, out_dir / MANIFEST)
     return out_dir / MANIFEST
-
-
-def prepare_output(out_dir, overwrite: bool) -> Path:
-    """Make `out_dir` ready for a new shard set. A folder with files in it is refused unless `overwrite`;
-    then only what a shard set consists of is removed (manifest first, so a half-removed set is never
-    valid): the manifest, the files it lists, tokenizer.json, the report, shard-NNNNNN.arrow and our
-    .tmp- files. Anything else in the folder is left alone."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ShardError(f"{out_dir}: exists and is not a folder; choose another output path")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise ShardError(f"{out_dir}: output folder exists and is not empty; pass --overwrite to "
-                             "replace the shard set in it, or choose another folder")
-        listed = set()
-        manifest = out_dir / MANIFEST
-        if manifest.is_file():
-            try:
-                listed = {s["file"] for s in json.loads(manifest.read_text()).get("shards", [])}
-            except (ValueError, TypeError, KeyError):
-                listed = set()
-            manifest.unlink()
-        for p in sorted(out_dir.iterdir()):
-            name = p.name
-            ours = name in listed or name in _OWNED or _SHARD_RE.fullmatch(name) or name.startswith(".tmp-")
-            if ours and p.is_file():
-                p.unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return out_dir
 
 
 def read_manifest(path) -> dict:

@@ -20,6 +20,7 @@ it does not depend on arrival order) and `Tokenize` (batched `encode_batch` in a
 
 import heapq
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from apache_beam.metrics import Metrics
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from pipeline.document import DROPPED, Doc, Drop
+from pipeline.stats import SECONDS
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # pinned: ids 0..4 in this order
 PREFIX = "##"
@@ -41,6 +43,7 @@ DROP_REASON = "tokenize/compression"
 NAMESPACE = "cramkit"
 _WORDS = re.compile(r"\w+|[^\w\s]+", re.ASCII)
 STATS = "stats"  # tag of the side output with (chars, tokens, zstd ratio) of every encoded document
+DOCS = "docs"  # tag of the side output with the kept documents as Doc
 
 
 @dataclass(frozen=True)
@@ -241,28 +244,34 @@ class _EncodeFn(beam.DoFn):
         self._dropped = Metrics.counter(NAMESPACE, DROP_REASON)
 
     def process(self, batch: list[Doc], tokenizer_json: str):
+        start = time.perf_counter()
         if self._key != tokenizer_sha(tokenizer_json):
             self._tok, self._key = Tokenizer.from_str(tokenizer_json), tokenizer_sha(tokenizer_json)
         batch = sorted(batch)
         cctx = zstandard.ZstdCompressor(level=3)
+        out = []
         for doc, ids in zip(batch, encode(self._tok, [d.text for d in batch]), strict=True):
             chars, raw = len(doc.text), doc.text.encode()
             ratio = len(cctx.compress(raw)) / len(raw) if raw else 0.0
-            yield beam.pvalue.TaggedOutput(STATS, (chars, len(ids), ratio))
+            out.append(beam.pvalue.TaggedOutput(STATS, (chars, len(ids), ratio)))
             if compression_keep(len(ids), chars, self.cutoff):
-                yield TokenizedDoc(doc.id, ids, chars)
+                out += [TokenizedDoc(doc.id, ids, chars), beam.pvalue.TaggedOutput(DOCS, doc)]
             else:
                 self._dropped.inc()
-                yield beam.pvalue.TaggedOutput(DROPPED, Drop(doc.id, DROP_REASON, chars))
+                out.append(beam.pvalue.TaggedOutput(DROPPED, Drop(doc.id, DROP_REASON, chars)))
+        out.append(beam.pvalue.TaggedOutput(SECONDS, ("tokenize", time.perf_counter() - start)))
+        yield from out
 
 
 class Tokenize(beam.PTransform):
-    """PCollection[Doc] -> (PCollection[TokenizedDoc], PCollection[Drop], PCollection[(chars, tokens,
-    zstd ratio)] of every encoded document, for the report). Encodes in batches of `batch_size`."""
+    """PCollection[Doc] -> (PCollection[TokenizedDoc], PCollection[Drop]), encoding in batches of
+    `batch_size`. Also set by expand: `docs` (the kept documents as Doc, for the stage counts),
+    `stats` ((chars, tokens, zstd ratio) of every encoded document, for the report) and `seconds`."""
 
     def __init__(self, cfg: TokenizerConfig, tokenizer_json):
         super().__init__()
         self.cfg, self.tokenizer_json = cfg, tokenizer_json
+        self.docs = self.stats = self.seconds = None
 
     def expand(self, docs):
         n = self.cfg.batch_size
@@ -270,6 +279,6 @@ class Tokenize(beam.PTransform):
                | "Batch" >> beam.BatchElements(min_batch_size=n, max_batch_size=n)
                | "Encode" >> beam.ParDo(_EncodeFn(self.cfg.compression_cutoff),
                                         beam.pvalue.AsSingleton(self.tokenizer_json))
-               .with_outputs(DROPPED, STATS, main="kept"))
-        return out.kept, out[DROPPED], out[STATS]
-
+               .with_outputs(DROPPED, STATS, DOCS, SECONDS, main="kept"))
+        self.docs, self.stats, self.seconds = out[DOCS], out[STATS], out[SECONDS]
+        return out.kept, out[DROPPED]

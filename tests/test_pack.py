@@ -11,7 +11,7 @@ import pytest
 import xxhash
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import pack, shards
+from pipeline import pack
 from pipeline import tokenize as T
 from pipeline.document import Doc
 from pipeline.shards import ShardError, ShardSet
@@ -104,11 +104,11 @@ def build(docs, out, tok_file=None, order="none", cross=True, max_rows=0, vocab=
     pack_cfg = pack.PackConfig(seq_len=SEQ, groups=GROUPS, cross_documents=cross)
     order_cfg = pack.OrderConfig(name=order, max_rows=max_rows)
     stage = pack.ToShards(out, tok_cfg, pack_cfg, order_cfg, pack.ShardConfig(rows_per_shard=700, key_sample=500))
-    shards.prepare_output(out, overwrite=False)
+    out.mkdir(parents=True)
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         stage_out = p | beam.Create(docs) | stage
     del stage_out
-    stage.finish({"corpus": "test", **stage.settings()}, {"drops": {}})
+    stage.finish({"corpus": "test", **stage.settings()}, {"dropped": {"x/y": {"docs": 3, "chars": 9}}})
     return ShardSet(out, verify=True)
 
 

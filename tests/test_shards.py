@@ -17,7 +17,8 @@ def make_set(tmp_path, sizes=(50, 30, 20), vocab=1000, seed=0, mask=False):
     """A shard set of random rows; returns (folder, all rows in read order)."""
     rng = np.random.default_rng(seed)
     dtype = shards.dtype_for_vocab(vocab)
-    out = shards.prepare_output(tmp_path / "set", overwrite=False)
+    out = tmp_path / "set"
+    out.mkdir(parents=True)
     (out / shards.TOKENIZER).write_text("{}")
     entries, all_rows = [], []
     for i, n in enumerate(sizes):
@@ -140,7 +141,8 @@ def test_unknown_format_version_and_missing_manifest(tmp_path):
 
 
 def test_no_rows_is_refused(tmp_path):
-    out = shards.prepare_output(tmp_path / "empty", overwrite=False)
+    out = tmp_path / "empty"
+    out.mkdir()
     (out / "tokenizer.json").write_text("{}")
     with pytest.raises(ShardError, match="filtered away"):
         shards.write_manifest(out, seq_len=SEQ, vocab_size=10, shards=[], config={}, order={},
@@ -159,13 +161,3 @@ def test_manifest_is_deterministic_apart_from_created(tmp_path, monkeypatch):
     m = json.loads((a / "manifest.json").read_text())
     assert m["created"] == "1970-01-01T00:00:00Z" and m["config_hash"] == shards.config_hash({"x": 1})
     assert [s["file"] for s in m["shards"]] == sorted(s["file"] for s in m["shards"])
-
-
-def test_existing_output_refused_and_overwrite_keeps_foreign_files(tmp_path):
-    out, _ = make_set(tmp_path)
-    (out / "notes.txt").write_text("mine")
-    (out / "sub").mkdir()
-    with pytest.raises(ShardError, match="--overwrite"):
-        shards.prepare_output(out, overwrite=False)
-    shards.prepare_output(out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "sub"]

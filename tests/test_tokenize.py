@@ -123,7 +123,11 @@ def test_tokenize_stage_drops_badly_compressed_documents(inaugural):
 
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         tok_json = p | "Tok" >> beam.Create([tok.to_str()])
-        kept, dropped, stats = p | beam.Create(prose + [junk]) | T.Tokenize(cfg, tok_json)
+        stage = T.Tokenize(cfg, tok_json)
+        kept, dropped = p | beam.Create(prose + [junk]) | stage
         assert_that(kept, check_kept, label="kept")
         assert_that(dropped, equal_to([Drop("junk:000", "tokenize/compression", len(junk.text))]), label="drop")
-        assert_that(stats | beam.combiners.Count.Globally(), equal_to([7]), label="stats")
+        assert_that(stage.docs, equal_to(prose), label="docs")
+        assert_that(stage.stats | beam.combiners.Count.Globally(), equal_to([7]), label="stats")
+        assert_that(stage.seconds | beam.Map(lambda s: s[0]) | beam.Distinct(), equal_to(["tokenize"]),
+                    label="seconds")
