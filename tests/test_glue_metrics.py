@@ -126,3 +126,17 @@ def test_schedule_matches_transformers_and_warmup_is_per_task(total):
     f = lr_lambda(total, 0.1, "cosine")
     assert f(warm) == 1.0 and f(total) == pytest.approx(0.0, abs=1e-12)
     assert max(range(total), key=f) == warm  # the peak sits at 10% of THIS task's steps
+
+
+def test_optimizer_is_adamw_with_the_protocol_values():
+    import torch
+
+    from glueval.finetune import _optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    opt = _optimizer(model, protocol.load("sane"))
+    assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 1
+    g = opt.param_groups[0]
+    assert (g["lr"], g["betas"], g["eps"], g["weight_decay"]) == (4e-5, (0.9, 0.98), 1e-6, 0.0)
+    decayed = _optimizer(model, protocol.load("sane", ["weight_decay=0.01"])).param_groups
+    assert [len(g["params"]) for g in decayed] == [1, 3] and decayed[0]["weight_decay"] == 0.01  # matrices only
