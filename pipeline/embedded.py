@@ -53,7 +53,7 @@ def units(max_mb: float = 0.0) -> list:
     """Work units of about UNIT_BYTES of .py files each; the first `max_mb` MB in hash order when capped."""
     from pipeline.sources import Unit
 
-    files = sorted(python_files(), key=lambda f: (xxhash.xxh64_intdigest(f[0]), f[0]))
+    files = sorted(python_files(), key=lambda f: (xxhash.xxh64_intdigest(f[0].encode()), f[0]))
     if max_mb:
         budget, taken = max_mb * 1e6, []
         for f in files:

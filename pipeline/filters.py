@@ -118,20 +118,19 @@ def _duplicates(parts: list[str]) -> tuple[float, float]:
     return dup / len(parts), dup_chars / max(sum(map(len, parts)), 1)
 
 
-def _ngram_ids(word_ids: np.ndarray, n: int) -> np.ndarray:
-    """One int64 per word n-gram (a polynomial hash; collisions are negligible at document size)."""
-    h = np.zeros(len(word_ids) - n + 1, np.int64)
-    for k in range(n):
-        h = h * np.int64(1_000_003) + word_ids[k:len(word_ids) - n + 1 + k]
-    return h
+def _ngram_hashes(word_ids: np.ndarray, max_n: int):
+    """(n, one int64 per word n-gram) for n = 1..max_n, each from the previous one (polynomial hash,
+    wrapping; collisions are negligible at document size)."""
+    h = word_ids
+    yield 1, h
+    for n in range(2, min(max_n, len(word_ids)) + 1):
+        h = h[:-1] * np.int64(1_000_003) + word_ids[n - 1:]
+        yield n, h
 
 
-def top_ngram_share(words: list[str], word_ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
+def top_ngram_share(grams: np.ndarray, lengths: np.ndarray, n: int) -> float:
     """Characters of the most common word n-gram (all its occurrences) / characters of all words."""
-    if len(words) < n:
-        return 0.0
-    grams = _ngram_ids(word_ids, n)
-    values, first, counts = np.unique(grams, return_index=True, return_counts=True)
+    _, first, counts = np.unique(grams, return_index=True, return_counts=True)
     top = int(np.argmax(counts))
     if counts[top] < 2:
         return 0.0
@@ -139,17 +138,14 @@ def top_ngram_share(words: list[str], word_ids: np.ndarray, lengths: np.ndarray,
     return float(counts[top] * lengths[start:start + n].sum() / lengths.sum())
 
 
-def dup_ngram_share(word_ids: np.ndarray, lengths: np.ndarray, n: int) -> float:
+def dup_ngram_share(grams: np.ndarray, lengths: np.ndarray, n: int) -> float:
     """Characters of words covered by an n-gram that repeats an earlier one / characters of all words."""
-    if len(word_ids) < n:
-        return 0.0
-    grams = _ngram_ids(word_ids, n)
     _, first = np.unique(grams, return_index=True)
+    if len(first) == len(grams):
+        return 0.0
     repeat = np.ones(len(grams), bool)
     repeat[first] = False
-    if not repeat.any():
-        return 0.0
-    cover = np.zeros(len(word_ids) + 1, np.int64)
+    cover = np.zeros(len(lengths) + 1, np.int64)
     starts = np.flatnonzero(repeat)
     np.add.at(cover, starts, 1)
     np.add.at(cover, starts + n, -1)
@@ -167,15 +163,21 @@ def repetition_rule(text: str, words: list[str], cfg: FilterConfig) -> str | Non
         return "dup_paragraphs"
     if len(words) < 2:
         return None
-    vocab: dict[str, int] = {}
-    word_ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.int64, len(words))
+    # Word ids by Python's string hash: equal words, equal ids, within this process; only equality is used.
+    word_ids = np.fromiter(map(hash, words), np.int64, len(words))
     lengths = np.fromiter(map(len, words), np.int64, len(words))
-    for n, limit in zip((2, 3, 4), cfg.top_ngram_frac, strict=True):
-        if limit and top_ngram_share(words, word_ids, lengths, n) > limit:
+    top = dict(zip((2, 3, 4), cfg.top_ngram_frac, strict=True))
+    dup = dict(zip(range(5, 11), cfg.dup_ngram_frac, strict=True))
+    floor = min((v for v in dup.values() if v), default=0)
+    for n, grams in _ngram_hashes(word_ids, 10):
+        if top.get(n) and top_ngram_share(grams, lengths, n) > top[n]:
             return "top_ngram"
-    for n, limit in zip(range(5, 11), cfg.dup_ngram_frac, strict=True):
-        if limit and dup_ngram_share(word_ids, lengths, n) > limit:
-            return "dup_ngrams"
+        if dup.get(n):
+            share = dup_ngram_share(grams, lengths, n)
+            if share > dup[n]:
+                return "dup_ngrams"
+            if share <= floor:  # covered words only shrink as n grows: no longer n-gram can exceed its bound
+                break
     return None
 
 

@@ -23,6 +23,7 @@ error in the file records, and the records before the break are kept.
 """
 
 import glob
+import itertools
 import json
 import os
 import zlib
@@ -52,7 +53,7 @@ class SourceConfig:
     text_field: str = "text"  # JSON Lines key / Parquet column / HF dataset column holding the text
     encoding_errors: str = "replace"  # bytes that are not UTF-8: replace (U+FFFD) | latin-1 | drop
     max_doc_bytes: int = 8_000_000  # larger records are dropped as read/too_long
-    max_binary_frac: float = 0.05  # control characters or U+FFFD above this fraction: read/binary
+    max_binary_frac: float = 0.05  # control characters above this fraction: read/binary
     docstrings_max_mb: float = 0.0  # embedded source: MB of .py files to scan (0 = all installed)
     hf_max_docs: int = 0  # HF datasets: stop after this many rows (0 = all)
 
@@ -318,12 +319,12 @@ def decode(data: bytes, policy: str) -> tuple[str | None, bool]:
         return data.decode("utf-8", "replace") if policy == "replace" else data.decode("latin-1"), True
 
 
-_CONTROL = set(range(0, 32)) - {9, 10, 12, 13} | set(range(127, 160)) | {0xFFFD}
+_CONTROL = set(range(0, 32)) - {9, 10, 12, 13} | set(range(127, 160))
 _CONTROL_TABLE = dict.fromkeys(_CONTROL, None)
 
 
 def looks_binary(text: str, max_frac: float) -> bool:
-    """NUL bytes, or more than `max_frac` control characters / replacement characters."""
+    """NUL bytes, or more than `max_frac` control characters (C0 other than whitespace, DEL, C1)."""
     if "\0" in text:
         return True
     bad = len(text) - len(text.translate(_CONTROL_TABLE))
@@ -404,6 +405,9 @@ class ReadUnits(beam.DoFn):
     def _lines(self, unit, info):
         cfg, path = self.cfg, unit.paths[0]
         chunks = byte_chunks(path)
+        first = next(chunks, b"")
+        binary = b"\0" in first[:8192]  # as git and `file` decide: every record of such a file is read/binary
+        chunks = itertools.chain([first], chunks)
         if unit.kind == "text":
             recs = records(chunks, cfg.text_mode, cfg.max_doc_bytes)
         else:
@@ -412,8 +416,8 @@ class ReadUnits(beam.DoFn):
             if offset == 0:
                 data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
             doc_id = _doc_id(unit.kind, unit.rel, offset)
-            if problem:
-                yield self._drop(doc_id, problem, len(data))
+            if problem or binary:
+                yield self._drop(doc_id, problem or "binary", len(data))
                 continue
             text = self._text(doc_id, data, info)
             if not isinstance(text, str):
@@ -463,8 +467,6 @@ class ReadUnits(beam.DoFn):
                 row += 1
 
     def _hf(self, unit, info):
-        import itertools
-
         from datasets import load_dataset
 
         name, config, split = unit.paths

