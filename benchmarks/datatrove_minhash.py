@@ -1,8 +1,9 @@
 """The datatrove side of benchmarks/corpus_pipeline.py; runs inside datatrove's own venv (no cramkit imports).
 
 read JSONL -> MinHash dedup in datatrove's four steps (signatures, buckets, clusters, filter; word 5-grams,
-14 buckets x 8 hashes) -> Gopher repetition filter -> JSONL. Prints one JSON line: seconds per step,
-and writes the ids it removed as near-duplicates to WORK/removed_ids.txt.
+14 buckets x 8 hashes) -> the filters cramkit's default config runs (words 20..100,000; zstd-3 ratio in
+[0.10, 0.90] from 500 chars; Gopher repetition with the same thresholds) -> JSONL. Prints one JSON line:
+seconds per step; writes the ids it removed as near-duplicates to WORK/removed_ids.txt.
 
     <datatrove venv>/bin/python benchmarks/datatrove_minhash.py CORPUS_DIR WORK_DIR [--workers 2] [--no-filters]
 """
@@ -13,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+import zstandard
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.dedup.minhash import (
     MinhashConfig,
@@ -21,9 +23,20 @@ from datatrove.pipeline.dedup.minhash import (
     MinhashDedupFilter,
     MinhashDedupSignature,
 )
-from datatrove.pipeline.filters import GopherRepetitionFilter
+from datatrove.pipeline.filters import GopherRepetitionFilter, LambdaFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
+
+
+def length_ok(doc):
+    return 20 <= len(doc.text.split()) <= 100_000
+
+
+def compression_ok(doc):
+    raw = doc.text.encode()
+    if len(doc.text) < 500:
+        return True
+    return 0.10 <= len(zstandard.ZstdCompressor(level=3).compress(raw)) / len(raw) <= 0.90
 
 
 def main():
@@ -46,7 +59,8 @@ def main():
                               logging_dir=str(work / "logs" / name)).run()
         return time.perf_counter() - start
 
-    filters = [] if args.no_filters else [GopherRepetitionFilter()]
+    filters = [] if args.no_filters else [LambdaFilter(length_ok), LambdaFilter(compression_ok),
+                                            GopherRepetitionFilter()]
     seconds = {
         "signatures": run("sigs", [read(), MinhashDedupSignature(str(work / "sigs"), config=config)], tasks),
         "buckets": run("buckets", [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)],
