@@ -3,8 +3,9 @@
 `ToShards` chains them:
 1. tokenizer: trained on a fixed-size sample (pipeline.tokenize.TrainTokenizer), saved as tokenizer.json;
 2. tokenize in batches; the tokenizer-compression filter drops "tokenize/compression";
-3. pack: documents go to `groups` pack groups by xxh64(id) % groups (a number from the config, never
-   from the worker count); within a group they are sorted by id, each ends with [SEP], and
+3. pack: documents go to pack groups by xxh64(id) % groups, groups = ceil(kept tokens / group_tokens)
+   (from the data and the config, never from the worker count); within a group they are sorted by id,
+   each ends with [SEP], and
    - cross_documents (default, as cramming): the group's token stream is cut into rows of seq_len with
      no padding; the last < seq_len tokens of each group are dropped (counted as tokens "pack_tail");
    - otherwise: each document is cut into rows on its own, its last row padded with [PAD] and an
@@ -19,7 +20,7 @@
    `max_rows` keeps the first rows of the global order (counts per partition come as a side input).
 
 The pipeline leaves a summary (shards written, tokens per stage, histograms) in the output folder;
-`ToShards.finish` turns it into report.png and, last, manifest.json, once the run's counts are known.
+`finish` turns it into report.png and, last, manifest.json, once the run's counts are known.
 """
 
 import bisect
@@ -40,7 +41,6 @@ from pipeline.tokenize import (
     SPECIAL_TOKENS,
     Tokenize,
     TokenizedDoc,
-    TokenizerConfig,
     TrainTokenizer,
     load_tokenizer,
     special_ids,
@@ -59,14 +59,22 @@ class PackConfig:
 
     seq_len: int = 128
     cross_documents: bool = True  # False: rows never span documents (padding + attention_mask)
-    groups: int = 64  # pack groups; each drops a tail of < seq_len tokens when cross_documents
+    group_tokens: int = 50_000_000  # tokens per pack group (~100 MB held by one worker); each group
+    # drops a tail of < seq_len tokens when cross_documents
 
     def __post_init__(self):
-        for field in ("seq_len", "groups"):
+        for field in ("seq_len", "group_tokens"):
             if getattr(self, field) < 1:
                 raise ValueError(f"pack.{field}={getattr(self, field)}: must be a positive integer")
-        if self.groups >= 1 << (64 - _TIE_ROW_BITS):
-            raise ValueError(f"pack.groups={self.groups}: must be < {1 << (64 - _TIE_ROW_BITS)}")
+
+
+def pack_groups(tokens: int, group_tokens: int) -> int:
+    """How many pack groups `tokens` kept tokens make: ceil(tokens / group_tokens), at least 1."""
+    groups = max(1, math.ceil(tokens / group_tokens))
+    if groups >= 1 << (64 - _TIE_ROW_BITS):
+        raise ValueError(f"pack.group_tokens={group_tokens}: {groups} pack groups for {tokens} tokens; "
+                         f"must be < {1 << (64 - _TIE_ROW_BITS)}, raise pack.group_tokens")
+    return groups
 
 
 @dataclass(frozen=True)
@@ -293,14 +301,14 @@ def counts_of(stats: dict) -> dict:
 class ToShards(beam.PTransform):
     """PCollection[Doc] (clean, normalized) -> (summary, PCollection[Drop]): writes tokenizer.json,
     the shards and a summary into `out_dir` (a new, empty folder); `finish` completes the set once the
-    run's counts are known. Also set by expand: `kept` (the documents that were tokenized, as Doc),
-    `shards` (one manifest entry per shard written, plus its "seconds") and `seconds` ((stage, s))."""
+    run's counts are known. `cfg` is the corpus config (its tokenizer, pack, order and shards
+    sections are used). Also set by expand: `kept` (the documents that were tokenized, as Doc),
+    `shards` (one manifest entry per shard written, plus its "seconds") and `seconds` (("tokenize", s))."""
 
-    def __init__(self, out_dir, tokenizer: TokenizerConfig, pack: PackConfig, order: OrderConfig,
-                 shard: ShardConfig):
+    def __init__(self, out_dir, cfg):
         super().__init__()
         self.out_dir = str(out_dir)
-        self.tok_cfg, self.pack_cfg, self.order_cfg, self.shard_cfg = tokenizer, pack, order, shard
+        self.tok_cfg, self.pack_cfg, self.order_cfg, self.shard_cfg = cfg.tokenizer, cfg.pack, cfg.order, cfg.shards
         self.kept = self.shards = self.seconds = None
 
     def expand(self, docs):
@@ -313,8 +321,13 @@ class ToShards(beam.PTransform):
         tokenize = Tokenize(self.tok_cfg, tok_json)
         kept, dropped = docs | "Tokenize" >> tokenize
         stats = tokenize.stats
+        groups = (kept
+                  | "KeptTokens" >> beam.Map(lambda d: len(d.ids))
+                  | "SumKept" >> beam.CombineGlobally(sum)
+                  | "Groups" >> beam.Map(pack_groups, pack_cfg.group_tokens))
         packed = (kept
-                  | "ToGroup" >> beam.Map(lambda d: (xxhash.xxh64_intdigest(d.id.encode()) % pack_cfg.groups, d))
+                  | "ToGroup" >> beam.Map(lambda d, n: (xxhash.xxh64_intdigest(d.id.encode()) % n, d),
+                                          beam.pvalue.AsSingleton(groups))
                   | "GroupDocs" >> beam.GroupByKey()
                   | "Pack" >> beam.ParDo(_PackGroupFn(pack_cfg), tok_side).with_outputs(TOKENS, main="rows"))
         blocks = packed.rows
@@ -340,9 +353,7 @@ class ToShards(beam.PTransform):
                        _WriteShardFn(self.out_dir, pack_cfg.seq_len, order.max_rows),
                        beam.pvalue.AsDict(part_rows), tok_side).with_outputs(TOKENS, main="entries"))
 
-        self.kept, self.shards = tokenize.docs, written.entries
-        shard_seconds = written.entries | "ShardSeconds" >> beam.Map(lambda e: ("shards", e["seconds"]))
-        self.seconds = (tokenize.seconds, shard_seconds) | "Seconds" >> beam.Flatten()
+        self.kept, self.shards, self.seconds = tokenize.docs, written.entries, tokenize.seconds
         encoded = stats | "EncodedTokens" >> beam.Map(lambda s: ("encoded", s[1]))
         tokens = ((encoded, packed[TOKENS], written[TOKENS])
                   | "AllTokens" >> beam.Flatten()
@@ -353,46 +364,42 @@ class ToShards(beam.PTransform):
         summary = (entries
                    | "Summary" >> beam.Map(self._summary, beam.pvalue.AsSingleton(tokens),
                                            beam.pvalue.AsSingleton(hists), tok_side,
-                                           beam.pvalue.AsSingleton(saved)))
+                                           beam.pvalue.AsSingleton(groups), beam.pvalue.AsSingleton(saved)))
         return summary, dropped
 
-    def _summary(self, entries, tokens, hists, tokenizer_json, _saved):
+    def _summary(self, entries, tokens, hists, tokenizer_json, groups, _saved):
         entries = sorted(({k: v for k, v in e.items() if k != "seconds"} for e in entries),
                          key=lambda e: e["file"])
         tokens = dict(sorted(tokens.items()))
         tokens["written"] = sum(e.pop("tokens") for e in entries)
-        summary = {"shards": entries, "tokens": tokens, "histograms": hists,
+        summary = {"shards": entries, "tokens": tokens, "histograms": hists, "groups": groups,
                    "vocab_size": _tokenizer_info(tokenizer_json)["vocab_size"]}
         _write_text(Path(self.out_dir) / SUMMARY, json.dumps(summary))
         return summary
 
-    def finish(self, config: dict, stats: dict) -> Path:
-        """Once the shards are written: report.png, then manifest.json (last). `config` is the whole
-        corpus config (hashed into the manifest), `stats` the run's accounting (pipeline.stats); its
-        counts, without timings, go into the manifest. Raises ShardError when no row was written."""
-        out_dir, pack_cfg = Path(self.out_dir), self.pack_cfg
-        path = out_dir / SUMMARY
-        if not path.is_file():
-            raise shards.ShardError(f"{path}: the pipeline left no summary; it did not finish. Rerun it.")
-        summary = json.loads(path.read_text())
-        counts = counts_of(stats)
-        drops = {reason: d["docs"] for reason, d in counts["dropped"].items()}
-        report.write_report(out_dir / "report.png", summary["histograms"], drops, self.tok_cfg.compression_cutoff)
-        columns = ("input_ids",) if pack_cfg.cross_documents else ("input_ids", "attention_mask")
-        packing = {"seq_len": pack_cfg.seq_len, "cross_documents": pack_cfg.cross_documents,
-                   "groups": pack_cfg.groups, "document_end": "[SEP]",
-                   "tail": "each pack group drops its last < seq_len tokens (tokens.pack_tail)"
-                   if pack_cfg.cross_documents else "a document's last row is padded with [PAD] (tokens.padding)"}
-        tok = load_tokenizer(out_dir / shards.TOKENIZER)
-        specials = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None}
-        manifest = shards.write_manifest(
-            out_dir, seq_len=pack_cfg.seq_len, vocab_size=summary["vocab_size"], shards=summary["shards"],
-            config=config, order=asdict(self.order_cfg), packing=packing, counts=counts,
-            tokens=summary["tokens"], columns=columns, special_tokens=specials)
-        path.unlink()
-        return manifest
 
-    def settings(self) -> dict:
-        """The configs of these stages, for the manifest."""
-        return {"tokenizer": asdict(self.tok_cfg), "pack": asdict(self.pack_cfg),
-                "order": asdict(self.order_cfg), "shards": asdict(self.shard_cfg)}
+def finish(out_dir, cfg, stats: dict) -> Path:
+    """Once ToShards has written the shards: report.png, then manifest.json (last). `cfg` is the corpus
+    config (all of it is hashed into the manifest); `stats` the run's accounting (pipeline.stats),
+    whose counts, without timings, go into the manifest. Raises ShardError when no row was written."""
+    out_dir, pack_cfg = Path(out_dir), cfg.pack
+    path = out_dir / SUMMARY
+    if not path.is_file():
+        raise shards.ShardError(f"{path}: the pipeline left no summary; it did not finish. Rerun it.")
+    summary = json.loads(path.read_text())
+    counts = counts_of(stats)
+    drops = {reason: d["docs"] for reason, d in counts["dropped"].items()}
+    report.write_report(out_dir / "report.png", summary["histograms"], drops, cfg.tokenizer.compression_cutoff)
+    columns = ("input_ids",) if pack_cfg.cross_documents else ("input_ids", "attention_mask")
+    packing = {"seq_len": pack_cfg.seq_len, "cross_documents": pack_cfg.cross_documents,
+               "groups": summary["groups"], "document_end": "[SEP]",
+               "tail": "each pack group drops its last < seq_len tokens (tokens.pack_tail)"
+               if pack_cfg.cross_documents else "a document's last row is padded with [PAD] (tokens.padding)"}
+    tok = load_tokenizer(out_dir / shards.TOKENIZER)
+    specials = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None}
+    manifest = shards.write_manifest(
+        out_dir, seq_len=pack_cfg.seq_len, vocab_size=summary["vocab_size"], shards=summary["shards"],
+        config=cfg.to_dict(), order=asdict(cfg.order), packing=packing, counts=counts,
+        tokens=summary["tokens"], columns=columns, special_tokens=specials)
+    path.unlink()
+    return manifest

@@ -13,12 +13,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import pack
 from pipeline import tokenize as T
+from pipeline.config import CorpusConfig
 from pipeline.document import Doc
 from pipeline.shards import ShardError, ShardSet
 from pipeline.tokenize import TokenizedDoc
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
-SEQ, GROUPS = 32, 3
+SEQ, GROUP_TOKENS = 32, 8_000
 
 
 def tdoc(id_, ids):
@@ -101,14 +102,15 @@ def corpus(tmp_path_factory):
 def build(docs, out, tok_file=None, order="none", cross=True, max_rows=0, vocab=3000, cutoff=0.3):
     tok_cfg = T.TokenizerConfig(path=str(tok_file) if tok_file else None, vocab_size=vocab,
                                 compression_cutoff=cutoff, batch_size=64)
-    pack_cfg = pack.PackConfig(seq_len=SEQ, groups=GROUPS, cross_documents=cross)
-    order_cfg = pack.OrderConfig(name=order, max_rows=max_rows)
-    stage = pack.ToShards(out, tok_cfg, pack_cfg, order_cfg, pack.ShardConfig(rows_per_shard=700, key_sample=500))
+    cfg = CorpusConfig(tokenizer=tok_cfg, pack=pack.PackConfig(seq_len=SEQ, group_tokens=GROUP_TOKENS, cross_documents=cross),
+                       order=pack.OrderConfig(name=order, max_rows=max_rows),
+                       shards=pack.ShardConfig(rows_per_shard=700, key_sample=500))
+    stage = pack.ToShards(out, cfg)
     out.mkdir(parents=True)
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
         stage_out = p | beam.Create(docs) | stage
     del stage_out
-    stage.finish({"corpus": "test", **stage.settings()}, {"dropped": {"x/y": {"docs": 3, "chars": 9}}})
+    pack.finish(out, cfg, {"dropped": {"x/y": {"docs": 3, "chars": 9}}, "stages": {"x": {"seconds": 1.5}}})
     return ShardSet(out, verify=True)
 
 
@@ -120,18 +122,23 @@ def built(corpus, tmp_path_factory):
 
 
 def expected_stream(docs, tok_file, cutoff=0.3):
-    """The kept documents' token streams, concatenated per pack group (ids sorted), tails dropped."""
+    """The kept documents' token streams, concatenated per pack group (ids sorted), tails dropped;
+    and the number of groups."""
     tok = T.load_tokenizer(tok_file)
-    groups = {g: [] for g in range(GROUPS)}
+    kept = []
     for d in sorted(docs):
         ids = T.encode(tok, [d.text])[0]
         if T.compression_keep(len(ids), len(d.text), cutoff):
-            groups[xxhash.xxh64_intdigest(d.id.encode()) % GROUPS].append(ids)
+            kept.append((d.id, ids))
+    n = -(-sum(len(ids) for _, ids in kept) // GROUP_TOKENS)
+    groups = {g: [] for g in range(n)}
+    for id_, ids in kept:
+        groups[xxhash.xxh64_intdigest(id_.encode()) % n].append(ids)
     parts = []
-    for g in range(GROUPS):
+    for g in range(n):
         stream = np.concatenate(groups[g])
         parts.append(stream[: len(stream) // SEQ * SEQ])
-    return np.concatenate(parts)
+    return np.concatenate(parts), n
 
 
 def all_rows(ds):
@@ -142,10 +149,12 @@ def all_rows(ds):
 def test_order_none_round_trips_the_token_stream(corpus, built):
     docs, tok_file = corpus
     ds = built["none"]
-    np.testing.assert_array_equal(all_rows(ds).ravel(), expected_stream(docs, tok_file))
+    stream, groups = expected_stream(docs, tok_file)
+    np.testing.assert_array_equal(all_rows(ds).ravel(), stream)
     m = ds.manifest
+    assert m["packing"]["groups"] == groups >= 3
     assert m["tokens"]["kept"] == m["tokens"]["packed"] + m["tokens"]["pack_tail"]
-    assert m["tokens"]["written"] == len(ds) * SEQ and 0 < m["tokens"]["pack_tail"] < GROUPS * SEQ
+    assert m["tokens"]["written"] == len(ds) * SEQ and 0 < m["tokens"]["pack_tail"] < groups * SEQ
     assert m["tokens"]["encoded"] > m["tokens"]["kept"]  # the junk document was dropped
     assert len(m["shards"]) >= 2 and m["order"]["name"] == "none"
     assert m["tokenizer"]["special_tokens"] == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
