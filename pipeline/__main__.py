@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         units = sources.expand(specs, cfg.source)
         tmp = output.staging(args.output, args.overwrite)
     except (config.ConfigError, sources.InputError, output.OutputError) as e:
-        console.print(f"[bold red]error:[/] {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
     import apache_beam as beam
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
 
     total = sum(u.size for u in units)
     console.print(f"reading {len(units):,} input units ({total / 1e6:.1f} MB) with {args.runner}, "
-                  f"{args.workers} worker(s), until {args.until}; staging in {tmp}")
+                  f"{args.workers} worker(s), until {args.until}; staging in {tmp}", markup=False)
     start = time.perf_counter()
     try:
         with beam.Pipeline(options=beam_options(args, beam_args)) as p:
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     console.print(stats.summary_table(result))
-    console.print(f"wrote {args.output}")
+    console.print(f"wrote {args.output}", markup=False)
     if not result["documents"]["balanced"]:
         console.print("[bold red]error:[/] the document counts do not balance; this is a bug, please report it")
         return 1

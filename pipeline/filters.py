@@ -129,13 +129,15 @@ def _ngram_hashes(word_ids: np.ndarray, max_n: int):
 
 
 def top_ngram_share(grams: np.ndarray, lengths: np.ndarray, n: int) -> float:
-    """Characters of the most common word n-gram (all its occurrences) / characters of all words."""
+    """Characters of the most common word n-gram (all its occurrences) / characters of all words; among
+    equally common n-grams the longest counts, so the answer never depends on hash order."""
     _, first, counts = np.unique(grams, return_index=True, return_counts=True)
-    top = int(np.argmax(counts))
-    if counts[top] < 2:
+    most = counts.max()
+    if most < 2:
         return 0.0
-    start = int(first[top])
-    return float(counts[top] * lengths[start:start + n].sum() / lengths.sum())
+    ends = np.concatenate(([0], np.cumsum(lengths)))
+    chars = ends[first[counts == most] + n] - ends[first[counts == most]]
+    return float(most * chars.max() / ends[-1])
 
 
 def dup_ngram_share(grams: np.ndarray, lengths: np.ndarray, n: int) -> float:

@@ -147,6 +147,7 @@ def summary_table(stats: dict):
     """A rich renderable: documents per stage, drops per reason, failed files, bytes."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     docs = stats["documents"]
     stages = Table(title="corpus pipeline", title_justify="left")
@@ -175,8 +176,8 @@ def summary_table(stats: dict):
         failed.add_column("file")
         failed.add_column("error")
         for f in files["failed"][:20]:
-            failed.add_row(f["path"], f["error"])
+            failed.add_row(Text(f["path"]), Text(f["error"]))
         if len(files["failed"]) > 20:
             failed.add_row("...", f"{len(files['failed']) - 20} more in stats.json")
         parts.append(failed)
-    return Group(*parts, *lines)
+    return Group(*parts, *map(Text, lines))

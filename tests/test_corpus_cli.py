@@ -1,0 +1,164 @@
+"""`python -m pipeline` end to end on real text: a mixed folder with broken files completes and accounts
+for every document; near-duplicates go, unrelated documents stay; reruns and 1 vs 2 workers give the
+same bytes; bad paths, empty input and existing outputs are handled before anything is written."""
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import zstandard
+from conftest import ROOT
+
+
+def run(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def docs_of(out):
+    docs = []
+    for path in sorted(out.glob("docs-*.jsonl.zst")):
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+        docs += [json.loads(line) for line in data.decode().splitlines()]
+    return docs
+
+
+def edit(text: str, rng: random.Random, frac: float) -> str:
+    words = text.split()
+    for i in rng.sample(range(len(words)), max(1, int(frac * len(words)))):
+        words[i] = rng.choice(["nation", "people", "river", "law", "bright"])
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def with_copies(mixed_corpus, tmp_path_factory):
+    """The mixed corpus plus near-duplicate copies (2% of words changed, a sentence added) of 5 of its
+    paragraphs and one exact copy."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("copies") / "corpus"
+    shutil.copytree(mixed_corpus["dir"], root)
+    paras, rng = mixed_corpus["paragraphs"], random.Random(0)
+    copies = [edit(p, rng, 0.02) for p in paras[:3]] + [paras[3] + " We shall remember this day."]
+    copies += [edit(paras[12], rng, 0.01), paras[4]]
+    (root / "copies.jsonl").write_text("".join(json.dumps({"text": c}) + "\n" for c in copies))
+    return root
+
+
+@pytest.fixture(scope="module")
+def mixed_run(with_copies, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    proc = run("--input", with_copies, "--output", out, "--until", "clean")
+    return out, proc
+
+
+def test_help_documents_every_option():
+    text = run("--help").stdout
+    for option in ("--input", "--output", "--config", "--until", "--runner", "--workers", "--overwrite",
+                   "key=value", "hf:NAME", "docstrings", "PortableRunner", "FlinkRunner", "DataflowRunner"):
+        assert option in text, option
+
+
+def test_mixed_corpus_with_broken_files_is_accounted_for(mixed_run):
+    out, proc = mixed_run
+    stats = json.loads((out / "stats.json").read_text())
+    docs = stats["documents"]
+    assert docs["balanced"] and docs["read"] == docs["kept"] + docs["dropped"]
+    failed = {f["path"]: f["error"] for f in stats["files"]["failed"]}
+    assert set(failed) == {"truncated.txt.gz", "corrupt.jsonl.zst"}
+    assert "truncated gzip" in failed["truncated.txt.gz"] and "zstd" in failed["corrupt.jsonl.zst"]
+    dropped = {k: v["docs"] for k, v in stats["dropped"].items()}
+    assert dropped["read/invalid_json"] == 1
+    assert dropped["read/missing_field"] == 3  # two JSON lines and one null Parquet value
+    assert dropped["read/binary"] >= 1
+    assert stats["files"]["repaired"] >= 1  # latin.txt
+    assert stats["files"]["count"] == 11 and stats["files"]["bytes_in"] > 0
+    kept = docs_of(out)
+    assert len(kept) == docs["kept"] and [d["id"] for d in kept] == sorted(d["id"] for d in kept)
+    assert stats["output"]["bytes_out"] == sum(p.stat().st_size for p in out.glob("docs-*"))
+    assert {"read", "normalize", "filter"} <= {k for k, v in stats["stages"].items() if "seconds" in v}
+    assert "files failed" in proc.stdout + proc.stderr  # the summary table names them
+    assert not list(out.parent.glob(".*tmp"))
+
+
+def test_near_duplicates_go_and_unrelated_documents_stay(mixed_run, mixed_corpus):
+    out, _ = mixed_run
+    stats = json.loads((out / "stats.json").read_text())
+    dropped = {k: v["docs"] for k, v in stats["dropped"].items()}
+    assert dropped["dedup/exact"] == 1 and dropped["dedup/near"] == 5
+    kept = [d["id"] for d in docs_of(out)]
+
+    def n(prefix):
+        return sum(i.startswith(prefix) for i in kept)
+
+    # One of each family survives, the lowest id: "jsonl:copies.jsonl" sorts before "text:a.txt" (so the
+    # five copies of a.txt paragraphs stay and their originals go) and after "jsonl:b.jsonl".
+    assert (n("jsonl:copies.jsonl"), n("text:a.txt"), n("jsonl:b.jsonl")) == (5, 5, 10)
+    assert n("parquet:e.parquet") == 9 and n("text:d.txt.gz") == 10  # unrelated documents all stay
+
+
+def test_rerun_and_two_workers_give_identical_bytes(mixed_run, with_copies, tmp_path):
+    out, _ = mixed_run
+    again = tmp_path / "again"
+    two = tmp_path / "two"
+    run("--input", with_copies, "--output", again, "--until", "clean")
+    run("--input", with_copies, "--output", two, "--until", "clean", "--workers", "2")
+    files = sorted(p.name for p in out.glob("docs-*"))
+    assert files and files == sorted(p.name for p in again.glob("docs-*")) == sorted(p.name for p in two.glob("docs-*"))
+    for name in files:
+        assert (out / name).read_bytes() == (again / name).read_bytes() == (two / name).read_bytes()
+
+    def untimed(path):
+        stats = json.loads(path.read_text())
+        stats.pop("wall_seconds")
+        for stage in stats["stages"].values():
+            stage.pop("seconds", None)
+        return stats
+
+    assert untimed(out / "stats.json") == untimed(again / "stats.json") == untimed(two / "stats.json")
+
+
+def test_until_read_and_parquet_output(with_copies, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "read"
+    run("--input", with_copies, "--output", out, "--until", "read", "output.format=parquet")
+    stats = json.loads((out / "stats.json").read_text())
+    assert list(stats["stages"]) == ["read", "write"] or list(stats["stages"])[0] == "read"
+    table = pq.read_table(next(out.glob("docs-*.parquet")))
+    assert table.num_rows == stats["documents"]["kept"] == stats["stages"]["read"]["docs"]
+
+
+def test_missing_path_fails_before_the_pipeline(tmp_path):
+    proc = run("--input", tmp_path / "nope", "--output", tmp_path / "out", check=False)
+    assert proc.returncode == 2 and "nope: no such file or folder" in proc.stderr
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".*"))
+
+
+def test_bad_override_names_the_key(tmp_path):
+    proc = run("--input", tmp_path, "dedup.bands=many", check=False)
+    assert proc.returncode == 2 and "dedup.bands" in proc.stderr
+
+
+def test_empty_input_and_output_folder_rules(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.txt").write_bytes(b"")
+    out = tmp_path / "out"
+    run("--input", tmp_path / "in", "--output", out, "--until", "clean")
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["documents"] == {"read": 0, "kept": 0, "dropped": 0, "balanced": True}
+    proc = run("--input", tmp_path / "in", "--output", out, check=False)
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    run("--input", tmp_path / "in", "--output", out, "--overwrite", "--until", "read")
+    assert json.loads((out / "stats.json").read_text())["until"] == "read"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    proc = run("--input", tmp_path / "in", "--output", mine, "--overwrite", check=False)
+    assert proc.returncode == 2 and "did not write" in proc.stderr
+    assert (mine / "notes.txt").read_text() == "keep me"
