@@ -148,8 +148,14 @@ def sort_keys(rows: np.ndarray, mask: np.ndarray | None, group: int, order: Orde
             raise ValueError("order sentence-length needs a '.' token, and the tokenizer has none")
         primary = -(rows == dot_id).sum(axis=1).astype(np.float64)
     else:
-        weights = np.ones(rows.shape) if mask is None else mask.astype(np.float64)
-        mean = (logp[rows] * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1)
+        mean = np.empty(len(rows))
+        for i in range(0, len(rows), 1 << 14):  # in chunks: logp of a whole group would be 8 bytes/token
+            lp = logp[rows[i : i + (1 << 14)]]
+            if mask is None:
+                mean[i : i + (1 << 14)] = lp.mean(axis=1)
+            else:
+                m = mask[i : i + (1 << 14)]
+                mean[i : i + (1 << 14)] = (lp * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1)
         primary = mean if order.reverse else -mean
     return primary, tie
 

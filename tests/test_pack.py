@@ -54,6 +54,10 @@ def test_sort_keys_per_order():
     assert np.argmin(primary) == 1  # the row of the most frequent token is the most likely
     reverse, _ = key("unigram", reverse=True)
     np.testing.assert_array_equal(reverse, -primary)
+    padded = np.array([[7, 7, 0, 0], [1, 2, 3, 0]], dtype=np.uint16)
+    primary, _ = pack.sort_keys(padded, (padded != 0).astype(np.uint8), 0, pack.OrderConfig(name="unigram"),
+                                7, logp)
+    np.testing.assert_allclose(primary, [-logp[7], -logp[[1, 2, 3]].mean()])  # padding not counted
     a, _ = key("random", seed=1)
     b, _ = key("random", seed=2)
     assert len(set(a)) == 3 and not np.array_equal(a, b)
