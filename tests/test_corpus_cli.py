@@ -102,6 +102,7 @@ def test_near_duplicates_go_and_unrelated_documents_stay(mixed_run, mixed_corpus
     assert n("parquet:e.parquet") == 9 and n("text:d.txt.gz") == 10  # unrelated documents all stay
 
 
+@pytest.mark.slow
 def test_rerun_and_two_workers_give_identical_bytes(mixed_run, with_copies, tmp_path):
     out, _ = mixed_run
     again = tmp_path / "again"
