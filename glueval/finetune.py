@@ -71,7 +71,7 @@ def train(model, data: Encoded, p: Protocol, seed: int, pad_id: int, device: tor
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, p.warmup, p.schedule))
     model.train()
     start, last_loss = time.perf_counter(), float("nan")
-    with tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True, mininterval=1.0) as bar:
         for epoch in range(p.epochs):
             order = torch.randperm(len(data), generator=gen).tolist()
             for b in range(per_epoch):

@@ -140,3 +140,10 @@ def test_optimizer_is_adamw_with_the_protocol_values():
     assert (g["lr"], g["betas"], g["eps"], g["weight_decay"]) == (4e-5, (0.9, 0.98), 1e-6, 0.0)
     decayed = _optimizer(model, protocol.load("sane", ["weight_decay=0.01"])).param_groups
     assert [len(g["params"]) for g in decayed] == [1, 3] and decayed[0]["weight_decay"] == 0.01  # matrices only
+
+
+def test_demo_config_is_sane_on_a_subset():
+    demo, sane = protocol.load("demo"), protocol.load("sane")
+    assert demo.is_subset and demo.seeds == [0] and demo.max_eval_examples is None
+    same = ("lr", "betas", "eps", "weight_decay", "batch_size", "schedule", "warmup", "dropout", "max_length")
+    assert all(getattr(demo, k) == getattr(sane, k) for k in same)
