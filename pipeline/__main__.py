@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ overrides (key=value, dotted, after the options; values are YAML):
   normalize.preset=cramming|cased|none   dedup.bands=14 dedup.rows=8 dedup.num_perm=112 dedup.near=false
   filters.enabled=false filters.min_words=20 filters.langid_model=models/lid.176.ftz
   output.format=jsonl.zst|parquet output.file_mb=128
-  (every key: see configs/corpus/default.yaml)
+  (every key and its value: python -m pipeline --show-config)
 
 runners: the default is Beam's local FnApiRunner (named explicitly: Beam's DirectRunner first tries to
 download Prism). Other Beam options pass through, e.g.
@@ -29,8 +30,11 @@ download Prism). Other Beam options pass through, e.g.
   --runner DataflowRunner --project=P --region=R --temp_location=gs://B/tmp
 (runs on a cluster need --input and --output on storage every worker can reach)
 
-output (--output, default out/corpus): docs-*.jsonl.zst (or .parquet) sorted by id, and stats.json:
-documents read = kept + dropped per reason, failed files with their error, bytes in/out, seconds per stage.
+output (--output, default out/corpus), built in a temporary folder and moved into place at the end:
+  --until shards (default)   shard-*.arrow, tokenizer.json, report.png, manifest.json (the trainer's input)
+  --until clean (or earlier) docs-*.jsonl.zst (or .parquet), each sorted by id
+and always stats.json: documents read = kept + dropped per reason, failed files with their error, bytes
+in/out, seconds per stage. Same input and config give the same bytes on any runner and worker count.
 """
 
 
@@ -53,6 +57,8 @@ def parse(argv):
                     help="local worker processes of FnApiRunner (default 1; >1 uses multi_processing)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace an existing output folder (only one a previous run wrote)")
+    ap.add_argument("--show-config", action="store_true",
+                    help="print every setting (after --config and overrides) as YAML, and its hash; run nothing")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. dedup.bands=20")
     args, beam_args = ap.parse_known_args(argv)
     stray = [a for a in beam_args if not a.startswith("--")]
@@ -74,6 +80,8 @@ def beam_options(args, beam_args):
 
 
 def main(argv=None) -> int:
+    # Beam's GCP module warns about its optional clients on import; nothing cramkit uses.
+    logging.getLogger().addFilter(lambda record: "apitools" not in record.getMessage())
     args, beam_args = parse(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
 
@@ -83,6 +91,12 @@ def main(argv=None) -> int:
     specs = args.input or ["docstrings"]
     try:
         cfg = config.load(args.config, args.overrides)
+        if args.show_config:
+            import yaml
+
+            print(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), end="")
+            print(f"# config hash: {cfg.hash()}")
+            return 0
         for spec in specs:
             if spec.startswith("hf:"):
                 sources.check_hf(spec)

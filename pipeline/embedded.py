@@ -30,14 +30,16 @@ def roots() -> dict[str, Path]:
 
 
 def python_files() -> list[tuple[str, Path, int]]:
-    """(id path, file, bytes) for every .py file under the roots, outside __pycache__ and nested roots."""
+    """(id path, file, bytes) for every .py file under the roots, outside __pycache__, nested roots and the
+    base interpreter's own site-packages (a venv's packages are the installed ones)."""
     all_roots = roots()
     nested = {p.resolve() for p in all_roots.values()}
     out = []
     for label, root in all_roots.items():
         for folder, dirs, names in os.walk(root):
             here = Path(folder)
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and (here / d).resolve() not in nested)
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and (here / d).resolve() not in nested
+                             and not (label == "stdlib" and here == root and d in ("site-packages", "dist-packages")))
             for name in names:
                 if name.endswith(".py"):
                     path = here / name

@@ -163,3 +163,33 @@ def test_empty_input_and_output_folder_rules(tmp_path):
     proc = run("--input", tmp_path / "in", "--output", mine, "--overwrite", check=False)
     assert proc.returncode == 2 and "did not write" in proc.stderr
     assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_config_overrides_types_and_hash(tmp_path):
+    from pipeline import config
+
+    cfg = config.load("default", ["dedup.bands=7", "dedup.num_perm=56", "filters.languages=[en, de]",
+                                  "filters.langid_model=null", "normalize.preset=cased"])
+    assert (cfg.dedup.bands, cfg.dedup.num_perm, cfg.filters.languages) == (7, 56, ("en", "de"))
+    assert cfg.hash() == config.load("default", ["dedup.num_perm=56", "dedup.bands=7", "filters.languages=[en, de]",
+                                                 "normalize.preset=cased"]).hash() != config.load("default").hash()
+    for bad, message in [("dedup.bands=x", "dedup.bands='x': expected an integer"),
+                         ("dedup.band=3", "dedup.band: unknown key"),
+                         ("filters.min_words=-1", "filters.min_words"),
+                         ("dedup.bands=20", "dedup.num_perm"),
+                         ("source=3", "source: expected a mapping"),
+                         ("nodot", "key=value")]:
+        with pytest.raises(config.ConfigError, match=message.replace("[", r"\[")):
+            config.load("default", [bad])
+    (tmp_path / "x.yaml").write_text("dedup: [1, 2]\n")
+    with pytest.raises(config.ConfigError, match="dedup: expected a mapping"):
+        config.load(str(tmp_path / "x.yaml"))
+    with pytest.raises(config.ConfigError, match="known configs: .*default"):
+        config.load("no-such-preset")
+
+
+def test_show_config_prints_every_key():
+    text = run("--show-config", "--config", "demo", "dedup.bands=7", "dedup.num_perm=56").stdout
+    assert "bands: 7" in text and "docstrings_max_mb: 20.0" in text and "# config hash:" in text
+    for section in ("source:", "normalize:", "dedup:", "filters:", "output:", "tokenizer:", "pack:"):
+        assert section in text
