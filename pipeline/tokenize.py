@@ -147,11 +147,8 @@ def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2,
             names.append(merged)
         new = vocab[merged]
         changed = set()
-        for wi in sorted(where.pop((a, b), ())):
+        for wi in where.pop((a, b), ()):  # the order of words and pushes does not change the result
             seq, f = seqs[wi], freq[wi]
-            for p in zip(seq, seq[1:], strict=False):
-                pairs[p] -= f
-                changed.add(p)
             out, i = [], 0
             while i < len(seq):
                 if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
@@ -160,12 +157,18 @@ def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2,
                 else:
                     out.append(seq[i])
                     i += 1
+            if len(out) == len(seq):
+                continue  # the word lost this pair to an earlier merge
             seqs[wi] = out
-            for p in zip(out, out[1:], strict=False):
-                pairs[p] += f
-                changed.add(p)
-                where.setdefault(p, set()).add(wi)
-        for p in sorted(changed):
+            delta = Counter(zip(out, out[1:], strict=False))
+            delta.subtract(zip(seq, seq[1:], strict=False))
+            for p, d in delta.items():
+                if d:
+                    pairs[p] += d * f
+                    changed.add(p)
+                    if d > 0:
+                        where.setdefault(p, set()).add(wi)
+        for p in changed:
             if pairs[p] > 0:
                 heapq.heappush(heap, (-pairs[p], *p))
             else:
