@@ -155,7 +155,8 @@ class ShardSet:
     so the object pickles small and each DataLoader worker maps the files itself."""
 
     def __init__(self, path, verify: bool = False):
-        self.path = Path(path)
+        """`path`: the shard folder (or its manifest.json)."""
+        self.path = Path(path).parent if Path(path).name == MANIFEST else Path(path)
         self.manifest = read_manifest(self.path)
         self.seq_len = int(self.manifest["seq_len"])
         self.vocab_size = int(self.manifest["vocab_size"])

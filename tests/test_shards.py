@@ -37,6 +37,7 @@ def test_random_access_and_take(tmp_path):
     ds = ShardSet(out)
     assert (len(ds), ds.seq_len, ds.vocab_size, ds.dtype) == (100, SEQ, 1000, np.uint16)
     assert ds.tokenizer_file == out / "tokenizer.json"
+    assert len(ShardSet(out / "manifest.json")) == 100
     for i in (0, 49, 50, 79, 80, 99, -1):
         np.testing.assert_array_equal(ds[i], rows[i])
     idx = np.array([99, 0, 55, 55, 49, 50, 12])
