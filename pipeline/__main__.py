@@ -87,7 +87,7 @@ def main(argv=None) -> int:
 
     from pipeline import config, output, sources, stats
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
     specs = args.input or ["docstrings"]
     try:
         cfg = config.load(args.config, args.overrides)
