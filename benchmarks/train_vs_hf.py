@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from model.io import load_pretrained
 from pipeline.shards import ShardSet, write_manifest, write_shard
+from trainer.config import load
 from trainer.masking import Masker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,8 +124,10 @@ def run_hf(train_dir: Path, minutes: float, micro: int) -> dict:
                        data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=0.15),
                        callbacks=[Deadline(seconds)])
 
-    probe = trainer(8, 1e9, WORK / "hf-probe").train()  # sizes the schedule to the budget, not timed
-    steps = max(1, int(minutes * 60 * probe.metrics["train_steps_per_second"]))
+    # a short untimed probe sizes the linear schedule to the budget; 20% spare so that the deadline, not
+    # max_steps, ends the run (the probe's rate includes its start-up)
+    probe = trainer(4, 1e9, WORK / "hf-probe").train()
+    steps = max(1, int(1.2 * minutes * 60 * probe.metrics["train_steps_per_second"]))
     t0 = time.perf_counter()
     hf = trainer(steps, minutes * 60, WORK / "hf")
     result = hf.train()
@@ -177,9 +180,10 @@ def main() -> None:
         f"vocab {shards.vocab_size} (uniform loss ln V = {uniform:.2f}); held-out: the last {args.heldout} rows, "
         "masked once for both (exactly round(0.15 x seq) positions per row, 80/10/10, seed 1234).", "",
         "Shape: 4 layers x 256 hidden, 4 heads, FFN 1024 for both; cramkit = crammed block (pre-LN, gated "
-        "FFN, no biases, sparse MLM head, 25% exact masking, triangle2 LR 1e-3, batch ramp "
+        f"FFN, no biases, sparse MLM head, 25% exact masking, triangle2 LR {load('tiny').lr:g}, batch ramp "
         f"{args.micro_batch} -> {args.batch}); HF = post-LN BERT with dense MLM head, 15% masking, lr 5e-4 "
-        f"linear with warm-up, batch {args.micro_batch}.", "",
+        f"linear with warm-up (schedule sized by an untimed 4-step probe), batch {args.micro_batch}, "
+        "dropout 0.1 (BERT's default).", "",
         f"Budget: {args.minutes:g} min wall-clock each (cramkit's includes its start-up; HF's Trainer run "
         "stops at the deadline by callback).", "",
         "| | tokens trained | train time (s) | tokens/s | held-out MLM loss | last train loss |",
