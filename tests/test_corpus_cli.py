@@ -193,3 +193,24 @@ def test_show_config_prints_every_key():
     assert "bands: 7" in text and "docstrings_max_mb: 20.0" in text and "# config hash:" in text
     for section in ("source:", "normalize:", "dedup:", "filters:", "output:", "tokenizer:", "pack:"):
         assert section in text
+
+
+def test_stats_books_must_balance():
+    from rich.console import Console
+
+    from pipeline import stats
+
+    facts = [("stage", "read", (10, 1000)), ("stage", "filter", (7, 700)), ("drop", "read/binary", (2, 5)),
+             ("drop", "filter/too_few_words", (3, 30)), ("seconds", "filter", 0.5), ("seconds", "filter", 0.25),
+             ("file", "a.txt", {"path": "a.txt", "bytes": 1200, "repaired": 1, "error": None}),
+             ("file", "b.gz", {"path": "b.gz", "bytes": 99, "repaired": 0, "error": "truncated gzip file"}),
+             ("written", "docs-0", {"file": "docs-0", "docs": 7, "bytes": 400, "seconds": 0.1})]
+    s = stats.build_stats(facts, ["read", "filter"], {})
+    assert s["documents"] == {"read": 12, "kept": 7, "dropped": 5, "balanced": True}
+    assert s["stages"]["filter"]["seconds"] == 0.75 and s["files"]["bytes_in"] == 1299
+    assert s["files"]["failed"] == [{"path": "b.gz", "error": "truncated gzip file"}]
+    lost = stats.build_stats([f for f in facts if f[1] != "filter/too_few_words"], ["read", "filter"], {})
+    assert lost["documents"]["balanced"] is False
+    console = Console(record=True, width=120)
+    console.print(stats.summary_table(lost))
+    assert "DOES NOT BALANCE" in console.export_text() and "b.gz" in console.export_text()
