@@ -213,4 +213,5 @@ def test_stats_books_must_balance():
     assert lost["documents"]["balanced"] is False
     console = Console(record=True, width=120)
     console.print(stats.summary_table(lost))
-    assert "DOES NOT BALANCE" in console.export_text() and "b.gz" in console.export_text()
+    text = console.export_text()
+    assert "DOES NOT BALANCE" in text and "b.gz" in text
