@@ -4,14 +4,19 @@ same tokenizer, text, batch size and cores), interleaved in one run and reported
 cramkit's path is what the pipeline runs per batch of documents: the Tokenize DoFn (encode_batch,
 token arrays, the compression filter, zstd ratio for the report) and `pack` of the kept documents into
 rows of 128. Also timed once: learning the 32768-token vocabulary (`learn_vocab`, deterministic) next to
-HF's WordPieceTrainer on the same text.
+HF's WordPieceTrainer on the same text, and (with --e2e) the whole `python -m pipeline` on the same
+files into shards (default config), as MB/s of input.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/tokenize_pack.py [--text-dir ../shared/data/text] [--rounds 5]
+    PYTHONPATH=. .venv/bin/python benchmarks/tokenize_pack.py [--text-dir ../shared/data/text] [--rounds 5] [--e2e]
 """
 
 import argparse
+import json
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,11 +70,30 @@ def cramkit(tok_json, batches):
     return n
 
 
+def end_to_end(text_dir: Path) -> list[str]:
+    """Lines for the report: `python -m pipeline` (default config, into shards) on text_dir."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "corpus"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pipeline", "--input", str(text_dir), "--output", str(out)],
+                       check=True, capture_output=True)
+        wall = time.perf_counter() - t0
+        stats = json.loads((out / "stats.json").read_text())
+        rows = json.loads((out / "manifest.json").read_text())["rows"]
+    mb = stats["files"]["bytes_in"] / 1e6
+    stages = ", ".join(f"{k} {v['seconds']:.1f}" for k, v in stats["stages"].items() if "seconds" in v)
+    return ["", f"End to end, `python -m pipeline --input {text_dir.name}` (default config: dedup, filters, "
+            f"tokenizer training, sentence-length order) on the same {mb:.1f} MB: {wall:.1f} s wall "
+            f"including start-up = **{mb / wall:.2f} MB/s**, {rows:,} rows. Seconds of work by stage: "
+            f"{stages}."]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--text-dir", type=Path, default=Path(__file__).resolve().parents[1] / "../shared/data/text")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--e2e", action="store_true", help="also time python -m pipeline on the same files")
     args = ap.parse_args()
 
     docs = load_docs(args.text_dir)
@@ -99,7 +123,9 @@ def main():
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["raw encode_batch"] / med["cramkit tokenize+pack"]
     rows = cramkit(tok_json, batches) // 128
-    cmd = f"PYTHONPATH=. .venv/bin/python benchmarks/tokenize_pack.py --rounds {args.rounds}"
+    e2e = end_to_end(args.text_dir) if args.e2e else []
+    cmd = f"PYTHONPATH=. .venv/bin/python benchmarks/tokenize_pack.py --rounds {args.rounds}" + (
+        " --e2e" if args.e2e else "")
     lines = [
         "# Tokenize + pack vs raw `tokenizers` encode_batch",
         "",
@@ -113,11 +139,12 @@ def main():
         "",
         f"**Ratio: cramkit tokenize+pack runs at {ratio:.2f}x the speed of raw encode_batch** (goal >= 0.7x).",
         "",
-        f"Vocabulary training on the same text, vocab 32768: cramkit `learn_vocab` (deterministic, pure "
-        f"Python) {t_mine:.1f} s vs HF WordPieceTrainer {t_hf:.1f} s ({t_hf / t_mine:.2f}x); "
+        f"Vocabulary training on the same text, vocab 32768: cramkit `train_tokenizer` (word "
+        f"counts + deterministic `learn_vocab`, Python) {t_mine:.1f} s vs HF WordPieceTrainer {t_hf:.1f} s ({t_hf / t_mine:.2f}x); "
         f"token sets differ by {same} tokens: cramkit always holds the 94 printable ASCII characters and "
         "their `##` forms, which leaves room for that many fewer merges (the merges themselves are HF's, "
         "up to HF's tie-breaking, which varies between its runs).",
+        *e2e,
         "",
         f"Command: `{cmd}`  ",
         f"Machine: 2-core x86_64 VM, CPU ({platform.machine()}), shared with other jobs.",
