@@ -19,6 +19,7 @@ Near dedup, step by step (`cfg` is a DedupConfig):
    and the nodes involved are counted under "cramkit.dedup" / "near_cc_unconverged".
 """
 
+import time
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -28,6 +29,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline import minhash
 from pipeline.document import DROPPED, Doc, Drop
+from pipeline.stats import SECONDS
 
 NAMESPACE = "cramkit"  # drop counters, one per reason
 INFO = "cramkit.dedup"  # diagnostic counters that are not drops
@@ -140,7 +142,8 @@ class ExactDedup(beam.PTransform):
 
 
 class _Sign(beam.DoFn):
-    """A batch of documents -> (band key, id) for every band of every document long enough to hash."""
+    """A batch of documents -> (band key, id) for every band of every document long enough to hash,
+    and ("near", seconds spent signing) on the SECONDS output."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -151,6 +154,7 @@ class _Sign(beam.DoFn):
 
     def process(self, batch):
         cfg = self.cfg
+        start = time.perf_counter()
         ids, hashes = [], []
         for doc in batch:
             ws = minhash.words(doc.text)
@@ -159,9 +163,10 @@ class _Sign(beam.DoFn):
                 continue
             ids.append(doc.id)
             hashes.append(minhash.shingle_hashes(ws, cfg.ngram))
-        for doc_id, sig in zip(ids, self.hasher.sign(hashes), strict=True):
-            for key in minhash.band_keys(sig, cfg.bands, cfg.rows):
-                yield key, doc_id
+        keyed = [(key, doc_id) for doc_id, sig in zip(ids, self.hasher.sign(hashes), strict=True)
+                 for key in minhash.band_keys(sig, cfg.bands, cfg.rows)]
+        yield beam.pvalue.TaggedOutput(SECONDS, ("near", time.perf_counter() - start))
+        yield from keyed
 
 
 def _star_edges(bucket):
@@ -240,19 +245,23 @@ def _count_unconverged(joined):
 
 
 class NearDedup(beam.PTransform):
-    """MinHash LSH near dedup (see the module docstring); keeps the lowest id of each component."""
+    """MinHash LSH near dedup (see the module docstring); keeps the lowest id of each component.
+    `.seconds` (set by expand) holds ("near", seconds) of signing per batch for the stats."""
 
     def __init__(self, cfg: DedupConfig = DedupConfig()):
         super().__init__()
         self.cfg = cfg
+        self.seconds = None
 
     def expand(self, docs):
         cfg = self.cfg
         if not cfg.near:
             return docs, _nothing(docs, "NearOff")
-        edges = (docs
-                 | "Batch" >> beam.BatchElements(min_batch_size=cfg.batch_size, max_batch_size=cfg.batch_size)
-                 | "Sign" >> beam.ParDo(_Sign(cfg))
+        signed = (docs
+                  | "Batch" >> beam.BatchElements(min_batch_size=cfg.batch_size, max_batch_size=cfg.batch_size)
+                  | "Sign" >> beam.ParDo(_Sign(cfg)).with_outputs(SECONDS, main="bands"))
+        self.seconds = signed[SECONDS]
+        edges = (signed.bands
                  | "Buckets" >> beam.GroupByKey()
                  | "StarEdges" >> beam.FlatMap(_star_edges)
                  | "UniqueEdges" >> beam.Distinct())
