@@ -58,6 +58,7 @@ def write_report(path, hists: dict, drops: dict, cutoff: float | None = None) ->
     ax.set_xlabel("documents")
     if not reasons:
         ax.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("histograms: every document that reached the tokenizer; drops: every stage", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=80, metadata={"Software": None})
