@@ -11,7 +11,10 @@ Near dedup, step by step (`cfg` is a DedupConfig):
 2. GroupByKey on the band key; a bucket with several ids gives star edges (id -> bucket minimum), so a
    bucket of k documents costs k-1 edges, never k^2 pairs;
 3. optionally keep only edges whose exact shingle Jaccard reaches `jaccard_threshold` (only candidate
-   documents are shingled again, and each star is streamed, not held);
+   documents are shingled again, and each star is streamed, not held). With the check on, every member
+   of a bucket links to each of the bucket's `anchors` lowest ids, not just the minimum: a false-positive
+   minimum fails its checks and would otherwise cut the true duplicates in that bucket apart
+   (NeMo-Curator checks against 2 anchors too);
 4. connected components by alternating large-star / small-star rounds (Kiveris et al., 2014), unrolled
    `max_cc_rounds` times; each round keeps components intact and moves edges towards the minimum;
 5. a document with a smaller neighbour left in the graph is dropped. Once converged each component is a
@@ -19,6 +22,7 @@ Near dedup, step by step (`cfg` is a DedupConfig):
    and the nodes involved are counted under "cramkit.dedup" / "near_cc_unconverged".
 """
 
+import heapq
 import time
 from dataclasses import dataclass
 
@@ -50,6 +54,7 @@ class DedupConfig:
     min_words: int = 10  # shorter documents are left to exact dedup
     jaccard_check: bool = True  # verify candidate pairs by exact shingle Jaccard
     jaccard_threshold: float = 0.8
+    anchors: int = 2  # with the Jaccard check: lowest ids of a bucket each member is checked against
     max_cc_rounds: int = 8  # large-star + small-star rounds; a randomly numbered chain of 1,000 docs needs 8
     batch_size: int = 256  # documents signed per numpy batch
 
@@ -57,7 +62,7 @@ class DedupConfig:
         def bad(field, why):
             raise ValueError(f"dedup.{field}={getattr(self, field)!r}: {why}")
 
-        for field in ("ngram", "num_perm", "bands", "rows", "batch_size"):
+        for field in ("ngram", "num_perm", "bands", "rows", "batch_size", "anchors"):
             if getattr(self, field) < 1:
                 bad(field, "must be a positive integer")
         if self.bands * self.rows != self.num_perm:
@@ -169,13 +174,15 @@ class _Sign(beam.DoFn):
         yield from keyed
 
 
-def _star_edges(bucket):
-    """A bucket's ids -> (id, bucket minimum) edges, streamed (the values are iterated twice)."""
+def _star_edges(bucket, anchors):
+    """A bucket's ids -> (id, anchor) edges to each of the `anchors` lowest ids below it, streamed (the
+    values are iterated twice)."""
     _, ids = bucket
-    low = min(ids)
+    lows = heapq.nsmallest(anchors, ids)
     for doc_id in ids:
-        if doc_id != low:
-            yield doc_id, low
+        for low in lows:
+            if low < doc_id:
+                yield doc_id, low
 
 
 class _ShingleSets(beam.DoFn):
@@ -263,7 +270,7 @@ class NearDedup(beam.PTransform):
         self.seconds = signed[SECONDS]
         edges = (signed.bands
                  | "Buckets" >> beam.GroupByKey()
-                 | "StarEdges" >> beam.FlatMap(_star_edges)
+                 | "StarEdges" >> beam.FlatMap(_star_edges, cfg.anchors if cfg.jaccard_check else 1)
                  | "UniqueEdges" >> beam.Distinct())
         if cfg.jaccard_check:
             edges = self._verified(docs, edges)

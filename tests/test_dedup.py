@@ -12,7 +12,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import minhash
-from pipeline.dedup import DedupConfig, ExactDedup, NearDedup
+from pipeline.dedup import DedupConfig, ExactDedup, NearDedup, _star_edges
 from pipeline.document import Doc
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
@@ -169,6 +169,13 @@ def test_jaccard_check_rejects_false_candidates(tmp_path):
     assert counters["near_pairs_rejected"] >= 1
     kept, _, _ = run(docs, DedupConfig(**loose, jaccard_check=False), tmp_path, stages=("near",))
     assert kept == ["a"]
+
+
+def test_bucket_members_link_to_the_lowest_anchors():
+    """With 2 anchors a false-positive bucket minimum ("a") cannot cut "b" and "c" apart: c -> b is checked too."""
+    bucket = (b"key", ["c", "a", "d", "b"])
+    assert sorted(_star_edges(bucket, 1)) == [("b", "a"), ("c", "a"), ("d", "a")]
+    assert sorted(_star_edges(bucket, 2)) == [("b", "a"), ("c", "a"), ("c", "b"), ("d", "a"), ("d", "b")]
 
 
 def test_short_documents_are_left_to_exact_dedup(tmp_path):
