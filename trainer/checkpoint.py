@@ -66,10 +66,13 @@ def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optim
         with open(f, "rb") as handle:
             os.fsync(handle.fileno())
     _fsync_dir(tmp)
-    if final.exists():  # a rerun of the same step after a resume: replace it
-        shutil.rmtree(final)
+    old = folder / f"{TMP}old-{final.name}"
+    if final.exists():  # the same step again (the run ended inside an accumulation): move it aside first
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
     os.replace(tmp, final)
     _fsync_dir(folder)
+    shutil.rmtree(old, ignore_errors=True)
     for old in complete(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
