@@ -3,6 +3,8 @@
 import argparse
 import json
 import logging
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -109,6 +111,7 @@ def main(argv=None) -> int:
     import apache_beam as beam
 
     from pipeline.build import build
+    from pipeline.document import EmptyCorpus
 
     total = sum(u.size for u in units)
     console.print(f"reading {len(units):,} input units ({total / 1e6:.1f} MB) with {args.runner}, "
@@ -122,10 +125,14 @@ def main(argv=None) -> int:
         result["wall_seconds"] = round(time.perf_counter() - start, 3)
         stats.write_json(path, result)
         output.publish(tmp, args.output)
-    except BaseException:
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    except EmptyCorpus as e:  # the counts say where the documents went; then a plain error, no traceback
+        if (tmp / stats.STATS).is_file():
+            console.print(stats.summary_table(json.loads((tmp / stats.STATS).read_text())))
+        reason = re.sub(r" \[while running .*\]$", "", str(e))  # Beam names the step it failed in
+        print(f"error: {reason}\nnothing was written to {args.output}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone once published; a failed run's staging folder
     console.print(stats.summary_table(result))
     console.print(f"wrote {args.output}", markup=False)
     if not result["documents"]["balanced"]:

@@ -56,7 +56,7 @@ def build(p: beam.Pipeline, cfg: CorpusConfig, units: list[Unit], out_dir, until
         drops.append(dropped)
         seconds.append(to_shards.seconds)
         written = to_shards.shards | "ShardFiles" >> beam.Map(
-            lambda e: {"file": e["file"], "docs": e["rows"], "bytes": e["bytes"], "seconds": e["seconds"]})
+            lambda e: {"file": e["file"], "rows": e["rows"], "bytes": e["bytes"], "seconds": e["seconds"]})
     else:
         written = docs | "WriteDocs" >> WriteDocs(out_dir, cfg.output)
     all_drops = drops | "AllDrops" >> beam.Flatten()

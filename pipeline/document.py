@@ -20,3 +20,7 @@ class Drop(NamedTuple):
 
 
 DROPPED = "dropped"  # tag of the side output that carries Drop records out of every stage
+
+
+class EmptyCorpus(Exception):
+    """Every document was filtered away before a stage that needs text: nothing valid can be written."""

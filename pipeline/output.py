@@ -3,7 +3,8 @@
 A run builds its whole output in `.<name>.tmp` next to `--output` and renames it into place when the
 pipeline has finished, so a killed run never leaves output that looks complete. An existing output is
 refused unless `--overwrite`, and then only a folder cramkit wrote (it holds stats.json or
-manifest.json) is replaced; anything else is never deleted.
+manifest.json) and nothing else (every name is one cramkit writes) is replaced; a folder holding
+anything more is never deleted.
 
 Clean documents go to `docs-NNNNN-of-MMMMM.jsonl.zst` (one JSON object {"id", "text"} per line, zstd)
 or `.parquet` (columns id, text). M is ceil(characters / (file_mb * 1e6)), from the data and config
@@ -11,6 +12,7 @@ only; a document goes to file xxh64(id) mod M and each file is sorted by id, so 
 on the runner or the number of workers.
 """
 
+import fnmatch
 import json
 import math
 import os
@@ -25,6 +27,7 @@ import zstandard
 
 FORMATS = ("jsonl.zst", "parquet")
 MARKERS = ("stats.json", "manifest.json")  # a folder holding one of these was written by cramkit
+OWN = (*MARKERS, "tokenizer.json", "report.png", "shard-*.arrow", "docs-*-of-*.*", ".tmp-summary.json")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ def staging(out: Path, overwrite: bool) -> Path:
             if not any((out / m).is_file() for m in MARKERS):
                 raise OutputError(f"--output {out}: holds files cramkit did not write (no stats.json or "
                                   "manifest.json), so --overwrite will not delete it; choose another folder")
+            foreign = sorted(p.name for p in out.iterdir()
+                             if not any(fnmatch.fnmatch(p.name, pattern) for pattern in OWN))
+            if foreign:
+                raise OutputError(f"--output {out}: holds {', '.join(foreign[:5])}"
+                                  f"{' ...' if len(foreign) > 5 else ''}, which cramkit did not write, so "
+                                  "--overwrite will not delete it; move them away or choose another folder")
     tmp = out.parent / f".{out.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)  # a killed run's staging folder: only ever written by cramkit

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pipeline.document import EmptyCorpus
+
 FORMAT = "cramkit-shards"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -98,12 +100,12 @@ def write_manifest(out_dir, *, seq_len: int, vocab_size: int, shards: list[dict]
     """Write manifest.json last, atomically. Everything but "created" is covered by "content_hash", so
     the same input and config give the same manifest apart from that timestamp (fixed too when
     SOURCE_DATE_EPOCH is set). `special_tokens` maps token -> id for readers that mask or pad.
-    Refuses a shard set without rows."""
+    Refuses a shard set without rows (EmptyCorpus)."""
     out_dir = Path(out_dir)
     rows = sum(s["rows"] for s in shards)
     if rows == 0:
-        raise ShardError(f"{out_dir}: no rows to write: every document was filtered away or was shorter "
-                         "than one row. Check the drop counts in the summary; loosen the filters or add text.")
+        raise EmptyCorpus("no rows to write: every document was filtered away or was shorter than one row. "
+                          "Check the drop counts in the summary; loosen the filters or add text.")
     tokenizer = out_dir / TOKENIZER
     if not tokenizer.is_file():
         raise ShardError(f"{tokenizer}: missing; the tokenizer must be saved before the manifest")

@@ -11,7 +11,7 @@ stats.json:
   dropped     per reason "<stage>/<rule>": docs, chars
   files       count, bytes_in, repaired (documents whose bytes were not UTF-8 and were repaired by
               source.encoding_errors), failed: [{path, error}]
-  output      files [{file, docs, bytes}], bytes_out
+  output      files [{file, docs (clean files) or rows (shards), bytes}], bytes_out
 Timings are the only values that differ between two runs of the same input and config.
 """
 
@@ -94,7 +94,7 @@ def build_stats(facts: list[tuple], stage_names: list[str], extra: dict) -> dict
         "files": {"count": len(files), "bytes_in": sum(f["bytes"] for f in files),
                   "repaired": sum(f["repaired"] for f in files),
                   "failed": sorted(failed, key=lambda f: f["path"])},
-        "output": {"files": [{k: w[k] for k in ("file", "docs", "bytes")} for w in written],
+        "output": {"files": [{k: w[k] for k in ("file", "docs", "rows", "bytes") if k in w} for w in written],
                    "bytes_out": sum(w["bytes"] for w in written)},
     }
 
@@ -111,7 +111,7 @@ class Accounting(beam.PTransform):
 
     stages: [(name, PCollection[Doc])] in pipeline order, the first being the read stage's output;
     drops: PCollection[Drop] of all stages; files: the read stage's file records; seconds:
-    PCollections of (stage, seconds); written: records {file, docs, bytes, seconds} of output files."""
+    PCollections of (stage, seconds); written: records {file, docs or rows, bytes, seconds} of output files."""
 
     def __init__(self, out_dir, stages, drops, files, seconds, written, extra: dict):
         super().__init__()

@@ -33,7 +33,7 @@ import zstandard
 from apache_beam.metrics import Metrics
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from pipeline.document import DROPPED, Doc, Drop
+from pipeline.document import DROPPED, Doc, Drop, EmptyCorpus
 from pipeline.stats import SECONDS
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # pinned: ids 0..4 in this order
@@ -182,7 +182,7 @@ def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer
     outside the sample never becomes [UNK] (words over 100 characters still do)."""
     counts = word_counts(texts)
     if not counts:
-        raise ValueError("no text to train the tokenizer on: every document was filtered away before "
+        raise EmptyCorpus("no text to train the tokenizer on: every document was filtered away before "
                          "tokenization; check the drop counts or give tokenizer.path")
     return build_tokenizer(learn_vocab(counts, vocab_size, min_frequency, PRINTABLE_ASCII))
 

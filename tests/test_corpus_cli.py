@@ -163,6 +163,10 @@ def test_empty_input_and_output_folder_rules(tmp_path):
     proc = run("--input", tmp_path / "in", "--output", mine, "--overwrite", check=False)
     assert proc.returncode == 2 and "did not write" in proc.stderr
     assert (mine / "notes.txt").read_text() == "keep me"
+    (out / "notes.txt").write_text("mine too")  # a user's file inside a cramkit output folder
+    proc = run("--input", tmp_path / "in", "--output", out, "--overwrite", check=False)
+    assert proc.returncode == 2 and "notes.txt, which cramkit did not write" in proc.stderr
+    assert (out / "notes.txt").read_text() == "mine too" and (out / "stats.json").is_file()
 
 
 def test_config_overrides_types_and_hash(tmp_path):

@@ -70,11 +70,13 @@ def test_raw_text_to_verified_shards_and_byte_identical_rerun(inputs, tmp_path, 
 
 
 @pytest.mark.slow
-def test_everything_filtered_away_is_an_error(inputs, tmp_path):
+def test_everything_filtered_away_is_an_error(inputs, tmp_path, capsys):
     out = tmp_path / "nothing"
-    with pytest.raises(Exception, match="filtered away"):
-        run(inputs, out, "tokenizer.compression_cutoff=0.01")
-    assert not out.exists()
+    assert run(inputs, out, "tokenizer.compression_cutoff=0.01") == 2
+    err = capsys.readouterr().err
+    assert "error: no rows to write: every document was filtered away" in err and "Traceback" not in err
+    assert T.DROP_REASON in err  # the summary table shows where the documents went
+    assert not out.exists() and not (tmp_path / ".nothing.tmp").exists()
     with pytest.raises(ShardError):
         ShardSet(out)
 

@@ -14,8 +14,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline import pack
 from pipeline import tokenize as T
 from pipeline.config import CorpusConfig
-from pipeline.document import Doc
-from pipeline.shards import ShardError, ShardSet
+from pipeline.document import Doc, EmptyCorpus
+from pipeline.shards import ShardSet
 from pipeline.tokenize import TokenizedDoc
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
@@ -247,9 +247,9 @@ def test_within_document_packing_writes_an_attention_mask(corpus, tmp_path):
 
 def test_everything_filtered_away_is_an_error(corpus, tmp_path):
     docs, tok_file = corpus
-    with pytest.raises(ShardError, match="filtered away"):
+    with pytest.raises(EmptyCorpus, match="filtered away"):
         build(docs[:20], tmp_path / "none", tok_file, cutoff=0.01)
     assert not (tmp_path / "none" / "manifest.json").exists()
     assert json.loads((tmp_path / "none" / pack.SUMMARY).read_text())["shards"] == []
-    with pytest.raises(Exception, match="every document was filtered away"):  # training on nothing
+    with pytest.raises(EmptyCorpus, match="every document was filtered away"):  # training on nothing
         build([], tmp_path / "train", vocab=100)

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline import shards
+from pipeline.document import EmptyCorpus
 from pipeline.shards import ShardError, ShardSet
 
 SEQ = 16
@@ -145,7 +146,7 @@ def test_no_rows_is_refused(tmp_path):
     out = tmp_path / "empty"
     out.mkdir()
     (out / "tokenizer.json").write_text("{}")
-    with pytest.raises(ShardError, match="filtered away"):
+    with pytest.raises(EmptyCorpus, match="filtered away"):
         shards.write_manifest(out, seq_len=SEQ, vocab_size=10, shards=[], config={}, order={},
                               packing={}, counts={}, tokens={})
     assert not (out / "manifest.json").exists()
