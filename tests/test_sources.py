@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline import embedded, sources
+from pipeline import embedded, records, sources
 from pipeline.document import DROPPED, Doc, Drop
-from pipeline.sources import BrokenFile, SourceConfig, Unit
+from pipeline.records import BrokenFile
+from pipeline.sources import SourceConfig, Unit
 
 
 def read_unit(unit: Unit, **cfg):
@@ -68,29 +69,29 @@ TEXT = b"".join(b"line %d of a test file\n" % i for i in range(20000))
 
 def test_gzip_multi_member_and_truncation():
     two = gzip.compress(TEXT) + gzip.compress(TEXT)
-    assert b"".join(sources._gunzip(iter([two[i:i + 999] for i in range(0, len(two), 999)]))) == TEXT * 2
+    assert b"".join(records._gunzip(iter([two[i:i + 999] for i in range(0, len(two), 999)]))) == TEXT * 2
     cut = gzip.compress(TEXT)[:-4]  # the trailer (size) is missing: zlib alone would not say so
     with pytest.raises(BrokenFile, match="truncated gzip"):
-        b"".join(sources._gunzip(iter([cut])))
+        b"".join(records._gunzip(iter([cut])))
     with pytest.raises(BrokenFile, match="corrupt gzip"):
-        b"".join(sources._gunzip(iter([b"\x1f\x8b\x08\x00" + b"\xff" * 100])))
+        b"".join(records._gunzip(iter([b"\x1f\x8b\x08\x00" + b"\xff" * 100])))
 
 
 def test_zstd_multi_frame_and_truncation():
     c = zstandard.ZstdCompressor()
     two = c.compress(TEXT) + c.compress(TEXT[:100])
-    assert b"".join(sources._unzstd(iter([two[i:i + 777] for i in range(0, len(two), 777)]))) == TEXT + TEXT[:100]
+    assert b"".join(records._unzstd(iter([two[i:i + 777] for i in range(0, len(two), 777)]))) == TEXT + TEXT[:100]
     with pytest.raises(BrokenFile, match="truncated zstd"):
-        b"".join(sources._unzstd(iter([c.compress(TEXT)[:-10]])))
+        b"".join(records._unzstd(iter([c.compress(TEXT)[:-10]])))
     with pytest.raises(BrokenFile, match="corrupt zstd"):
-        b"".join(sources._unzstd(iter([b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 8])))
+        b"".join(records._unzstd(iter([b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 8])))
 
 
 def test_lines_offsets_crlf_and_cap():
     data = b"ab\r\n\ncde\n" + b"x" * 50 + b"\nlast"
     chunks = [data[i:i + 3] for i in range(0, len(data), 3)]
-    got = list(sources.lines(iter(chunks), cap=10))
-    assert got == [(0, b"ab", None), (4, b"", None), (5, b"cde", None), (9, b"", sources.TOO_LONG),
+    got = list(records.lines(iter(chunks), cap=10))
+    assert got == [(0, b"ab", None), (4, b"", None), (5, b"cde", None), (9, b"", records.TOO_LONG),
                    (60, b"last", None)]
     for offset, line, _ in got:
         if line:
@@ -99,22 +100,22 @@ def test_lines_offsets_crlf_and_cap():
 
 def test_records_modes():
     data = b"para one\nstill one\n\n\n  \npara two\n"
-    assert [r[1] for r in sources.records(iter([data]), "block", 100)] == [b"para one\nstill one", b"para two"]
-    assert [r[1] for r in sources.records(iter([data]), "line", 100)] == [b"para one", b"still one", b"para two"]
-    assert [r[0] for r in sources.records(iter([data]), "file", 100)] == [0]
-    assert list(sources.records(iter([data]), "file", 10)) == [(0, b"", sources.TOO_LONG)]
+    assert [r[1] for r in records.records(iter([data]), "block", 100)] == [b"para one\nstill one", b"para two"]
+    assert [r[1] for r in records.records(iter([data]), "line", 100)] == [b"para one", b"still one", b"para two"]
+    assert [r[0] for r in records.records(iter([data]), "file", 100)] == [0]
+    assert list(records.records(iter([data]), "file", 10)) == [(0, b"", records.TOO_LONG)]
 
 
 def test_decode_policies_and_binary():
     latin = "café".encode("latin-1")
-    assert sources.decode(latin, "replace") == ("caf\ufffd", True)
-    assert sources.decode(latin, "latin-1") == ("café", True)
-    assert sources.decode(latin, "drop") == (None, False)
-    assert sources.decode("café".encode(), "drop") == ("café", False)
-    assert sources.looks_binary("a\0b", 0.05)
-    assert sources.looks_binary(bytes(range(256)).decode("latin-1"), 0.05)
-    assert not sources.looks_binary("plain text,\ttabs and\nnewlines\x0c", 0.05)
-    assert not sources.looks_binary("na\ufffdve", 0.05)  # a repaired short text is still text
+    assert records.decode(latin, "replace") == ("caf\ufffd", True)
+    assert records.decode(latin, "latin-1") == ("café", True)
+    assert records.decode(latin, "drop") == (None, False)
+    assert records.decode("café".encode(), "drop") == ("café", False)
+    assert records.looks_binary("a\0b", 0.05)
+    assert records.looks_binary(bytes(range(256)).decode("latin-1"), 0.05)
+    assert not records.looks_binary("plain text,\ttabs and\nnewlines\x0c", 0.05)
+    assert not records.looks_binary("na\ufffdve", 0.05)  # a repaired short text is still text
 
 
 # ---- reading files through the DoFn ----
