@@ -157,14 +157,15 @@ def summary_table(stats: dict):
         stages.add_row(name, f"{s['docs']:,}" if "docs" in s else "",
                        f"{s['chars'] / 1e6:.2f}" if "chars" in s else "",
                        f"{s['seconds']:.1f}" if "seconds" in s else "")
-    drops = Table(title=f"read {docs['read']:,} = kept {docs['kept']:,} + dropped {docs['dropped']:,}"
-                  + ("" if docs["balanced"] else "  [bold red]DOES NOT BALANCE[/]"), title_justify="left")
+    balance = Text.from_markup(f"documents: read {docs['read']:,} = kept {docs['kept']:,} + dropped "
+                               f"{docs['dropped']:,}" + ("" if docs["balanced"] else "  [bold red]DOES NOT BALANCE[/]"))
+    drops = Table(title="drops", title_justify="left")
     drops.add_column("drop reason")
     drops.add_column("docs", justify="right")
     drops.add_column("MB", justify="right")
     for reason, d in stats["dropped"].items():
         drops.add_row(reason, f"{d['docs']:,}", f"{d['chars'] / 1e6:.2f}")
-    parts = [stages, drops]
+    parts = [stages, balance, drops]
     files = stats["files"]
     lines = [f"files read: {files['count']:,}, {files['bytes_in'] / 1e6:.1f} MB in; "
              f"{stats['output']['bytes_out'] / 1e6:.1f} MB out in {len(stats['output']['files'])} files; "
