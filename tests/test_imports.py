@@ -1,0 +1,35 @@
+"""The GPU machine has torch, pyarrow, tokenizers and safetensors but not Beam or `datasets`: the
+trainer, the model and the shard reader must import (and train.py --help run) without them."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+BLOCK = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("apache_beam", "datasets", "datasketch", "fasttext"):
+            raise ImportError(f"{name} is blocked: not on the GPU machine")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_trainer_model_and_reader_import_without_beam_or_datasets():
+    code = BLOCK + """
+import train, model.bert, model.io, pipeline.shards, trainer.data, trainer.checkpoint
+sys.argv = ["train.py", "--help"]
+try:
+    train.main()
+except SystemExit as e:
+    assert e.code == 0, e.code
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Budget-limited" in proc.stdout
+
+
+def test_the_block_works():
+    proc = subprocess.run([sys.executable, "-c", BLOCK + "import apache_beam"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "blocked" in proc.stderr
