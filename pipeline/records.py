@@ -21,45 +21,35 @@ def _raw_chunks(path: str):
             yield chunk
 
 
-def _gunzip(chunks):
-    """Decompress every gzip member; raise BrokenFile on corrupt data or a member without its trailer."""
-    d, fed = zlib.decompressobj(31), False
+def _frames(chunks, new, error, kind: str, truncated: str, padding: bytes = b""):
+    """Decompress every frame (gzip member, zstd frame) with a fresh `new()` decompressor each; raise
+    BrokenFile on corrupt data (`error`) or when the last frame is incomplete."""
+    d, fed = new(), False
     for chunk in chunks:
         while chunk:
             try:
                 out = d.decompress(chunk)
-            except zlib.error as e:
-                raise BrokenFile(f"corrupt gzip data ({e})") from e
+            except error as e:
+                raise BrokenFile(f"corrupt {kind} data ({e})") from e
             fed = True
             if out:
                 yield out
             if not d.eof:
                 break
-            chunk = d.unused_data.lstrip(b"\0")  # the next member (zero padding is allowed)
-            d, fed = zlib.decompressobj(31), False
+            chunk = d.unused_data.lstrip(padding)  # the next frame
+            d, fed = new(), False
     if fed and not d.eof:
-        raise BrokenFile("truncated gzip file: the last member has no end-of-stream trailer")
+        raise BrokenFile(f"truncated {kind} file: {truncated}")
+
+
+def _gunzip(chunks):
+    return _frames(chunks, lambda: zlib.decompressobj(31), zlib.error, "gzip",
+                   "the last member has no end-of-stream trailer", padding=b"\0")  # zero padding is allowed
 
 
 def _unzstd(chunks):
-    """Decompress every zstd frame; raise BrokenFile on corrupt data or an incomplete last frame."""
-    dctx = zstandard.ZstdDecompressor()
-    d, fed = dctx.decompressobj(), False
-    for chunk in chunks:
-        while chunk:
-            try:
-                out = d.decompress(chunk)
-            except zstandard.ZstdError as e:
-                raise BrokenFile(f"corrupt zstd data ({e})") from e
-            fed = True
-            if out:
-                yield out
-            if not d.eof:
-                break
-            chunk = d.unused_data
-            d, fed = dctx.decompressobj(), False
-    if fed and not d.eof:
-        raise BrokenFile("truncated zstd file: the last frame is incomplete")
+    return _frames(chunks, zstandard.ZstdDecompressor().decompressobj, zstandard.ZstdError, "zstd",
+                   "the last frame is incomplete")
 
 
 def byte_chunks(path: str):
