@@ -1,4 +1,4 @@
-"""train.py end to end on shards made from the real text in ../shared/data: loss falls, the final folder
+"""train.py end to end on shards made from real text (../shared/data, else stdlib docstrings): loss falls, the final folder
 loads for fine-tuning, SIGKILL + --resume equals an uninterrupted run bit for bit, bad input fails clearly."""
 
 import json
@@ -28,15 +28,35 @@ SEQ = 64
 SMALL = ["--model", "tiny-2", "micro_batch=8", "batch_size=32", "threads=1", "log_every=0", "lr=2e-3"]
 
 
+def real_paragraphs(max_chars: int = 400_000) -> list[str]:
+    """Paragraphs of four books from ../shared/data; where that folder is absent, as many characters of
+    docstrings of the standard library (the corpus pipeline's embedded source), in a fixed file order."""
+    folder = DATA / "text" / "nltk_gutenberg"
+    if folder.is_dir():
+        texts = [(folder / b).read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n") for b in BOOKS]
+        return [p for t in texts for p in t.split("\n\n") if p.strip()]
+    from pipeline import embedded
+
+    out, size = [], 0
+    for name, path, _ in sorted(embedded.python_files()):
+        if size >= max_chars:
+            break
+        if not name.startswith("stdlib/"):
+            continue
+        try:
+            texts = [text for _, text in embedded.docstrings(path.read_bytes()) if len(text.split()) >= 5]
+        except (SyntaxError, ValueError):  # the stdlib's own test files of broken syntax
+            continue
+        out += texts
+        size += sum(map(len, texts))
+    return out
+
+
 def make_shards(out: Path, vocab: int = 1024, seq_len: int = SEQ) -> Path:
-    """A shard set in the cramkit format from real books (tokenizer trained on them, rows packed)."""
+    """A shard set in the cramkit format from real text (tokenizer trained on it, rows packed)."""
     from pipeline.tokenize import encode, train_tokenizer
 
-    folder = DATA / "text" / "nltk_gutenberg"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is absent (shared data not available)")
-    texts = [(folder / b).read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n") for b in BOOKS]
-    paragraphs = [p for t in texts for p in t.split("\n\n") if p.strip()]
+    paragraphs = real_paragraphs()
     tok = train_tokenizer(paragraphs, vocab)
     out.mkdir(parents=True)
     tok.save(str(out / "tokenizer.json"))
@@ -44,7 +64,7 @@ def make_shards(out: Path, vocab: int = 1024, seq_len: int = SEQ) -> Path:
     n = len(ids) // seq_len
     rows = ids[: n * seq_len].reshape(n, seq_len).astype(dtype_for_vocab(tok.get_vocab_size()))
     shards = [write_shard(out / f"shard-{i:06d}.arrow", rows[s : s + 500]) for i, s in enumerate(range(0, n, 500))]
-    write_manifest(out, seq_len=seq_len, vocab_size=tok.get_vocab_size(), shards=shards, config={"books": BOOKS},
+    write_manifest(out, seq_len=seq_len, vocab_size=tok.get_vocab_size(), shards=shards, config={"test_text": len(paragraphs)},
                    order={}, packing={}, counts={}, tokens={"total": int(n * seq_len)})
     return out
 
