@@ -14,25 +14,16 @@ import time
 from pathlib import Path
 
 import datasets
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from glueval import data
 from glueval.encode import encode
 from glueval.tasks import TASKS
+from pipeline.tokenize import train_tokenizer
 
 OUT = Path(__file__).resolve().parent / "results" / "glue_data.md"
 NAMES = ("cola", "mrpc", "rte", "stsb")
-
-
-def train_tokenizer(texts: list[str], path: Path) -> Tokenizer:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(
-        vocab_size=8192, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    tok.save(str(path))
-    return tok
 
 
 def ours(glue: Path, tok: Tokenizer) -> int:
@@ -72,7 +63,8 @@ def main() -> None:
         td = data.load_tsv(TASKS[name], args.glue_dir)
         texts += td.train.text_a[:2000] + (td.train.text_b[:2000] if td.train.text_b else [])
     with tempfile.TemporaryDirectory() as tmp:
-        tok = train_tokenizer(texts, Path(tmp) / "tokenizer.json")
+        tok = train_tokenizer(texts, 8192)  # the tokenizer `make corpus` writes
+        tok.save(str(Path(tmp) / "tokenizer.json"))
         from tokenizers.processors import TemplateProcessing
 
         hf_raw = Tokenizer.from_file(str(Path(tmp) / "tokenizer.json"))
@@ -94,7 +86,7 @@ def main() -> None:
     text = "\n".join([
         "# GLUE data preparation: cramkit vs Hugging Face datasets + fast tokenizer", "",
         f"Read + tokenize the train splits of {', '.join(TASKS[n].title for n in NAMES)} ({rows['cramkit']} rows; "
-        "pairs `[CLS] A [SEP] B [SEP]`, max length 128, the same 8192-token WordPiece).",
+        "pairs `[CLS] A [SEP] B [SEP]`, max length 128, the same 8192-token cramkit WordPiece).",
         "Peer: `datasets.load_dataset('csv', sep='\\t', quoting=3)` + `PreTrainedTokenizerFast(a, b, truncation=True)` "
         "via `Dataset.map(batched=True)`, as run_glue.py does (cache disabled: in memory, forced re-read).", "",
         f"| path | best of {args.repeats} (s) | rows/s |", "|---|---|---|",

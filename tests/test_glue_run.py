@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 import glue
 from glueval import data
@@ -17,6 +17,7 @@ from glueval.tasks import TASKS
 from model.config import ModelConfig
 from model.heads import MaskedLM
 from model.io import save_pretrained
+from pipeline.tokenize import train_tokenizer
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 GLUE = SHARED / "glue"
@@ -25,12 +26,7 @@ WORDS = ("the film was great awful fine dull witty charming bleak a an and of to
 
 
 def _tokenizer(texts: list[str], path: Path) -> Path:
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(
-        vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
-    tok.save(str(path))
+    train_tokenizer(texts, 400).save(str(path))  # the tokenizer `make corpus` writes
     return path
 
 
