@@ -284,10 +284,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             bar.n = 1000
             bar.close()
             final = save_pretrained(model, run / "final", tokenizer_file=shards.tokenizer_file)
-            metrics.plot(run / "metrics.jsonl", run / "train.png")
+            png = metrics.plot(run / "metrics.jsonl", run / "train.png")
             print(f"done: {meter.tokens:,} tokens, {step} optimizer steps, {meter.elapsed() / 60:.1f} min, "
-                  f"last loss {current['loss']:.3f}; model in {final}, plot in {run / 'train.png'}",
-                  file=sys.stderr)
+                  f"last loss {current['loss']:.3f}; model in {final}, "
+                  f"{f'plot in {png}' if png else 'no plot (matplotlib missing)'}", file=sys.stderr)
     finally:
         bar.close()
         loader.close()

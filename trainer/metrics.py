@@ -58,11 +58,15 @@ def truncate(path: Path, step: int) -> None:
 
 
 def plot(path: Path, png: Path) -> Path | None:
-    """Loss, learning rate with batch size, and tokens/s against tokens seen; None without records."""
+    """Loss, learning rate with batch size, and tokens/s against tokens seen; None without records or
+    without matplotlib (a lean GPU machine: metrics.jsonl holds the same numbers)."""
     records = [r for r in read(path) if "loss" in r]
     if not records:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
