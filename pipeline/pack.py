@@ -150,12 +150,12 @@ def sort_keys(rows: np.ndarray, mask: np.ndarray | None, group: int, order: Orde
     else:
         mean = np.empty(len(rows))
         for i in range(0, len(rows), 1 << 14):  # in chunks: logp of a whole group would be 8 bytes/token
-            lp = logp[rows[i : i + (1 << 14)]]
+            chunk = slice(i, i + (1 << 14))
+            lp = logp[rows[chunk]]
             if mask is None:
-                mean[i : i + (1 << 14)] = lp.mean(axis=1)
+                mean[chunk] = lp.mean(axis=1)
             else:
-                m = mask[i : i + (1 << 14)]
-                mean[i : i + (1 << 14)] = (lp * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1)
+                mean[chunk] = (lp * mask[chunk]).sum(axis=1) / np.maximum(mask[chunk].sum(axis=1), 1)
         primary = mean if order.reverse else -mean
     return primary, tie
 
@@ -387,7 +387,7 @@ class ToShards(beam.PTransform):
 def finish(out_dir, cfg, stats: dict) -> Path:
     """Once ToShards has written the shards: report.png, then manifest.json (last). `cfg` is the corpus
     config (all of it is hashed into the manifest); `stats` the run's accounting (pipeline.stats),
-    whose counts, without timings, go into the manifest. Raises ShardError when no row was written."""
+    whose counts, without timings, go into the manifest. Raises EmptyCorpus when no row was written."""
     out_dir, pack_cfg = Path(out_dir), cfg.pack
     path = out_dir / SUMMARY
     if not path.is_file():

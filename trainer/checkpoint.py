@@ -73,8 +73,8 @@ def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optim
     os.replace(tmp, final)
     _fsync_dir(folder)
     shutil.rmtree(old, ignore_errors=True)
-    for old in complete(folder)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    for stale in complete(folder)[:-keep]:
+        shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
