@@ -3,52 +3,60 @@
 import argparse
 import json
 import logging
-import re
-import shutil
 import sys
 import time
-from pathlib import Path
 
 EPILOG = """\
 inputs (--input, repeatable; default: docstrings):
   FILE | FOLDER | 'GLOB'     .txt (and anything else: plain text), .jsonl/.ndjson/.json, .parquet,
-                             each also as .gz / .zst; a folder is read recursively
+                             each also as .gz / .zst; a folder is read recursively (hidden files and
+                             folders, FIFOs, sockets and devices are skipped and counted). Local paths or
+                             any storage Beam knows: s3://bucket/dir (needs cramkit[s3]), gs://...
+                             (apache-beam[gcp]), hdfs://... (apache-beam[hadoop])
   hf:NAME[:CONFIG][@SPLIT]   a Hugging Face dataset, streamed (needs the Hub; offline, pass files)
   docstrings                 the embedded corpus: docstrings of the installed Python and packages
                              (cap with source.docstrings_max_mb=20)
 
 overrides (key=value, dotted, after the options; values are YAML):
   source.text_mode=block|file|line   source.text_field=text   source.encoding_errors=replace|latin-1|drop
-  normalize.preset=cramming|cased|none   dedup.bands=14 dedup.rows=8 dedup.num_perm=112 dedup.near=false
-  filters.enabled=false filters.min_words=20 filters.langid_model=models/lid.176.ftz
-  output.format=jsonl.zst|parquet output.file_mb=128
+  normalize.preset=cramming|cased|none   filters.enabled=false filters.min_words=20
+  filters.langid_model=models/lid.176.ftz   dedup.exact=false dedup.near=false dedup.bands=14 dedup.rows=8
+  dedup.num_perm=112 dedup.jaccard_threshold=0.8   output.format=jsonl.zst|parquet
+  tokenizer.vocab_size=32768 tokenizer.path=existing/tokenizer.json tokenizer.sample_chars=25000000
+  tokenizer.compression_cutoff=0.25   pack.seq_len=128 pack.cross_documents=false
+  order.name=none|random|sentence-length|unigram order.reverse=true order.max_rows=0
+  shards.rows_per_shard=262144
   (every key and its value: python -m pipeline --show-config)
 
 runners: the default is Beam's local FnApiRunner (named explicitly: Beam's DirectRunner first tries to
-download Prism). Other Beam options pass through, e.g.
-  --runner PortableRunner --job_endpoint=embed --environment_type=LOOPBACK   (in-process portable job API)
-  --runner FlinkRunner --flink_master=HOST:8081 --environment_type=LOOPBACK
+download Prism); --workers N runs N local worker processes. Other Beam options pass through, e.g.
+  --runner PortableRunner --job_endpoint=HOST:8099 --environment_type=EXTERNAL --environment_config=HOST:50000
+  --runner FlinkRunner --flink_master=HOST:8081 --flink_job_server_jar=beam-runners-flink-job-server.jar
   --runner SparkRunner --spark_master_url=spark://HOST:7077
   --runner DataflowRunner --project=P --region=R --temp_location=gs://B/tmp
-(runs on a cluster need --input and --output on storage every worker can reach)
+  S3 options: --s3_endpoint_url=URL --s3_access_key_id=... --s3_secret_access_key=... --s3_region_name=...
+On a cluster, --input and --output must be storage every worker can reach (s3://, gs://, hdfs://).
 
-output (--output, default out/corpus), built in a temporary folder and moved into place at the end:
+output (--output, default out/corpus):
   --until shards (default)   shard-*.arrow, tokenizer.json, report.png, manifest.json (the trainer's input)
-  --until clean (or earlier) docs-*.jsonl.zst (or .parquet), each sorted by id
-and always stats.json: documents read = kept + dropped per reason, failed files with their error, bytes
-in/out, seconds per stage. Same input and config give the same bytes on any runner and worker count.
+  --until clean (or earlier) docs-*.jsonl.zst (or .parquet), one per work unit, in id order
+and always stats.json: documents read = kept + dropped per reason, failed and skipped files, bytes
+in/out, seconds per stage. Intermediate files go to a staging folder .<name>.tmp beside the output,
+removed at the end. Same input and config give the same bytes on any runner and worker count, with
+or without --split-mb (manifest.json's "created" comes from --created).
 """
 
 
 def parse(argv):
-    from pipeline.build import STAGES
+    from pipeline.plan import STAGES
 
     ap = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", action="append", metavar="SPEC",
-                    help="a file, folder, glob, hf:NAME[:CONFIG][@SPLIT] or docstrings (repeatable)")
-    ap.add_argument("--output", type=Path, default=Path("out/corpus"), metavar="DIR",
-                    help="output folder, written through a temporary folder (default: out/corpus)")
+                    help="a file, folder, glob (local or s3://, gs://, hdfs://), hf:NAME[:CONFIG][@SPLIT] or "
+                         "docstrings (repeatable)")
+    ap.add_argument("--output", default="out/corpus", metavar="DIR",
+                    help="output folder, local or s3://, gs://, hdfs:// (default: out/corpus)")
     ap.add_argument("--config", default="default", metavar="NAME|PATH",
                     help="configs/corpus/NAME.yaml or a YAML path (default: default)")
     ap.add_argument("--until", choices=STAGES, default=STAGES[-1],
@@ -57,6 +65,12 @@ def parse(argv):
                     help="Beam runner (default: FnApiRunner, local; see below for others)")
     ap.add_argument("--workers", type=int, default=1,
                     help="local worker processes of FnApiRunner (default 1; >1 uses multi_processing)")
+    ap.add_argument("--split-mb", type=float, default=64.0, metavar="MB",
+                    help="read uncompressed text / JSON Lines files larger than this in ranges of this size, "
+                         "by several workers (default 64; 0: never split)")
+    ap.add_argument("--created", metavar="TIME",
+                    help="the manifest's creation time, ISO 8601 UTC or seconds since the epoch (default: "
+                         "$SOURCE_DATE_EPOCH, else now)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace an existing output folder (only one a previous run wrote)")
     ap.add_argument("--show-config", action="store_true",
@@ -68,7 +82,25 @@ def parse(argv):
         ap.error(f"unexpected arguments {stray}: overrides are key=value, Beam options --name=value")
     if args.workers < 1:
         ap.error("--workers must be >= 1")
+    if args.split_mb < 0:
+        ap.error("--split-mb must be >= 0")
+    if args.created:
+        try:
+            args.created = _iso_time(args.created)
+        except ValueError:
+            ap.error(f"--created {args.created}: give ISO 8601 UTC (2026-01-31T12:00:00Z) or seconds since the epoch")
     return args, beam_args
+
+
+def _iso_time(text: str) -> str:
+    from datetime import datetime, timezone
+
+    if text.lstrip("-").isdigit():
+        moment = datetime.fromtimestamp(int(text), timezone.utc)
+    else:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def beam_options(args, beam_args):
@@ -81,13 +113,23 @@ def beam_options(args, beam_args):
     return PipelineOptions(opts)
 
 
+def _fail(console, stats: dict, message: str) -> int:
+    from pipeline import stats as accounting
+
+    if stats:
+        console.print(accounting.summary_table(stats))
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     # Beam's GCP module warns about its optional clients on import; nothing cramkit uses.
     logging.getLogger().addFilter(lambda record: "apitools" not in record.getMessage())
     args, beam_args = parse(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
 
-    from pipeline import config, output, sources, stats
+    from pipeline import config, inputs, output, plan, shards, storage
+    from pipeline import stats as accounting
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
     specs = args.input or ["docstrings"]
@@ -99,41 +141,48 @@ def main(argv=None) -> int:
             print(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), end="")
             print(f"# config hash: {cfg.hash()}")
             return 0
+        options = beam_options(args, beam_args)
+        storage.configure(options)
         for spec in specs:
             if spec.startswith("hf:"):
-                sources.check_hf(spec)
-        units = sources.expand(specs, cfg.source)
-        tmp = output.staging(args.output, args.overwrite)
-    except (config.ConfigError, sources.InputError, output.OutputError) as e:
+                inputs.check_hf(spec)
+            elif spec != "docstrings":
+                storage.check(spec)
+        for path in (cfg.filters.langid_model, cfg.tokenizer.path):
+            if path and not storage.exists(path):
+                raise inputs.InputError(f"{path}: no such file (filters.langid_model / tokenizer.path)")
+        found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6))
+        folders = output.prepare(args.output, args.overwrite)
+    except (config.ConfigError, inputs.InputError, storage.StorageError, output.OutputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     import apache_beam as beam
 
     from pipeline.build import build
-    from pipeline.document import EmptyCorpus
 
-    total = sum(u.size for u in units)
-    console.print(f"reading {len(units):,} input units ({total / 1e6:.1f} MB) with {args.runner}, "
-                  f"{args.workers} worker(s), until {args.until}; staging in {tmp}", markup=False)
+    run_plan = plan.make(found, folders.final, folders.stage, args.until, cfg.tokenizer.sample_chars,
+                         args.created or shards.created_now())
+    console.print(f"reading {len(found.units):,} input units ({found.bytes / 1e6:.1f} MB"
+                  f"{f', {len(found.skipped)} paths skipped' if found.skipped else ''}) with {args.runner}, "
+                  f"{args.workers} worker(s), until {args.until}; staging in {folders.tmp}", markup=False)
     start = time.perf_counter()
+    extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": specs}
+    stats_path = storage.join(folders.final, accounting.STATS)
     try:
-        with beam.Pipeline(options=beam_options(args, beam_args)) as p:
-            build(p, cfg, units, tmp, args.until, extra={"inputs": specs})
-        path = tmp / stats.STATS
-        result = json.loads(path.read_text())
+        with beam.Pipeline(options=options) as p:
+            build(p, cfg, run_plan, found.units, found.skipped, extra)
+        result = json.loads(storage.read_text(stats_path))
         result["wall_seconds"] = round(time.perf_counter() - start, 3)
-        stats.write_json(path, result)
-        output.publish(tmp, args.output)
-    except EmptyCorpus as e:  # the counts say where the documents went; then a plain error, no traceback
-        if (tmp / stats.STATS).is_file():
-            console.print(stats.summary_table(json.loads((tmp / stats.STATS).read_text())))
-        reason = re.sub(r" \[while running .*\]$", "", str(e))  # Beam names the step it failed in
-        print(f"error: {reason}\nnothing was written to {args.output}", file=sys.stderr)
-        return 2
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone once published; a failed run's staging folder
-    console.print(stats.summary_table(result))
+        storage.write_text(stats_path, accounting.to_json(result))
+    except BaseException:
+        output.discard(folders)
+        raise
+    if "error" in result:
+        output.discard(folders)
+        return _fail(console, result, f"{result['error']}\nnothing was written to {args.output}")
+    output.publish(folders)
+    console.print(accounting.summary_table(result))
     console.print(f"wrote {args.output}", markup=False)
     if not result["documents"]["balanced"]:
         console.print("[bold red]error:[/] the document counts do not balance; this is a bug, please report it")

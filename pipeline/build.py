@@ -1,68 +1,150 @@
-"""The Beam graph of `python -m pipeline`: a chain of stages, each PCollection[Doc] -> (kept, dropped).
+"""The Beam graph of `python -m pipeline`.
 
-    read -> normalize -> exact -> filter -> near -> clean | shards
+Every stage is a plain function of its config, one work item and the small results of the stages
+before it; it returns its outputs (files in the staging folder) and a Tally (pipeline.stats): what it
+kept, dropped and why, and its seconds. Beam runs the work items in parallel and carries only these
+small results between stages (as side inputs); texts, hashes and rows move through files.
 
-Exact dedup runs before the filters and near dedup last: copies are removed by the cheapest test
-first, and the costly MinHash stage only sees documents that passed every other rule. `until` stops the
-chain after a stage; "clean" (and any stage before it) writes the documents of that point with
-pipeline.output.WriteDocs; "shards" (the default) goes on from "near" through pipeline.pack.ToShards
-(tokenizer, tokenize, pack, order) into Arrow shards, report.png and, last, manifest.json. Every
-stage's drops and counts go to pipeline.stats.Accounting, which writes stats.json.
+    scan (per unit) --+-- exact (per hash partition) -------------------------------------+
+                      +-- candidates (per band partition) -- verify (per edge partition)   |
+                          -- clusters (one) ---------------------------------------------+
+      --until clean:  write docs (per unit)                                               |
+      shards:         tokenizer (one) -- encode (per unit) -- keys (per unit) -- boundaries (one)
+                      -- rows (per unit) -- write (per shard)
+    every Tally and file written -- finish (one): stats.json, report.png, manifest.json
 """
 
 import apache_beam as beam
 
-from pipeline.config import CorpusConfig
-from pipeline.dedup import ExactDedup, NearDedup
-from pipeline.filters import Filter
-from pipeline.normalize import Normalize
-from pipeline.output import WriteDocs
-from pipeline.pack import ToShards, finish
-from pipeline.sources import Read, Unit
-from pipeline.stats import Accounting
-
-STAGES = ("read", "normalize", "exact", "filter", "near", "clean", "shards")
+from pipeline import dedup, finish, order, output, tokenize
+from pipeline.encode import Encoder
+from pipeline.pack import Layout
+from pipeline.plan import STAGES
+from pipeline.scan import Scanner
 
 
-def doc_stages(cfg: CorpusConfig) -> list[tuple[str, beam.PTransform]]:
-    """The document stages after read, in order."""
-    return [("normalize", Normalize(cfg.normalize)), ("exact", ExactDedup(cfg.dedup)),
-            ("filter", Filter(cfg.filters)), ("near", NearDedup(cfg.dedup))]
+def _items(p, label: str, items):
+    """Work items spread over the workers."""
+    return p | f"{label}Items" >> beam.Create(list(items)) | f"{label}Spread" >> beam.Reshuffle()
 
 
-def build(p: beam.Pipeline, cfg: CorpusConfig, units: list[Unit], out_dir, until: str = "clean",
-          extra: dict | None = None):
-    """Add the stages up to `until` to `p`, writing documents and stats.json into `out_dir`."""
-    if until not in STAGES:
-        raise ValueError(f"--until {until}: choose one of {', '.join(STAGES)}")
-    read = Read(cfg.source, sum(u.size for u in units))
-    docs, dropped = (p
-                     | "Units" >> beam.Create(units)
-                     | "SpreadUnits" >> beam.Reshuffle()  # one element per file: parallel reads, not per doc
-                     | "Read" >> read)
-    outputs, drops, seconds = [("read", docs)], [dropped], []
-    for name, stage in doc_stages(cfg):
-        if STAGES.index(name) > STAGES.index(until):
-            break
-        docs, dropped = docs | name.capitalize() >> stage
-        outputs.append((name, docs))
-        drops.append(dropped)
-        if getattr(stage, "seconds", None) is not None:
-            seconds.append(stage.seconds)
-    if until == "shards":
-        to_shards = ToShards(out_dir, cfg)
-        summary, dropped = docs | "Shards" >> to_shards
-        outputs.append(("tokenize", to_shards.kept))
-        drops.append(dropped)
-        seconds.append(to_shards.seconds)
-        written = to_shards.shards | "ShardFiles" >> beam.Map(
-            lambda e: {"file": e["file"], "rows": e["rows"], "bytes": e["bytes"], "seconds": e["seconds"]})
-    else:
-        written = docs | "WriteDocs" >> WriteDocs(out_dir, cfg.output)
-    all_drops = drops | "AllDrops" >> beam.Flatten()
-    extra = {"config_hash": cfg.hash(), "until": until, **(extra or {})}
-    stats = p | "Accounting" >> Accounting(out_dir, outputs, all_drops, read.files, seconds, written, extra)
-    if until == "shards":  # the manifest last, once the shards and the counts are in
-        _ = stats | "Manifest" >> beam.Map(lambda s, _, out=str(out_dir): (finish(out, cfg, s), s)[1],
-                                           beam.pvalue.AsSingleton(summary))
-    return stats
+def _all(pcoll):
+    return beam.pvalue.AsList(pcoll)
+
+
+def _one(pcoll):
+    return beam.pvalue.AsSingleton(pcoll)
+
+
+class _Scan(beam.DoFn):
+    def __init__(self, cfg, plan):
+        self.cfg, self.plan = cfg, plan
+
+    def setup(self):
+        self.scan = Scanner(self.cfg, self.plan)  # loads the language-ID model once per worker
+
+    def process(self, unit):
+        yield self.scan(unit)
+
+
+class _Encode(beam.DoFn):
+    def __init__(self, cfg, plan):
+        self.cfg, self.plan, self.encoder = cfg, plan, None
+
+    def process(self, scan, tokenizer_json, decisions):
+        if tokenizer_json is None:
+            return
+        if self.encoder is None:
+            self.encoder = Encoder(self.cfg, self.plan, tokenizer_json)
+        yield self.encoder(scan, decisions)
+
+
+class _Rows(beam.DoFn):
+    """keys (`bounds` None: the unit's sampled keys) or rows (the unit's row runs and counts per shard)."""
+
+    def __init__(self, cfg, plan):
+        self.cfg, self.plan, self.keys = cfg, plan, None
+
+    def process(self, unit, layout, tokenizer_json, counts, bounds=None):
+        if tokenizer_json is None:
+            return
+        if self.keys is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_str(tokenizer_json)
+            self.keys = order.Keys(self.cfg, self.plan, layout, tok.get_vocab_size(with_added_tokens=True),
+                                   tokenize.special_ids(tok), counts)
+        yield self.keys.sample(unit) if bounds is None else self.keys.partition(unit, bounds)
+
+
+def _layout(cfg, plan, encoded):
+    per = {e[0]: e[1:] for e in encoded}
+    per = [per.get(u, (0, 0, 0)) for u in range(plan.units)]
+    return Layout(cfg.pack, [t for t, _, _ in per], [r for _, r, _ in per], [d for _, _, d in per])
+
+
+def _sum(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    if isinstance(values[0], dict):
+        return {k: sum(v[k] for v in values) for k in values[0]}
+    return sum(values[1:], values[0].copy())
+
+
+def build(p, cfg, plan, units: list, skipped: list, extra: dict):
+    """Add every stage up to `plan.until` to `p`; the output holds the stats dict (also in stats.json)."""
+    upto = STAGES.index(plan.until)
+    scans = _items(p, "Units", units) | "Scan" >> beam.ParDo(_Scan(cfg, plan))
+    scanned = _all(scans)
+    tallies = [scans | "ScanTally" >> beam.Map(lambda s: s.tally)]
+    decisions = []
+    if cfg.dedup.exact and upto >= STAGES.index("exact"):
+        exact = _items(p, "Exact", range(plan.exact_parts)) | "Exact" >> beam.Map(dedup.exact, plan, scanned)
+        decisions.append(exact)
+    if cfg.dedup.near and upto >= STAGES.index("near"):
+        cands = (_items(p, "Bands", range(cfg.dedup.bands * plan.band_parts))
+                 | "Candidates" >> beam.Map(dedup.candidates, cfg.dedup, plan, scanned))
+        verified = (_items(p, "Edges", range(plan.edge_parts))
+                    | "Verify" >> beam.Map(dedup.verify, cfg.dedup, plan, scanned, _all(cands)))
+        decisions.append(p | "NearOne" >> beam.Create([None])
+                         | "Clusters" >> beam.Map(lambda _, v: dedup.clusters(plan, v), _all(verified)))
+    decisions = decisions | "Decisions" >> beam.Flatten() if decisions else p | "NoDecisions" >> beam.Create([])
+    decided = _all(decisions)
+    tallies.append(decisions | "DecisionTally" >> beam.Map(lambda d: d.tally))
+    one = p | "One" >> beam.Create([None])
+
+    if plan.until != "shards":
+        written = scans | "WriteDocs" >> beam.Map(lambda s, d: output.write_docs(s, cfg.output, plan, d), decided)
+        return one | "Finish" >> beam.Map(
+            lambda _, w, t: finish.finish(cfg, plan, skipped, t, [x for x in w if x], extra),
+            _all(written), _all(tallies | "Tallies" >> beam.Flatten()))
+
+    tok = one | "Tokenizer" >> beam.Map(
+        lambda _, s, d: tokenize.train_from_sample(cfg.tokenizer, plan, s, d), scanned, decided)
+    encoded = scans | "Encode" >> beam.ParDo(_Encode(cfg, plan), _one(tok), decided)
+    tallies.append(encoded | "EncodeTally" >> beam.Map(lambda e: e.tally))
+    counts = encoded | "Unigrams" >> beam.Map(lambda e: e.counts) | "SumUnigrams" >> beam.CombineGlobally(_sum)
+    hists = encoded | "Hists" >> beam.Map(lambda e: e.hists) | "SumHists" >> beam.CombineGlobally(_sum)
+    layout = one | "Layout" >> beam.Map(
+        lambda _, e: _layout(cfg, plan, e), _all(encoded | "Sizes" >> beam.Map(lambda e: (e.unit, e.tokens, e.rows, e.docs))))
+    sides = (_one(layout), _one(tok), _one(counts))
+    unit_items = _items(p, "RowUnits", range(plan.units))
+    samples = unit_items | "Keys" >> beam.ParDo(_Rows(cfg, plan), *sides)
+    bounds = one | "Boundaries" >> beam.Map(
+        lambda _, s, lay: order.boundaries(s, lay.rows, cfg.shards.rows_per_shard), _all(samples), _one(layout))
+    parted = unit_items | "Rows" >> beam.ParDo(_Rows(cfg, plan), *sides, _one(bounds))
+
+    def shard(part, b, rows, t):
+        from tokenizers import Tokenizer
+
+        before = int(sum(c[:part].sum() for _, c in rows))
+        vocab = Tokenizer.from_str(t).get_vocab_size(with_added_tokens=True) if t else 0
+        return order.write_shard(part, len(b) + 1, plan, cfg, [path for paths, _ in rows for path in paths],
+                                 before, vocab) if t else {"file": None, "capped": 0}
+
+    written = (bounds | "ShardItems" >> beam.FlatMap(lambda b: range(len(b) + 1)) | "ShardSpread" >> beam.Reshuffle()
+               | "WriteShards" >> beam.Map(shard, _one(bounds), _all(parted), _one(tok)))
+    return one | "Finish" >> beam.Map(
+        lambda _, w, t, tj, lay, h: finish.finish(cfg, plan, skipped, t, w, extra, tj, lay, h),
+        _all(written), _all(tallies | "Tallies" >> beam.Flatten()), _one(tok), _one(layout), _one(hists))

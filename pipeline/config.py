@@ -2,7 +2,7 @@
 
 Each stage module owns its settings next to its code (sources.SourceConfig, normalize.NormalizeConfig,
 dedup.DedupConfig, filters.FilterConfig, output.OutputConfig, tokenize.TokenizerConfig,
-pack.PackConfig/OrderConfig/ShardConfig); this module only composes them. Values are type-checked
+pack.PackConfig, order.OrderConfig/ShardConfig); this module only composes them. Values are type-checked
 against the dataclass fields, and an error names the dotted key (`dedup.bands`) and what it wants.
 """
 
@@ -18,8 +18,9 @@ from pipeline import shards
 from pipeline.dedup import DedupConfig
 from pipeline.filters import FilterConfig
 from pipeline.normalize import NormalizeConfig
+from pipeline.order import OrderConfig, ShardConfig
 from pipeline.output import OutputConfig
-from pipeline.pack import OrderConfig, PackConfig, ShardConfig
+from pipeline.pack import PackConfig
 from pipeline.sources import SourceConfig
 from pipeline.tokenize import TokenizerConfig
 

@@ -4,23 +4,22 @@ from typing import NamedTuple
 
 
 class Doc(NamedTuple):
-    """One document. `id` is stable and sortable: "<source>:<path relative to its input>:<offset>"
-    with a zero-padded offset, so "keep the lowest id" means the same document on every runner."""
+    """One document. `id` is its integer id (pipeline.inputs: file number and offset), whose order is
+    the order of "keep the lowest id"; `name` is the readable "<kind>:<relative path>:<offset>"."""
 
-    id: str
+    id: int
+    name: str
     text: str
 
 
 class Drop(NamedTuple):
-    """A document that left the pipeline: which one, why ("<stage>/<rule>"), and its size in chars."""
+    """A record that left the pipeline: which one, why ("<stage>/<rule>"), and its size (characters, or
+    bytes for a record that was never decoded)."""
 
-    id: str
+    name: str
     reason: str
-    chars: int
-
-
-DROPPED = "dropped"  # tag of the side output that carries Drop records out of every stage
+    size: int
 
 
 class EmptyCorpus(Exception):
-    """Every document was filtered away before a stage that needs text: nothing valid can be written."""
+    """Nothing was left to write: every input failed, or every document was filtered away."""

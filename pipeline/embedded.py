@@ -16,9 +16,7 @@ from pathlib import Path
 
 import xxhash
 
-from pipeline.document import Doc
-
-UNIT_BYTES = 4_000_000  # .py bytes per work unit
+UNIT_BYTES = 4_000_000  # .py bytes per work unit (pipeline.inputs groups files into units)
 _NODES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
@@ -51,30 +49,18 @@ def python_files() -> list[tuple[str, Path, int]]:
     return out
 
 
-def units(max_mb: float = 0.0) -> list:
-    """Work units of about UNIT_BYTES of .py files each; the first `max_mb` MB in hash order when capped."""
-    from pipeline.sources import Unit
-
-    files = sorted(python_files(), key=lambda f: (xxhash.xxh64_intdigest(f[0].encode()), f[0]))
+def files(max_mb: float = 0.0) -> list[tuple[str, Path, int]]:
+    """The .py files to read, sorted by id path: all, or the first `max_mb` MB in hash order when capped."""
+    found = sorted(python_files(), key=lambda f: (xxhash.xxh64_intdigest(f[0].encode()), f[0]))
     if max_mb:
         budget, taken = max_mb * 1e6, []
-        for f in files:
+        for f in found:
             if budget <= 0:
                 break
             taken.append(f)
             budget -= f[2]
-        files = taken
-    files.sort()
-    out, group, size = [], [], 0
-    for rel, path, n in files:
-        group.append((rel, str(path)))
-        size += n
-        if size >= UNIT_BYTES:
-            out.append(Unit("docstrings", group[0][0], tuple(group), size))
-            group, size = [], 0
-    if group:
-        out.append(Unit("docstrings", group[0][0], tuple(group), size))
-    return out
+        found = taken
+    return sorted(found)
 
 
 def docstrings(source: bytes) -> list[tuple[int, str]]:
@@ -88,18 +74,14 @@ def docstrings(source: bytes) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def read(unit, info):
-    """The Docs of a docstrings unit; files that fail to parse go into info["failed"]."""
-    for rel, path in unit.paths:
+def read(source: bytes) -> list[tuple[int, str, bool]]:
+    """(line, docstring, repaired) of Python source; `repaired` when lone surrogates (from escapes in the
+    literal) had to be replaced to make the text UTF-8. Raises what `ast.parse` raises."""
+    out = []
+    for line, text in docstrings(source):
         try:
-            found = docstrings(Path(path).read_bytes())
-        except (SyntaxError, ValueError, RecursionError, MemoryError, OSError) as e:
-            info.setdefault("failed", []).append({"path": rel, "error": f"{type(e).__name__}: {e}"})
-            continue
-        for line, text in found:
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates from escapes in the literal
-                text = text.encode("utf-8", "replace").decode("utf-8")
-                info["repaired"] += 1
-            yield Doc(f"docstrings:{rel}:{line:012d}", text)
+            text.encode("utf-8")
+            out.append((line, text, False))
+        except UnicodeEncodeError:
+            out.append((line, text.encode("utf-8", "replace").decode("utf-8"), True))
+    return out

@@ -16,13 +16,8 @@ Rules, in the order they run (the first that fails names the drop; 0 turns a bou
 import re
 from dataclasses import dataclass
 
-import apache_beam as beam
 import numpy as np
 import zstandard
-from apache_beam.metrics import Metrics
-
-from pipeline.document import DROPPED, Doc, Drop
-from pipeline.stats import SECONDS, timed
 
 _WORD = re.compile(r"\S+")
 _PARAGRAPHS = re.compile(r"\n{2,}")
@@ -190,67 +185,29 @@ def check(text: str, cfg: FilterConfig) -> str | None:
     return f"filter/{reason}" if reason else None
 
 
-# ---- the Beam stage ----------------------------------------------------------------------------
+# ---- a batch of documents ------------------------------------------------------------------------
 
-class _FilterFn(beam.DoFn):
-    """A batch of documents -> kept docs and Drops; language ID runs once per batch on the survivors."""
+class Filters:
+    """`apply(docs)` -> (kept docs, [(doc, reason)] dropped); language ID runs once per call on the
+    documents that passed every other rule."""
 
     def __init__(self, cfg: FilterConfig):
         self.cfg = cfg
-        self.counters = {}
-
-    def setup(self):
         self.langid = None
-        if self.cfg.langid_model:
+        if cfg.enabled and cfg.langid_model:
             from pipeline.langid import LangId
-            self.langid = LangId(self.cfg.langid_model)
+            self.langid = LangId(cfg.langid_model)
 
-    def _drop(self, doc, reason):
-        if reason not in self.counters:
-            self.counters[reason] = Metrics.counter("cramkit", reason)
-        self.counters[reason].inc()
-        return beam.pvalue.TaggedOutput(DROPPED, Drop(doc.id, reason, len(doc.text)))
-
-    def process(self, batch: list[Doc]):
-        clock = [0.0]
-        yield from timed(self._filter(batch), clock)
-        yield beam.pvalue.TaggedOutput(SECONDS, ("filter", clock[0]))
-
-    def _filter(self, batch):
-        survivors = []
-        for doc in batch:
-            reason = check(doc.text, self.cfg)
-            if reason:
-                yield self._drop(doc, reason)
-            else:
-                survivors.append(doc)
-        if self.langid and survivors:
-            langs = self.langid.predict([d.text for d in survivors])
-            kept = []
-            for doc, (lang, score) in zip(survivors, langs, strict=True):
-                if lang in self.cfg.languages and score >= self.cfg.langid_threshold:
-                    kept.append(doc)
-                else:
-                    yield self._drop(doc, "filter/language")
-            survivors = kept
-        yield from survivors
-
-
-class Filter(beam.PTransform):
-    """PCollection[Doc] -> (kept, drops "filter/<rule>"); `.seconds` (set by expand) holds
-    ("filter", seconds) per batch for the stats."""
-
-    def __init__(self, cfg: FilterConfig = FilterConfig()):
-        super().__init__()
-        self.cfg = cfg
-        self.seconds = None
-
-    def expand(self, docs):
+    def apply(self, docs: list) -> tuple[list, list]:
         if not self.cfg.enabled:
-            return docs, docs | "NoFilters" >> beam.FlatMap(lambda _: ())
-        out = (docs
-               | "Batch" >> beam.BatchElements(min_batch_size=self.cfg.batch_size,
-                                               max_batch_size=self.cfg.batch_size)
-               | "Rules" >> beam.ParDo(_FilterFn(self.cfg)).with_outputs(DROPPED, SECONDS, main="kept"))
-        self.seconds = out[SECONDS]
-        return out.kept, out[DROPPED]
+            return docs, []
+        kept, dropped = [], []
+        for doc in docs:
+            reason = check(doc.text, self.cfg)
+            (dropped.append((doc, reason)) if reason else kept.append(doc))
+        if self.langid and kept:
+            langs = self.langid.predict([d.text for d in kept])
+            ok = [lang in self.cfg.languages and score >= self.cfg.langid_threshold for lang, score in langs]
+            dropped += [(d, "filter/language") for d, good in zip(kept, ok, strict=True) if not good]
+            kept = [d for d, good in zip(kept, ok, strict=True) if good]
+        return kept, dropped

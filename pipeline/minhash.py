@@ -148,6 +148,22 @@ class MinHasher:
         return sigs
 
 
-def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[bytes]:
-    """One key per band: the band's index (2 bytes) and its `rows` signature values."""
-    return [b.to_bytes(2, "big") + sig[b * rows : (b + 1) * rows].tobytes() for b in range(bands)]
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 of uint64 values: a bijection that spreads any input over 64 bits."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def band_hashes(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """[n, bands] uint64: each band's `rows` signature values folded into one 64-bit key. Two documents
+    share a key where they share the band (a 64-bit collision aside, ~n^2 / 2^64)."""
+    out = np.empty((len(sigs), bands), dtype=np.uint64)
+    for b in range(bands):
+        h = np.full(len(sigs), b, dtype=np.uint64)
+        for r in range(rows):
+            h = mix64(h ^ sigs[:, b * rows + r].astype(np.uint64))
+        out[:, b] = h
+    return out

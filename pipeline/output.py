@@ -1,33 +1,34 @@
-"""Where a run writes: a staging folder moved into place at the end, and the clean-document files.
+"""Where a run writes: its staging folder, the move into place at the end, and the clean-document files.
 
-A run builds its whole output in `.<name>.tmp` next to `--output` and renames it into place when the
-pipeline has finished, so a killed run never leaves output that looks complete. An existing output is
-refused unless `--overwrite`, and then only a folder cramkit wrote (it holds stats.json or
-manifest.json) and nothing else (every name is one cramkit writes) is replaced; a folder holding
-anything more is never deleted.
+A run's intermediate files live in a staging folder `.<name>.tmp` beside `--output`, marked as
+cramkit's by a `.cramkit` file. On a local disk the final files are built in it too and the finished
+folder is renamed into place, so a killed run never leaves output that looks complete. Object stores
+have no atomic rename: there the final files are written under `--output` directly and manifest.json,
+written last, is the completion marker (a reader refuses a folder without it).
 
-Clean documents go to `docs-NNNNN-of-MMMMM.jsonl.zst` (one JSON object {"id", "text"} per line, zstd)
-or `.parquet` (columns id, text). M is ceil(characters / (file_mb * 1e6)), from the data and config
-only; a document goes to file xxh64(id) mod M and each file is sorted by id, so the bytes never depend
-on the runner or the number of workers.
+An existing output is refused unless `--overwrite`, and then only a folder cramkit wrote (it holds
+stats.json or manifest.json) and nothing else (every name is one cramkit writes) is replaced. A staging
+or `.<name>.old` folder is removed only when it carries cramkit's marker; anything else by that name is
+an error, never deleted.
+
+Clean documents (`--until clean` or earlier) go to `docs-NNNNN-of-MMMMM.jsonl.zst` (one JSON object
+{"id", "text"} per line, zstd; "id" is the document's name) or `.parquet` (columns id, text): one file
+per work unit that kept a document, in id order.
 """
 
 import fnmatch
 import json
-import math
-import os
-import shutil
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import apache_beam as beam
-import xxhash
 import zstandard
+
+from pipeline import docstore, progress, storage
+from pipeline.dedup import losers_of
 
 FORMATS = ("jsonl.zst", "parquet")
 MARKERS = ("stats.json", "manifest.json")  # a folder holding one of these was written by cramkit
-OWN = (*MARKERS, "tokenizer.json", "report.png", "shard-*.arrow", "docs-*-of-*.*", ".tmp-summary.json")
+OWN = (*MARKERS, "tokenizer.json", "report.png", "shard-*.arrow", "docs-*-of-*.*")
+STAGING_MARKER = ".cramkit"
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,11 @@ class OutputConfig:
     """`output.*` in the corpus config (the clean documents of `--until clean`)."""
 
     format: str = "jsonl.zst"  # jsonl.zst | parquet
-    file_mb: float = 128.0  # target characters per file, in millions
     zstd_level: int = 3
 
     def __post_init__(self):
         if self.format not in FORMATS:
             raise ValueError(f"output.format={self.format!r}: choose one of {', '.join(FORMATS)}")
-        if self.file_mb <= 0:
-            raise ValueError(f"output.file_mb={self.file_mb}: must be > 0")
         if not 1 <= self.zstd_level <= 22:
             raise ValueError(f"output.zstd_level={self.zstd_level}: must be in 1..22")
 
@@ -51,92 +49,114 @@ class OutputError(Exception):
     """The output folder cannot be used; the message says what to do."""
 
 
-def staging(out: Path, overwrite: bool) -> Path:
-    """Check `out` and return a fresh staging folder next to it."""
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise OutputError(f"--output {out}: exists and is not a folder; choose another path")
-        if any(out.iterdir()):
-            if not overwrite:
-                raise OutputError(f"--output {out}: exists and is not empty; pass --overwrite to replace "
-                                  "a previous run's output, or choose another folder")
-            if not any((out / m).is_file() for m in MARKERS):
-                raise OutputError(f"--output {out}: holds files cramkit did not write (no stats.json or "
-                                  "manifest.json), so --overwrite will not delete it; choose another folder")
-            foreign = sorted(p.name for p in out.iterdir()
-                             if not any(fnmatch.fnmatch(p.name, pattern) for pattern in OWN))
-            if foreign:
-                raise OutputError(f"--output {out}: holds {', '.join(foreign[:5])}"
-                                  f"{' ...' if len(foreign) > 5 else ''}, which cramkit did not write, so "
-                                  "--overwrite will not delete it; move them away or choose another folder")
-    tmp = out.parent / f".{out.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # a killed run's staging folder: only ever written by cramkit
-    tmp.mkdir(parents=True)
-    return tmp
+@dataclass(frozen=True)
+class Folders:
+    out: str  # --output
+    tmp: str  # the staging folder
+    final: str  # where the final files are written (tmp/out locally, out on an object store)
+    stage: str  # intermediate files (tmp/stage)
 
 
-def publish(tmp: Path, out: Path) -> None:
-    """Move the finished staging folder into place, replacing a previous cramkit output."""
-    out = Path(out)
-    if out.exists():
-        old = out.parent / f".{out.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+def _sibling(out: str, suffix: str) -> str:
+    parent, _, name = out.rstrip("/").rpartition("/")
+    return f"{parent}/.{name}.{suffix}" if parent else f".{name}.{suffix}"
 
 
-def _encode_jsonl(docs, level: int) -> bytes:
-    body = "".join(json.dumps({"id": d.id, "text": d.text}, ensure_ascii=False) + "\n" for d in docs)
-    return zstandard.ZstdCompressor(level=level).compress(body.encode("utf-8"))
+def _names(folder: str) -> list[str]:
+    """Names of the files below a folder, relative to it."""
+    prefix = folder.rstrip("/") + "/"
+    return [p[len(prefix):] for p, _ in storage.list_files(folder)]
 
 
-def _write_parquet(path: Path, docs) -> None:
+def _check_ours(folder: str, what: str, markers=MARKERS, own=OWN) -> None:
+    names = _names(folder)
+    if not any(m in names for m in markers):
+        raise OutputError(f"{what} {folder}: holds files cramkit did not write (no {' or '.join(markers)}), "
+                          "so it will not be deleted; move it away or choose another folder")
+    foreign = sorted(n for n in names if not any(fnmatch.fnmatch(n, p) for p in own))
+    if foreign:
+        raise OutputError(f"{what} {folder}: holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, "
+                          "which cramkit did not write, so it will not be deleted; move them away or choose "
+                          "another folder")
+
+
+def prepare(out: str, overwrite: bool) -> Folders:
+    """Check `--output` and the folders beside it, and create a fresh, marked staging folder."""
+    out = out.rstrip("/")
+    storage.check(out)
+    tmp = _sibling(out, "tmp")
+    if storage.exists(tmp) and _names(tmp):
+        if not storage.exists(storage.join(tmp, STAGING_MARKER)):
+            raise OutputError(f"{tmp}: exists and was not made by cramkit (no {STAGING_MARKER} marker), so it "
+                              "will not be deleted; move it away or choose another --output")
+        storage.delete_tree(tmp)  # a killed run's staging folder
+    if storage.is_local(out):
+        old = _sibling(out, "old")
+        if storage.exists(old):
+            _check_ours(old, "leftover folder")
+            storage.delete_tree(old)
+    if storage.exists(out) and _names(out):
+        if not overwrite:
+            raise OutputError(f"--output {out}: exists and is not empty; pass --overwrite to replace a previous "
+                              "run's output, or choose another folder")
+        _check_ours(out, "--output")
+        if not storage.is_local(out):  # written in place: the old completion marker goes first
+            storage.delete_tree(storage.join(out, "manifest.json"))
+            storage.delete_tree(out)
+    storage.write_bytes(storage.join(tmp, STAGING_MARKER), b"cramkit staging folder\n")
+    final = storage.join(tmp, "out") if storage.is_local(out) else out
+    return Folders(out, tmp, final, storage.join(tmp, "stage"))
+
+
+def publish(folders: Folders) -> None:
+    """Put the finished output in place (local: rename, replacing a previous output) and remove staging."""
+    storage.delete_tree(folders.stage)
+    if storage.is_local(folders.out):
+        if storage.exists(folders.out):
+            old = _sibling(folders.out, "old")
+            storage.rename_tree(folders.out, old)
+            storage.rename_tree(folders.final, folders.out)
+            storage.delete_tree(old)
+        else:
+            storage.rename_tree(folders.final, folders.out)
+    storage.delete_tree(folders.tmp)
+
+
+def discard(folders: Folders) -> None:
+    """Remove what a failed run wrote: the staging folder (and, on an object store, nothing was published:
+    there is no manifest)."""
+    storage.delete_tree(folders.tmp)
+
+
+def write_docs(scan, cfg: OutputConfig, plan, decisions) -> dict | None:
+    """A unit's clean documents (its docstore less the dedup losers) as one file, streamed batch by
+    batch; its output record {file, docs, bytes}, or None when it kept nothing."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({"id": [d.id for d in docs], "text": [d.text for d in docs]})
-    pq.write_table(table, path, compression="zstd")
-
-
-class _WriteFile(beam.DoFn):
-    def __init__(self, out_dir: str, cfg: OutputConfig):
-        self.out_dir, self.cfg = out_dir, cfg
-
-    def process(self, group, n_files):
-        start = time.perf_counter()
-        index, docs = group
-        docs = sorted(docs, key=lambda d: d.id)
-        name = f"docs-{index:05d}-of-{n_files:05d}.{self.cfg.format}"
-        path = Path(self.out_dir) / name
-        if self.cfg.format == "parquet":
-            _write_parquet(path, docs)
+    gone = losers_of(scan.unit, decisions)
+    name = f"docs-{scan.unit:05d}-of-{plan.units:05d}.{cfg.format}"
+    path, docs = storage.join(plan.out, name), 0
+    with storage.create(path) as fh:
+        if cfg.format == "parquet":
+            sink = pq.ParquetWriter(pa.PythonFile(fh, mode="w"), pa.schema([("id", pa.string()), ("text", pa.string())]),
+                                    compression="zstd")
         else:
-            path.write_bytes(_encode_jsonl(docs, self.cfg.zstd_level))
-        yield {"file": name, "docs": len(docs), "bytes": path.stat().st_size,
-               "seconds": time.perf_counter() - start}
-
-
-class WriteDocs(beam.PTransform):
-    """PCollection[Doc] -> files in `out_dir`; the output holds one {file, docs, bytes, seconds} each."""
-
-    def __init__(self, out_dir, cfg: OutputConfig = OutputConfig()):
-        super().__init__()
-        self.out_dir, self.cfg = str(out_dir), cfg
-
-    def expand(self, docs):
-        per_file = self.cfg.file_mb * 1e6
-        n_files = (docs
-                   | "Chars" >> beam.Map(lambda d: len(d.text))
-                   | "SumChars" >> beam.CombineGlobally(sum)
-                   | "Files" >> beam.Map(lambda chars: max(1, math.ceil(chars / per_file))))
-        side = beam.pvalue.AsSingleton(n_files)
-        return (docs
-                | "ToFile" >> beam.Map(lambda d, n: (xxhash.xxh64_intdigest(d.id.encode()) % n, d), side)
-                | "GroupFiles" >> beam.GroupByKey()
-                | "Write" >> beam.ParDo(_WriteFile(self.out_dir, self.cfg), side))
+            sink = zstandard.ZstdCompressor(level=cfg.zstd_level).stream_writer(fh, closefd=False)
+        for ids, names, texts in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs):
+            live = np.flatnonzero(~np.isin(ids, gone))
+            names, texts = [names[i] for i in live], [texts[i] for i in live]
+            docs += len(names)
+            if cfg.format == "parquet":
+                if names:
+                    sink.write_table(pa.table({"id": names, "text": texts}))
+            else:
+                sink.write("".join(json.dumps({"id": n, "text": t}, ensure_ascii=False) + "\n"
+                                   for n, t in zip(names, texts, strict=True)).encode("utf-8"))
+        sink.close()
+    progress.advance("write docs", plan.units)
+    if not docs:
+        storage.delete_tree(path)
+        return None
+    return {"file": name, "docs": docs, "bytes": storage.size(path)}

@@ -1,24 +1,44 @@
-"""Bytes of one input file -> raw records: decompress (.gz, .zst), split into lines, blank-line
-blocks or whole files without holding an over-long record, decode by policy, tell binary from text.
+"""Bytes of one input file -> raw records: decompress (.gz, .zst), split into lines, blank-line blocks or
+whole files without holding an over-long record, decode by policy, tell binary from text.
 
-No Beam here: pipeline.sources turns these records into documents and drops.
+A large uncompressed file can be read as byte ranges by several workers (`range_start`): a record belongs
+to the range in which it starts, and its offset is its byte offset in the file, so a split read gives
+the same records as a whole one. No Beam here: pipeline.sources turns records into documents and drops.
 """
 
 import zlib
+from typing import NamedTuple
 
 import zstandard
 
-_CHUNK = 1 << 20
+CHUNK = 1 << 20
+TOO_LONG, BROKEN = "too_long", "truncated"
+_SPACE = b" \t\n\r\x0b\x0c"
 
 
 class BrokenFile(Exception):
     """A file that breaks off or is corrupt; the message says where and how."""
 
 
-def _raw_chunks(path: str):
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            yield chunk
+class Record(NamedTuple):
+    """One raw record: its byte offset, its bytes (empty when dropped), why it is dropped (None: kept)
+    and its size in bytes (of the skipped record too)."""
+
+    offset: int
+    data: bytes
+    problem: str | None
+    size: int
+
+
+def raw_chunks(f, stop: int | None = None):
+    """The bytes of an open file from its position, in chunks, up to `stop` bytes (None: to the end)."""
+    while stop is None or stop > 0:
+        chunk = f.read(CHUNK if stop is None else min(CHUNK, stop))
+        if not chunk:
+            return
+        if stop is not None:
+            stop -= len(chunk)
+        yield chunk
 
 
 def _frames(chunks, new, error, kind: str, truncated: str, padding: bytes = b""):
@@ -52,30 +72,28 @@ def _unzstd(chunks):
                    "the last frame is incomplete")
 
 
-def byte_chunks(path: str):
-    """The decompressed bytes of a file, in chunks; compression by suffix (.gz, .zst)."""
-    chunks = _raw_chunks(path)
-    if path.endswith(".gz"):
-        return _gunzip(chunks)
-    if path.endswith(".zst"):
-        return _unzstd(chunks)
-    return chunks
+def compression(name: str) -> str | None:
+    """"gz", "zst" or None, by the file name's suffix."""
+    return "gz" if name.endswith(".gz") else "zst" if name.endswith(".zst") else None
 
 
-TOO_LONG, BROKEN = "too_long", "truncated"
+def decompressed(chunks, kind: str | None):
+    """The decompressed chunks of a stream compressed with `kind` (see `compression`)."""
+    return _gunzip(chunks) if kind == "gz" else _unzstd(chunks) if kind == "zst" else chunks
 
 
-def lines(chunks, cap: int):
-    """(offset, line bytes without "\\n" or "\\r\\n", problem) for each line; problem is None, TOO_LONG
-    (the line is not returned nor held) or BROKEN (the partial last line before the stream broke off,
-    after which the BrokenFile is re-raised)."""
-    buf, start, pos, skipping = bytearray(), 0, 0, False
+def lines(chunks, cap: int, base: int = 0):
+    """A Record per line (bytes without "\\n" or "\\r\\n"; offsets from `base`). A line over `cap` bytes
+    is TOO_LONG and never held; the partial last line before the stream broke off is BROKEN, after which
+    the BrokenFile is re-raised."""
+    buf, start, pos, skipping, size = bytearray(), base, base, False, 0
     try:
         for chunk in chunks:
             i = 0
             while True:
                 nl = chunk.find(b"\n", i)
                 piece = chunk[i:] if nl < 0 else chunk[i:nl]
+                size += len(piece)
                 if not skipping:
                     buf += piece
                     if len(buf) > cap:
@@ -86,53 +104,89 @@ def lines(chunks, cap: int):
                     break
                 pos += nl - i + 1
                 if skipping:
-                    yield start, b"", TOO_LONG
+                    yield Record(start, b"", TOO_LONG, size)
                 else:
-                    yield start, bytes(buf.removesuffix(b"\r")), None
+                    yield Record(start, bytes(buf.removesuffix(b"\r")), None, size)
                 buf.clear()
-                skipping, start, i = False, pos, nl + 1
+                skipping, start, i, size = False, pos, nl + 1, 0
     except BrokenFile:
         if buf or skipping:
-            yield start, b"", BROKEN
+            yield Record(start, b"", BROKEN, size)
         raise
     if skipping:
-        yield start, b"", TOO_LONG
+        yield Record(start, b"", TOO_LONG, size)
     elif buf:
-        yield start, bytes(buf.removesuffix(b"\r")), None
+        yield Record(start, bytes(buf.removesuffix(b"\r")), None, size)
 
 
-def records(chunks, mode: str, cap: int):
-    """(offset, bytes, problem) per document of plain text in `mode` (file | block | line)."""
+def records(chunks, mode: str, cap: int, base: int = 0, continues: bool = False):
+    """A Record per document of plain text in `mode` (file | block | line). `continues`: the stream
+    starts inside a blank-line block that began earlier (a range of a split file), whose lines are skipped."""
     if mode == "line":
-        for offset, line, problem in lines(chunks, cap):
-            if problem or line.strip():
-                yield offset, line, problem
+        for rec in lines(chunks, cap, base):
+            if rec.problem or rec.data.strip(_SPACE):
+                yield rec
         return
     parts, start, size, problem = [], None, 0, None
     try:
-        for offset, line, issue in lines(chunks, cap):
-            if issue is None and not line.strip() and mode == "block":
+        for rec in lines(chunks, cap, base):
+            blank = rec.problem is None and not rec.data.strip(_SPACE)
+            if continues:
+                continues = not blank
+                continue
+            if blank and mode == "block":
                 if start is not None:
-                    yield start, b"\n".join(parts), problem
+                    yield Record(start, b"\n".join(parts), problem, size)
                 parts, start, size, problem = [], None, 0, None
                 continue
             if start is None:
-                start = offset
-            if issue == BROKEN:
-                yield start, b"", BROKEN
-                parts, start = [], None
+                start = rec.offset
+            size += rec.size + 1
+            if rec.problem == BROKEN:
+                yield Record(start, b"", BROKEN, size - 1)
+                parts, start, size = [], None, 0
                 continue
-            size += len(line) + 1
-            if issue or size > cap:
+            if rec.problem or size > cap:
                 problem, parts = TOO_LONG, []
-            else:
-                parts.append(line)
+            elif problem is None:
+                parts.append(rec.data)
     except BrokenFile:
         if start is not None:
-            yield start, b"", BROKEN
+            yield Record(start, b"", BROKEN, size)
         raise
     if start is not None:
-        yield start, b"\n".join(parts), problem
+        yield Record(start, b"\n".join(parts) if problem is None else b"", problem, max(size - 1, 0))
+
+
+def line_start(f, start: int) -> int:
+    """The offset of the first line that begins at or after `start` in a seekable file."""
+    if start == 0:
+        return 0
+    f.seek(start - 1)
+    pos = start - 1
+    for chunk in raw_chunks(f):
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            return pos + nl + 1
+        pos += len(chunk)
+    return pos
+
+
+def after_blank_line(f, offset: int) -> bool:
+    """Whether the line that ends just before `offset` (a line start) is blank, or `offset` is 0: then a
+    block may begin at `offset`. Reads backwards only until the first non-space byte."""
+    pos = offset - 1  # the "\n" that ends the previous line
+    while pos > 0:
+        step = min(pos, 1 << 16)
+        f.seek(pos - step)
+        chunk = f.read(step)
+        for byte in reversed(chunk):
+            if byte == 0x0A:
+                return True
+            if byte not in _SPACE:
+                return False
+        pos -= step
+    return True
 
 
 def decode(data: bytes, policy: str) -> tuple[str | None, bool]:

@@ -1,10 +1,9 @@
 """The picture next to a shard set: histograms of what went in and a bar chart of what was dropped.
 
 `histogram(name, values)` bins per-document values on fixed edges (so partial histograms from many
-workers just add up); `write_report(path, hists, drops, cutoff)` draws them into one PNG.
+workers just add up); `write_report(sink, hists, drops, cutoff)` draws them into one PNG (a path or a
+binary file object).
 """
-
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,7 @@ def histogram(name: str, values) -> np.ndarray:
     return np.histogram(clipped, bins=edges)[0].astype(np.int64)
 
 
-def write_report(path, hists: dict, drops: dict, cutoff: float | None = None) -> Path:
+def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None) -> None:
     """One PNG: the three histograms (every encoded document) and the drop counts per reason."""
     import matplotlib
 
@@ -60,7 +59,5 @@ def write_report(path, hists: dict, drops: dict, cutoff: float | None = None) ->
         ax.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle("histograms: every document that reached the tokenizer; drops: every stage", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80, metadata={"Software": None})
+    fig.savefig(sink, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)
-    return path

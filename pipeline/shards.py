@@ -43,6 +43,10 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -55,24 +59,51 @@ def _fixed_list(rows: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(rows).ravel()), rows.shape[1])
 
 
-def write_shard(path, rows: np.ndarray, attention_mask: np.ndarray | None = None) -> dict:
-    """Write rows [n, seq_len] (uint16/uint32) as one Arrow stream file, atomically (temp + rename).
-    Returns the shard's manifest entry: file name, rows, bytes, sha256."""
-    path = Path(path)
+class _Hashing:
+    """A binary sink that counts and hashes what passes through it."""
+
+    def __init__(self, f):
+        self.f, self.size, self.sha = f, 0, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.f.write(data)
+
+    def flush(self):
+        pass
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+
+def write_stream(f, rows: np.ndarray, attention_mask: np.ndarray | None = None) -> dict:
+    """Write one shard to a binary file object as an Arrow stream (one record batch); its manifest entry
+    without the file name: rows, bytes, sha256. `rows` [n, seq_len] uint16/uint32; `attention_mask` the
+    same shape (uint8) for padded rows."""
     if rows.ndim != 2 or rows.dtype not in (np.uint16, np.uint32) or len(rows) == 0:
-        raise ValueError(f"{path.name}: rows must be a non-empty uint16/uint32 [n, seq_len] array, "
-                         f"got {rows.dtype} {rows.shape}")
+        raise ValueError(f"rows must be a non-empty uint16/uint32 [n, seq_len] array, got {rows.dtype} {rows.shape}")
     columns = {"input_ids": _fixed_list(rows)}
     if attention_mask is not None:
         if attention_mask.shape != rows.shape:
-            raise ValueError(f"{path.name}: attention_mask {attention_mask.shape} != rows {rows.shape}")
+            raise ValueError(f"attention_mask {attention_mask.shape} != rows {rows.shape}")
         columns["attention_mask"] = _fixed_list(attention_mask.astype(np.uint8, copy=False))
     table = pa.table(columns)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+    sink = _Hashing(f)
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as writer:
         writer.write_table(table, max_chunksize=len(rows))
+    return {"rows": int(len(rows)), "bytes": sink.size, "sha256": sink.sha.hexdigest()}
+
+
+def write_shard(path, rows: np.ndarray, attention_mask: np.ndarray | None = None) -> dict:
+    """Write one shard to a local file, atomically (temp + rename); its manifest entry."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "wb") as f:
+        entry = write_stream(f, rows, attention_mask)
     os.replace(tmp, path)
-    return {"file": path.name, "rows": int(len(rows)), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {"file": path.name, **entry}
 
 
 def _canonical(obj) -> bytes:
@@ -94,35 +125,45 @@ def library_versions() -> dict:
     return versions
 
 
-def write_manifest(out_dir, *, seq_len: int, vocab_size: int, shards: list[dict], config: dict,
-                   order: dict, packing: dict, counts: dict, tokens: dict, columns=("input_ids",),
-                   special_tokens: dict | None = None) -> Path:
-    """Write manifest.json last, atomically. Everything but "created" is covered by "content_hash", so
-    the same input and config give the same manifest apart from that timestamp (fixed too when
-    SOURCE_DATE_EPOCH is set). `special_tokens` maps token -> id for readers that mask or pad.
-    Refuses a shard set without rows (EmptyCorpus)."""
-    out_dir = Path(out_dir)
+def manifest(*, seq_len: int, vocab_size: int, shards: list[dict], config: dict, order: dict, packing: dict,
+             counts: dict, tokens: dict, tokenizer_sha256: str, created: str, columns=("input_ids",),
+             special_tokens: dict | None = None) -> str:
+    """The text of manifest.json. Everything but "created" is covered by "content_hash", so the same
+    input and config give the same manifest apart from that timestamp. `special_tokens` maps token -> id
+    for readers that mask or pad. Refuses a shard set without rows (EmptyCorpus)."""
     rows = sum(s["rows"] for s in shards)
     if rows == 0:
         raise EmptyCorpus("no rows to write: every document was filtered away or was shorter than one row. "
                           "Check the drop counts in the summary; loosen the filters or add text.")
-    tokenizer = out_dir / TOKENIZER
-    if not tokenizer.is_file():
-        raise ShardError(f"{tokenizer}: missing; the tokenizer must be saved before the manifest")
     body = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "seq_len": seq_len, "vocab_size": vocab_size, "dtype": dtype_for_vocab(vocab_size).name,
         "columns": list(columns), "rows": rows,
-        "tokenizer": {"file": TOKENIZER, "sha256": _sha256(tokenizer), "special_tokens": special_tokens or {}},
+        "tokenizer": {"file": TOKENIZER, "sha256": tokenizer_sha256, "special_tokens": special_tokens or {}},
         "config": config, "config_hash": config_hash(config),
         "order": order, "packing": packing, "counts": counts, "tokens": tokens,
         "shards": shards, "versions": library_versions(),
     }
     body["content_hash"] = config_hash(body)
-    created = int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))
-    body["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+    body["created"] = created
+    return json.dumps(body, indent=1, sort_keys=True) + "\n"
+
+
+def created_now() -> str:
+    """The creation time to record: SOURCE_DATE_EPOCH when set (reproducible builds), else now (UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(os.environ.get("SOURCE_DATE_EPOCH", time.time()))))
+
+
+def write_manifest(out_dir, **fields) -> Path:
+    """Write manifest.json (see `manifest`) into a local shard folder, last and atomically; the tokenizer
+    must be there already."""
+    out_dir = Path(out_dir)
+    tokenizer = out_dir / TOKENIZER
+    if not tokenizer.is_file():
+        raise ShardError(f"{tokenizer}: missing; the tokenizer must be saved before the manifest")
+    text = manifest(tokenizer_sha256=_sha256(tokenizer), created=created_now(), **fields)
     tmp = out_dir / f".tmp-{MANIFEST}"
-    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, out_dir / MANIFEST)
     return out_dir / MANIFEST
 

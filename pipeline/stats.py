@@ -1,146 +1,137 @@
-"""Accounting: the pipeline's own counts -> stats.json, and the summary table printed at the end.
+"""Accounting: every stage's Tally -> stats.json, and the summary table printed at the end.
 
-Counts are computed by the pipeline (combiners over the documents and Drop records of every stage), not
-taken from runner metrics, so they are the same on every runner. The books must balance:
-documents read == kept + sum of drops, where read = documents out of the read stage + its drops.
+Each work item of every stage returns a Tally next to its output: the documents (and characters) it
+passed on, what it dropped and why, the seconds it worked, the files it read. Tallies add up; the
+pipeline sums them into stats.json, so the counts are the same on every runner. The books must
+balance: documents read == kept + sum of drops, where read = documents out of the read stage + its drops.
 
 stats.json:
   documents   read, kept, dropped, balanced
-  stages      per stage in order: docs and chars out, seconds of work (for the stages that time
-              themselves: read, normalize, filter, write; wall time of the whole run is "wall_seconds")
-  dropped     per reason "<stage>/<rule>": docs, chars
+  stages      per stage in order: docs and chars out, seconds of work (wall time of the whole run is
+              "wall_seconds")
+  dropped     per reason "<stage>/<rule>": docs, chars (bytes for records never decoded)
   files       count, bytes_in, repaired (documents whose bytes were not UTF-8 and were repaired by
-              source.encoding_errors), failed: [{path, error}]
+              source.encoding_errors), failed: [{path, error}], skipped: {reason: count} (hidden files,
+              FIFOs, sockets, devices: never opened)
+  dedup       diagnostic counts of the dedup stages (candidate pairs, rejected pairs, ...)
   output      files [{file, docs (clean files) or rows (shards), bytes}], bytes_out
+  error       present when the run produced nothing (every input failed, or nothing survived)
 Timings are the only values that differ between two runs of the same input and config.
 """
 
 import json
-import os
-import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import apache_beam as beam
-
-SECONDS = "seconds"  # tag of the (stage, seconds) side outputs of the stages that time themselves
 STATS = "stats.json"
 
 
-def timed(gen, clock: list):
-    """Yield from `gen`, adding to clock[0] the seconds spent inside it (not in the consumers that run
-    while it is suspended, as fused downstream stages do)."""
-    start = time.perf_counter()
-    for item in gen:
-        clock[0] += time.perf_counter() - start
-        yield item
-        start = time.perf_counter()
-    clock[0] += time.perf_counter() - start
+def _add(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, list):
+            out[k] = [x + y for x, y in zip(out[k], v, strict=True)]
+        else:
+            out[k] = out[k] + v
+    return out
 
 
-class _CountChars(beam.CombineFn):
-    """(documents, characters) of a PCollection[Doc]."""
+@dataclass
+class Tally:
+    """Counts and timings of work items; `a + b` adds them up."""
 
-    def create_accumulator(self):
-        return (0, 0)
+    out: dict = field(default_factory=dict)  # stage -> [docs, chars] it passed on
+    dropped: dict = field(default_factory=dict)  # reason -> [docs, size]
+    seconds: dict = field(default_factory=dict)  # stage -> seconds of work
+    info: dict = field(default_factory=dict)  # diagnostic counters
+    tokens: dict = field(default_factory=dict)  # token counts by kind (encoded, kept, pack_tail, ...)
+    files: list = field(default_factory=list)  # records of files read (pipeline.sources.new_file_record)
 
-    def add_input(self, acc, doc):
-        return (acc[0] + 1, acc[1] + len(doc.text))
+    def __add__(self, other: "Tally") -> "Tally":
+        return Tally(_add(self.out, other.out), _add(self.dropped, other.dropped),
+                     _add(self.seconds, other.seconds), _add(self.info, other.info),
+                     _add(self.tokens, other.tokens), self.files + other.files)
 
-    def merge_accumulators(self, accs):
-        accs = list(accs)
-        return (sum(a[0] for a in accs), sum(a[1] for a in accs))
+    def drop(self, reason: str, size: int, docs: int = 1) -> None:
+        self.dropped = _add(self.dropped, {reason: [docs, size]})
 
-    def extract_output(self, acc):
-        return acc
+    def passed(self, stage: str, docs: int, chars: int) -> None:
+        self.out = _add(self.out, {stage: [docs, chars]})
+
+    def took(self, stage: str, seconds: float) -> None:
+        self.seconds = _add(self.seconds, {stage: seconds})
+
+    def count(self, key: str, n: int = 1, tokens: bool = False) -> None:
+        if tokens:
+            self.tokens = _add(self.tokens, {key: n})
+        else:
+            self.info = _add(self.info, {key: n})
 
 
-def _sum_pairs(pairs):
-    pairs = list(pairs)
-    return (sum(p[0] for p in pairs), sum(p[1] for p in pairs))
+def total(tallies) -> Tally:
+    return sum(tallies, Tally())
 
 
-def build_stats(facts: list[tuple], stage_names: list[str], extra: dict) -> dict:
-    """The stats dict from the facts the pipeline gathered (see Accounting)."""
-    stages = {name: {"docs": 0, "chars": 0} for name in stage_names}
-    dropped, files, written = {}, [], []
-    seconds = {}
-    for kind, key, value in facts:
-        if kind == "stage":
-            stages[key].update(docs=value[0], chars=value[1])
-        elif kind == "drop":
-            dropped[key] = {"docs": value[0], "chars": value[1]}
-        elif kind == "seconds":
-            seconds[key] = seconds.get(key, 0.0) + value
-        elif kind == "file":
-            files.append(value)
-        elif kind == "written":
-            written.append(value)
-    for name, s in sorted(seconds.items()):
-        stages.setdefault(name, {})["seconds"] = round(s, 3)
-    failed = []
-    for f in files:
-        if f["error"]:
-            failed.append({"path": f["path"], "error": f["error"]})
-        failed += f.get("failed", [])
-    read = stages[stage_names[0]]["docs"] + sum(v["docs"] for k, v in dropped.items() if k.startswith("read/"))
-    kept = stages[stage_names[-1]]["docs"]
-    n_dropped = sum(v["docs"] for v in dropped.values())
-    written.sort(key=lambda w: w["file"])
+DERIVED = {"exact": "dedup/exact", "near": "dedup/near"}  # stages whose output is counted by what they drop
+
+
+def stage_outputs(tally: Tally, stages: list[str]) -> dict:
+    """{stage: {"docs", "chars"}} in pipeline order: what each stage passed on, as measured by the stage,
+    or for the dedup stages the previous stage's output less their drops."""
+    outs, prev = {}, [0, 0]
+    for name in stages:
+        if name in DERIVED:
+            gone = tally.dropped.get(DERIVED[name], [0, 0])
+            prev = [prev[0] - gone[0], prev[1] - gone[1]]
+        else:
+            prev = list(tally.out.get(name, [0, 0]))
+        outs[name] = {"docs": prev[0], "chars": prev[1]}
+    return outs
+
+
+def per_file(records: list[dict]) -> list[dict]:
+    """File records merged per path: the ranges of a split file add up to one record."""
+    merged: dict = {}
+    for f in records:
+        m = merged.setdefault(f["path"], {**f, "bytes": 0, "records": 0, "repaired": 0, "error": None})
+        for key in ("bytes", "records", "repaired"):
+            m[key] += f[key]
+        m["error"] = m["error"] or f["error"]
+    return [merged[p] for p in sorted(merged)]
+
+
+def build_stats(tally: Tally, stages: list[str], skipped: list, written: list[dict], extra: dict) -> dict:
+    """The stats dict of a run (see the module docstring)."""
+    files = per_file(tally.files)
+    outs = stage_outputs(tally, stages)
+    for name, s in sorted(tally.seconds.items()):
+        outs.setdefault(name, {})["seconds"] = round(s, 3)
+    failed = [{"path": f["path"], "error": f["error"]} for f in files if f["error"]]
+    reads = sum(v[0] for r, v in tally.dropped.items() if r.startswith("read/"))
+    read = outs[stages[0]]["docs"] + reads
+    kept = outs[stages[-1]]["docs"]
+    dropped = sum(v[0] for v in tally.dropped.values())
+    skips: dict = {}
+    for _, reason in skipped:
+        skips[reason] = skips.get(reason, 0) + 1
+    written = sorted(written, key=lambda w: w["file"])
     return {
         **extra,
-        "documents": {"read": read, "kept": kept, "dropped": n_dropped, "balanced": read == kept + n_dropped},
-        "stages": stages,
-        "dropped": dict(sorted(dropped.items())),
+        "documents": {"read": read, "kept": kept, "dropped": dropped, "balanced": read == kept + dropped},
+        "stages": outs,
+        "dropped": {r: {"docs": v[0], "chars": v[1]} for r, v in sorted(tally.dropped.items())},
         "files": {"count": len(files), "bytes_in": sum(f["bytes"] for f in files),
-                  "repaired": sum(f["repaired"] for f in files),
-                  "failed": sorted(failed, key=lambda f: f["path"])},
+                  "repaired": sum(f["repaired"] for f in files), "failed": failed,
+                  "skipped": dict(sorted(skips.items()))},
+        "dedup": dict(sorted(tally.info.items())),
         "output": {"files": [{k: w[k] for k in ("file", "docs", "rows", "bytes") if k in w} for w in written],
                    "bytes_out": sum(w["bytes"] for w in written)},
     }
 
 
-def write_json(path, obj) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-class Accounting(beam.PTransform):
-    """Gather counts into `out_dir/stats.json`; the output PCollection holds the stats dict.
-
-    stages: [(name, PCollection[Doc])] in pipeline order, the first being the read stage's output;
-    drops: PCollection[Drop] of all stages; files: the read stage's file records; seconds:
-    PCollections of (stage, seconds); written: records {file, docs or rows, bytes, seconds} of output files."""
-
-    def __init__(self, out_dir, stages, drops, files, seconds, written, extra: dict):
-        super().__init__()
-        self.out_dir, self.stages, self.drops, self.files = str(out_dir), stages, drops, files
-        self.seconds, self.written, self.extra = seconds, written, extra
-
-    def expand(self, pbegin):
-        facts = []
-        for name, docs in self.stages:
-            facts.append(docs
-                         | f"Count {name}" >> beam.CombineGlobally(_CountChars())
-                         | f"Fact {name}" >> beam.Map(lambda c, n=name: ("stage", n, c)))
-        facts.append(self.drops
-                     | "DropKeys" >> beam.Map(lambda d: (d.reason, (1, d.chars)))
-                     | "SumDrops" >> beam.CombinePerKey(_sum_pairs)
-                     | "DropFacts" >> beam.Map(lambda kv: ("drop", kv[0], kv[1])))
-        facts.append(self.files | "FileFacts" >> beam.Map(lambda f: ("file", f["path"], f)))
-        facts.append(self.written | "WrittenFacts" >> beam.Map(lambda w: ("written", w["file"], w)))
-        facts.append(self.written | "WriteSeconds" >> beam.Map(lambda w: ("seconds", "write", w["seconds"])))
-        facts.append(self.files | "ReadSeconds" >> beam.Map(lambda f: ("seconds", "read", f["seconds"])))
-        for i, secs in enumerate(self.seconds):
-            facts.append(secs | f"SecondsFacts{i}" >> beam.Map(lambda s: ("seconds", s[0], s[1])))
-        names = [name for name, _ in self.stages]
-        out_dir, extra = self.out_dir, self.extra
-        return (facts
-                | "AllFacts" >> beam.Flatten()
-                | "Gather" >> beam.combiners.ToList()
-                | "Stats" >> beam.Map(lambda fs: build_stats(fs, names, extra))
-                | "WriteStats" >> beam.Map(lambda s: (write_json(Path(out_dir) / STATS, s), s)[1]))
+def to_json(stats: dict) -> str:
+    return json.dumps(stats, indent=2) + "\n"
 
 
 def summary_table(stats: dict):
@@ -170,6 +161,8 @@ def summary_table(stats: dict):
     lines = [f"files read: {files['count']:,}, {files['bytes_in'] / 1e6:.1f} MB in; "
              f"{stats['output']['bytes_out'] / 1e6:.1f} MB out in {len(stats['output']['files'])} files; "
              f"{files['repaired']:,} documents with repaired encoding"]
+    if files.get("skipped"):
+        lines.append("paths skipped, never opened: " + ", ".join(f"{n:,} {r}" for r, n in files["skipped"].items()))
     if "wall_seconds" in stats:
         lines[0] += f"; {stats['wall_seconds']:.1f} s wall"
     if files["failed"]:

@@ -14,36 +14,28 @@ on non-initial characters, ties to the smallest pair of ids) with the `##` alpha
 function of the text.
 The learned vocabulary goes into the HF WordPiece model, which does all encoding.
 
-Beam steps: `TrainTokenizer` (a fixed-size sample of documents, the ones with the smallest hash of id, so
-it does not depend on arrival order) and `Tokenize` (batched `encode_batch` in a DoFn).
+The sample it learns from is bounded in characters: the clean documents (after dedup) of the scan's
+tokenizer sample, taken in the order of their sample hash (pipeline.plan) until `sample_chars`, so it
+is the same on every runner. The encoding stage itself is pipeline.encode.
 """
 
 import heapq
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-from typing import NamedTuple
 
-import apache_beam as beam
 import numpy as np
-import xxhash
-import zstandard
-from apache_beam.metrics import Metrics
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from pipeline.document import DROPPED, Doc, Drop, EmptyCorpus
-from pipeline.stats import SECONDS
+from pipeline import docstore, shards, storage
+from pipeline.document import EmptyCorpus
+from pipeline.plan import sample_hash
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # pinned: ids 0..4 in this order
 PREFIX = "##"
 PRINTABLE_ASCII = "".join(map(chr, range(33, 127)))  # what the normalizer leaves, minus whitespace
 DROP_REASON = "tokenize/compression"
-NAMESPACE = "cramkit"
 _WORDS = re.compile(r"\w+|[^\w\s]+", re.ASCII)
-STATS = "stats"  # tag of the side output with (chars, tokens, zstd ratio) of every encoded document
-DOCS = "docs"  # tag of the side output with the kept documents as Doc
 
 
 @dataclass(frozen=True)
@@ -53,7 +45,7 @@ class TokenizerConfig:
     path: str | None = None  # an existing tokenizer.json to use instead of training one
     vocab_size: int = 32768
     min_frequency: int = 2  # a pair seen fewer times is never merged
-    sample_docs: int = 50_000  # documents to train on: those with the smallest xxh64 of their id
+    sample_chars: int = 25_000_000  # characters of clean documents to train on (sampled by id hash)
     compression_cutoff: float = 0.25  # drop documents with tokens >= cutoff x chars; 0 turns it off
     batch_size: int = 1024  # documents per encode_batch
 
@@ -61,19 +53,11 @@ class TokenizerConfig:
         if self.path is None and self.vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(f"tokenizer.vocab_size={self.vocab_size}: must exceed the {len(SPECIAL_TOKENS)} "
                              "special tokens")
-        for field in ("sample_docs", "batch_size"):
+        for field in ("sample_chars", "batch_size"):
             if getattr(self, field) < 1:
                 raise ValueError(f"tokenizer.{field}={getattr(self, field)}: must be a positive integer")
         if not 0 <= self.compression_cutoff:
             raise ValueError(f"tokenizer.compression_cutoff={self.compression_cutoff}: must be >= 0")
-
-
-class TokenizedDoc(NamedTuple):
-    """A kept document as token ids (ending with [SEP]) and its length in characters."""
-
-    id: str
-    ids: np.ndarray
-    chars: int
 
 
 def cramming_normalizer() -> normalizers.Normalizer:
@@ -188,10 +172,9 @@ def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer
 
 
 def load_tokenizer(path) -> Tokenizer:
-    """An existing tokenizer.json; it must have [PAD] and [SEP] (rows end documents with [SEP])."""
-    path = Path(path)
+    """An existing tokenizer.json (any storage); it must have [PAD] and [SEP] (rows end documents with [SEP])."""
     try:
-        tok = Tokenizer.from_file(str(path))
+        tok = Tokenizer.from_str(storage.read_text(str(path)))
     except Exception as e:
         raise ValueError(f"{path}: not a tokenizers JSON file ({e}); give a tokenizer.json path") from e
     for token in ("[PAD]", "[SEP]"):
@@ -216,72 +199,31 @@ def compression_keep(tokens: int, chars: int, cutoff: float) -> bool:
     return cutoff <= 0 or tokens < cutoff * chars
 
 
-def tokenizer_sha(tokenizer_json: str) -> str:
-    return xxhash.xxh3_128_hexdigest(tokenizer_json.encode())
 
 
-class TrainTokenizer(beam.PTransform):
-    """PCollection[Doc] -> singleton PCollection[str]: the tokenizer as JSON, trained on the
-    `sample_docs` documents with the smallest xxh64(id) (or read from `cfg.path`)."""
+def train_from_sample(cfg: TokenizerConfig, plan, scans, decisions) -> str | None:
+    """The tokenizer as JSON, written to the output as tokenizer.json: `cfg.path` as is, or trained on
+    the clean documents of the scan's sample in sample-hash order, up to `cfg.sample_chars` characters.
+    None when no document is left to learn from."""
+    from pipeline.dedup import losers_of
 
-    def __init__(self, cfg: TokenizerConfig):
-        super().__init__()
-        self.cfg = cfg
-
-    def expand(self, docs):
-        cfg = self.cfg
-        if cfg.path:
-            text = load_tokenizer(cfg.path).to_str()
-            return docs.pipeline | "ExistingTokenizer" >> beam.Create([text])
-        return (docs
-                | "HashId" >> beam.Map(lambda d: (xxhash.xxh64_intdigest(d.id.encode()), d.id, d.text))
-                | "Sample" >> beam.combiners.Top.Smallest(cfg.sample_docs)
-                | "Train" >> beam.Map(lambda sample: train_tokenizer(
-                    [t for _, _, t in sample], cfg.vocab_size, cfg.min_frequency).to_str()))
-
-
-class _EncodeFn(beam.DoFn):
-    def __init__(self, cutoff: float):
-        self.cutoff = cutoff
-        self._tok, self._key = None, None
-        self._dropped = Metrics.counter(NAMESPACE, DROP_REASON)
-
-    def process(self, batch: list[Doc], tokenizer_json: str):
-        start = time.perf_counter()
-        if self._key != tokenizer_sha(tokenizer_json):
-            self._tok, self._key = Tokenizer.from_str(tokenizer_json), tokenizer_sha(tokenizer_json)
-        batch = sorted(batch)
-        cctx = zstandard.ZstdCompressor(level=3)
-        out = []
-        for doc, ids in zip(batch, encode(self._tok, [d.text for d in batch]), strict=True):
-            chars, raw = len(doc.text), doc.text.encode()
-            ratio = len(cctx.compress(raw)) / len(raw) if raw else 0.0
-            out.append(beam.pvalue.TaggedOutput(STATS, (chars, len(ids), ratio)))
-            if compression_keep(len(ids), chars, self.cutoff):
-                out += [TokenizedDoc(doc.id, ids, chars), beam.pvalue.TaggedOutput(DOCS, doc)]
-            else:
-                self._dropped.inc()
-                out.append(beam.pvalue.TaggedOutput(DROPPED, Drop(doc.id, DROP_REASON, chars)))
-        out.append(beam.pvalue.TaggedOutput(SECONDS, ("tokenize", time.perf_counter() - start)))
-        yield from out
-
-
-class Tokenize(beam.PTransform):
-    """PCollection[Doc] -> (PCollection[TokenizedDoc], PCollection[Drop]), encoding in batches of
-    `batch_size`. Also set by expand: `docs` (the kept documents as Doc, for the stage counts),
-    `stats` ((chars, tokens, zstd ratio) of every encoded document, for the report) and `seconds`."""
-
-    def __init__(self, cfg: TokenizerConfig, tokenizer_json):
-        super().__init__()
-        self.cfg, self.tokenizer_json = cfg, tokenizer_json
-        self.docs = self.stats = self.seconds = None
-
-    def expand(self, docs):
-        n = self.cfg.batch_size
-        out = (docs
-               | "Batch" >> beam.BatchElements(min_batch_size=n, max_batch_size=n)
-               | "Encode" >> beam.ParDo(_EncodeFn(self.cfg.compression_cutoff),
-                                        beam.pvalue.AsSingleton(self.tokenizer_json))
-               .with_outputs(DROPPED, STATS, DOCS, SECONDS, main="kept"))
-        self.docs, self.stats, self.seconds = out[DOCS], out[STATS], out[SECONDS]
-        return out.kept, out[DROPPED]
+    if cfg.path:
+        text = load_tokenizer(cfg.path).to_str()
+    else:
+        picked, chars = [], 0  # a max-heap of (-sample hash, text): the smallest hashes, about sample_chars
+        for s in scans:
+            gone = losers_of(s.unit, decisions)
+            for ids, _, texts in docstore.batches(plan.unit_file(s.unit, "sample.arrow"), s.sample):
+                keep = ~np.isin(ids, gone)
+                for h, t in zip(sample_hash(ids[keep]).tolist(), (t for t, k in zip(texts, keep, strict=True) if k),
+                                strict=True):
+                    heapq.heappush(picked, (-h, t))
+                    chars += len(t)
+                    while chars - len(picked[0][1]) >= cfg.sample_chars:
+                        chars -= len(heapq.heappop(picked)[1])
+        texts = [t for _, t in sorted(picked, reverse=True)]
+        if not texts:
+            return None
+        text = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency).to_str()
+    storage.write_text(storage.join(plan.out, shards.TOKENIZER), text)
+    return text

@@ -59,3 +59,21 @@ def mixed_corpus(tmp_path_factory, shared_text) -> dict:
     (root / "empty.txt").write_bytes(b"")
     pq.write_table(pa.table({"text": paras[51:60] + [None]}), root / "e.parquet")
     return {"dir": root, "paragraphs": paras}
+
+
+def staged(tmp_path: Path, texts: list[str], until: str = "shards", overrides=(), split_bytes: int = 0):
+    """Scan `texts`, written one per line to a JSON Lines file, into a staging folder without Beam.
+
+    Returns (cfg, plan, units, scans); document i has the byte offset of line i in its id."""
+    from pipeline import config, inputs, plan
+    from pipeline.scan import Scanner
+
+    src = tmp_path / "src" / "docs.jsonl"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    cfg = config.load("default", list(overrides))
+    found = inputs.expand([str(src)], split_bytes=split_bytes)
+    run = plan.make(found, str(tmp_path / "out"), str(tmp_path / "stage"), until, cfg.tokenizer.sample_chars,
+                    "2026-01-01T00:00:00Z")
+    scan = Scanner(cfg, run)
+    return cfg, run, found.units, [scan(u) for u in found.units]

@@ -11,6 +11,9 @@ import pytest
 import zstandard
 from conftest import ROOT
 
+DOC = ("We the people of this small test file hold that a document must have words enough to pass the "
+       "length filter, and so this one goes on for a while longer than that.\n")
+
 
 def run(*args, check=True):
     proc = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], cwd=ROOT, capture_output=True,
@@ -60,7 +63,9 @@ def mixed_run(with_copies, tmp_path_factory):
 def test_help_documents_every_option():
     text = run("--help").stdout
     for option in ("--input", "--output", "--config", "--until", "--runner", "--workers", "--overwrite",
-                   "key=value", "hf:NAME", "docstrings", "PortableRunner", "FlinkRunner", "DataflowRunner"):
+                   "--split-mb", "--created", "key=value", "hf:NAME", "docstrings", "s3://", "PortableRunner",
+                   "FlinkRunner", "--flink_job_server_jar", "DataflowRunner", "tokenizer.vocab_size",
+                   "tokenizer.path", "pack.seq_len", "pack.cross_documents", "order.name", "order.max_rows"):
         assert option in text, option
 
 
@@ -130,9 +135,10 @@ def test_until_read_and_parquet_output(with_copies, tmp_path):
     out = tmp_path / "read"
     run("--input", with_copies, "--output", out, "--until", "read", "output.format=parquet")
     stats = json.loads((out / "stats.json").read_text())
-    assert list(stats["stages"]) == ["read", "write"] or list(stats["stages"])[0] == "read"
-    table = pq.read_table(next(out.glob("docs-*.parquet")))
-    assert table.num_rows == stats["documents"]["kept"] == stats["stages"]["read"]["docs"]
+    assert list(stats["stages"]) == ["read"]
+    files = sorted(out.glob("docs-*.parquet"))
+    assert len(files) == len(stats["output"]["files"]) > 1  # one per input unit that kept a document
+    assert sum(pq.read_table(f).num_rows for f in files) == stats["documents"]["kept"] == stats["stages"]["read"]["docs"]
 
 
 def test_missing_path_fails_before_the_pipeline(tmp_path):
@@ -150,9 +156,11 @@ def test_empty_input_and_output_folder_rules(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "empty.txt").write_bytes(b"")
     out = tmp_path / "out"
+    proc = run("--input", tmp_path / "in", "--output", out, "--until", "clean", check=False)
+    assert proc.returncode == 2 and "error: no document was read: the inputs are empty" in proc.stderr
+    assert "corpus pipeline" in proc.stderr and not out.exists()  # the summary, and nothing written
+    (tmp_path / "in" / "a.txt").write_text(DOC)
     run("--input", tmp_path / "in", "--output", out, "--until", "clean")
-    stats = json.loads((out / "stats.json").read_text())
-    assert stats["documents"] == {"read": 0, "kept": 0, "dropped": 0, "balanced": True}
     proc = run("--input", tmp_path / "in", "--output", out, check=False)
     assert proc.returncode == 2 and "--overwrite" in proc.stderr
     run("--input", tmp_path / "in", "--output", out, "--overwrite", "--until", "read")
@@ -167,6 +175,56 @@ def test_empty_input_and_output_folder_rules(tmp_path):
     proc = run("--input", tmp_path / "in", "--output", out, "--overwrite", check=False)
     assert proc.returncode == 2 and "notes.txt, which cramkit did not write" in proc.stderr
     assert (out / "notes.txt").read_text() == "mine too" and (out / "stats.json").is_file()
+
+
+def test_a_users_folders_named_like_staging_are_never_deleted(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text(DOC)
+    for name in (".out.tmp", ".out.old"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "thesis.tex").write_text("precious")
+        proc = run("--input", tmp_path / "in", "--output", tmp_path / "out", "--until", "clean", check=False)
+        assert proc.returncode == 2 and name in proc.stderr and "not" in proc.stderr
+        assert (folder / "thesis.tex").read_text() == "precious"
+        folder.rename(tmp_path / f"kept{name}")
+    (tmp_path / ".out.tmp").mkdir()  # a killed run's staging folder carries the marker: cleared
+    (tmp_path / ".out.tmp" / ".cramkit").write_text("cramkit staging folder\n")
+    (tmp_path / ".out.tmp" / "stage").mkdir()
+    run("--input", tmp_path / "in", "--output", tmp_path / "out", "--until", "clean")
+    assert not (tmp_path / ".out.tmp").exists() and (tmp_path / "out" / "stats.json").is_file()
+
+
+def test_every_input_failing_exits_non_zero_with_the_failed_files(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 8)
+    (tmp_path / "in" / "b.txt.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"\xff" * 100)
+    for until in ("clean", "shards"):
+        proc = run("--input", tmp_path / "in", "--output", tmp_path / "out", "--until", until, check=False)
+        assert proc.returncode == 2, until
+        assert "error: no document was read: 2 of 2 input files failed" in proc.stderr
+        assert "2 files failed" in proc.stderr and "a.jsonl.zst" in proc.stderr and "b.txt.gz" in proc.stderr
+        assert not (tmp_path / "out").exists() and not (tmp_path / ".out.tmp").exists()
+
+
+def test_skipped_paths_are_counted_and_urls_never_become_folders(tmp_path):
+    import os
+
+    (tmp_path / "in" / ".git").mkdir(parents=True)
+    (tmp_path / "in" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (tmp_path / "in" / "a.txt").write_text(DOC)
+    os.mkfifo(tmp_path / "in" / "fifo")
+    out = tmp_path / "out"
+    run("--input", tmp_path / "in", "--output", out, "--until", "clean")
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["files"]["skipped"] == {"fifo": 1, "hidden": 1} and stats["files"]["count"] == 1
+    assert stats["documents"]["read"] == 1
+    for url in ("foo://bucket/out", "s3x://b/c"):
+        proc = run("--input", tmp_path / "in", "--output", url, check=False)
+        assert proc.returncode == 2 and url.split(":")[0] in proc.stderr.splitlines()[-1]
+        proc = run("--input", url, "--output", tmp_path / "o2", check=False)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert not any(p.name.endswith(":") for p in ROOT.iterdir()) and not (tmp_path / "o2").exists()
 
 
 def test_config_overrides_types_and_hash(tmp_path):
@@ -204,18 +262,21 @@ def test_stats_books_must_balance():
 
     from pipeline import stats
 
-    facts = [("stage", "read", (10, 1000)), ("stage", "filter", (7, 700)), ("drop", "read/binary", (2, 5)),
-             ("drop", "filter/too_few_words", (3, 30)), ("seconds", "filter", 0.5), ("seconds", "filter", 0.25),
-             ("file", "a.txt", {"path": "a.txt", "bytes": 1200, "repaired": 1, "error": None}),
-             ("file", "b.gz", {"path": "b.gz", "bytes": 99, "repaired": 0, "error": "truncated gzip file"}),
-             ("written", "docs-0", {"file": "docs-0", "docs": 7, "bytes": 400, "seconds": 0.1})]
-    s = stats.build_stats(facts, ["read", "filter"], {})
+    a = stats.Tally(out={"read": [10, 1000], "filter": [7, 700]}, dropped={"read/binary": [2, 5]},
+                    seconds={"filter": 0.5},
+                    files=[{"path": "a.txt", "bytes": 1200, "records": 12, "repaired": 1, "error": None}])
+    b = stats.Tally(dropped={"filter/too_few_words": [3, 30]}, seconds={"filter": 0.25},
+                    files=[{"path": "b.gz", "bytes": 99, "records": 0, "repaired": 0, "error": "truncated gzip file"}])
+    written = [{"file": "docs-0", "docs": 7, "bytes": 400}]
+    s = stats.build_stats(a + b, ["read", "filter"], [("x/.h", "hidden")], written, {})
     assert s["documents"] == {"read": 12, "kept": 7, "dropped": 5, "balanced": True}
     assert s["stages"]["filter"]["seconds"] == 0.75 and s["files"]["bytes_in"] == 1299
     assert s["files"]["failed"] == [{"path": "b.gz", "error": "truncated gzip file"}]
-    lost = stats.build_stats([f for f in facts if f[1] != "filter/too_few_words"], ["read", "filter"], {})
+    assert s["files"]["skipped"] == {"hidden": 1}
+    lost = stats.build_stats(a, ["read", "filter"], [], written, {})
     assert lost["documents"]["balanced"] is False
     console = Console(record=True, width=120)
+    console.print(stats.summary_table(stats.build_stats(a + b, ["read", "filter"], [], [], {})))
     console.print(stats.summary_table(lost))
     text = console.export_text()
     assert "DOES NOT BALANCE" in text and "b.gz" in text

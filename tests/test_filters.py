@@ -6,11 +6,8 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
-import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import assert_that, equal_to
 from conftest import ROOT, paragraphs
 
 from pipeline import fetch_langid, filters
@@ -94,18 +91,14 @@ def test_config_errors_name_the_key():
         FilterConfig(top_ngram_frac=(0.2,))
 
 
-def test_filter_stage_counts_each_reason(prose):
-    docs = [Doc(f"t:x:{i:03d}", p) for i, p in enumerate(prose[:20])]
-    docs += [Doc("t:y:000", "too short"), Doc("t:y:001", "spam spam spam. " * 200)]
-    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        stage = filters.Filter(CFG)
-        kept, dropped = p | beam.Create(docs) | stage
-        assert_that(kept | beam.Map(lambda d: d.id), equal_to([d.id for d in docs[:20]]), label="kept")
-        assert_that(dropped | beam.Map(lambda d: (d.id, d.reason)),
-                    equal_to([("t:y:000", "filter/too_few_words"), ("t:y:001", "filter/compressible")]),
-                    label="dropped")
-        assert_that(stage.seconds | beam.Map(lambda s: s[0]) | beam.Distinct(), equal_to(["filter"]),
-                    label="seconds")
+def test_filters_apply_names_each_reason(prose):
+    docs = [Doc(i, f"t:x:{i:03d}", p) for i, p in enumerate(prose[:20])]
+    docs += [Doc(20, "t:y:000", "too short"), Doc(21, "t:y:001", "spam spam spam. " * 200)]
+    kept, dropped = filters.Filters(CFG).apply(docs)
+    assert kept == docs[:20]
+    assert [(d.name, reason) for d, reason in dropped] == [("t:y:000", "filter/too_few_words"),
+                                                          ("t:y:001", "filter/compressible")]
+    assert filters.Filters(filters.FilterConfig(enabled=False)).apply(docs) == (docs, [])
 
 
 LID = ROOT / "models" / "lid.176.ftz"
@@ -115,13 +108,9 @@ LID = ROOT / "models" / "lid.176.ftz"
 def test_language_filter_with_lid176(prose):
     french = ("La république est une et indivisible. Les citoyens sont égaux devant la loi, et chacun "
               "a le droit de dire ce qu'il pense sans craindre pour sa vie ni pour ses biens.")
-    docs = [Doc("a", prose[0]), Doc("b", french)]
-    fn = filters._FilterFn(replace(CFG, langid_model=str(LID)))
-    fn.setup()
-    out = list(fn.process(docs))
-    kept = [o for o in out if isinstance(o, Doc)]
-    drops = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == "dropped"]
-    assert [d.id for d in kept] == ["a"] and [d.reason for d in drops] == ["filter/language"]
+    docs = [Doc(0, "a", prose[0]), Doc(1, "b", french)]
+    kept, dropped = filters.Filters(replace(CFG, langid_model=str(LID))).apply(docs)
+    assert kept == docs[:1] and [(d.name, reason) for d, reason in dropped] == [("b", "filter/language")]
 
 
 def test_missing_langid_model_is_a_clear_error(tmp_path):

@@ -100,15 +100,17 @@ def test_equal_slots_estimate_jaccard(scheme):
     assert max(errors) < 0.15 and np.mean(errors) < 0.08
 
 
-def test_band_keys():
-    sig = np.arange(112, dtype=np.uint32)
-    keys = minhash.band_keys(sig, 14, 8)
-    assert len(keys) == 14 and len(set(keys)) == 14 and all(len(k) == 2 + 8 * 4 for k in keys)
+def test_band_hashes():
+    sigs = np.arange(2 * 112, dtype=np.uint32).reshape(2, 112)
+    keys = minhash.band_hashes(sigs, 14, 8)
+    assert keys.shape == (2, 14) and keys.dtype == np.uint64 and len(set(keys.ravel().tolist())) == 28
     # equal values in different bands are different keys; a changed value changes only its band
-    assert minhash.band_keys(np.zeros(16, np.uint32), 2, 8)[0] != minhash.band_keys(np.zeros(16, np.uint32), 2, 8)[1]
-    sig2 = sig.copy()
-    sig2[17] += 1
-    assert [a == b for a, b in zip(keys, minhash.band_keys(sig2, 14, 8), strict=True)].count(False) == 1
+    zeros = minhash.band_hashes(np.zeros((1, 16), np.uint32), 2, 8)
+    assert zeros[0, 0] != zeros[0, 1]
+    changed = sigs.copy()
+    changed[0, 17] += 1
+    assert (minhash.band_hashes(changed, 14, 8) != keys).sum() == 1
+    assert (minhash.band_hashes(changed, 14, 8)[0] != keys[0]).tolist().index(True) == 2
 
 
 def test_lsh_probability_of_the_default_bands():

@@ -3,12 +3,9 @@
 
 import random
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import assert_that, equal_to
+from conftest import staged
 
 from pipeline import normalize
-from pipeline.document import Doc, Drop
 from pipeline.tokenize import cramming_normalizer
 
 
@@ -46,9 +43,8 @@ def test_cased():
     assert normalize.cased(s) == "Fullwidth space\nline end\n\n Café fine x"
 
 
-def test_normalize_stage_drops_empty():
-    docs = [Doc("t:a:0", "Héllo  World"), Doc("t:a:1", "☃☃ ✓"), Doc("t:a:2", "ok")]
-    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        kept, dropped = p | beam.Create(docs) | normalize.Normalize(normalize.NormalizeConfig("cramming"))
-        assert_that(kept, equal_to([Doc("t:a:0", "hello world"), Doc("t:a:2", "ok")]), label="kept")
-        assert_that(dropped, equal_to([Drop("t:a:1", "normalize/empty", 4)]), label="dropped")
+def test_scan_drops_documents_empty_after_normalizing(tmp_path):
+    _, _, _, scans = staged(tmp_path, ["Héllo  World", "☃☃ ✓", "ok"], until="normalize")
+    tally = scans[0].tally
+    assert tally.dropped == {"normalize/empty": [1, 4]}
+    assert tally.out["normalize"] == [2, len("hello world") + 2]

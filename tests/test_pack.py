@@ -1,77 +1,105 @@
-"""Packing, ordering and the ToShards chain on real text: round trip, orders, cap, determinism."""
+"""Packing, ordering and the shard stages on real text: rows across work units, orders, cap, determinism."""
 
 import json
 import os
 from pathlib import Path
 
-import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pytest
-import xxhash
-from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import pack
+from pipeline import order, pack
 from pipeline import tokenize as T
-from pipeline.config import CorpusConfig
-from pipeline.document import Doc, EmptyCorpus
+from pipeline.__main__ import main
+from pipeline.encode import lengths_file, tokens_file
 from pipeline.shards import ShardSet
-from pipeline.tokenize import TokenizedDoc
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
-SEQ, GROUP_TOKENS = 32, 8_000
+SEQ = 32
 
 
-def tdoc(id_, ids):
-    return TokenizedDoc(id_, np.array(ids, dtype=np.uint32), len(ids) * 4)
+class FakePlan:
+    """Just where the encode stage leaves token files."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def unit_file(self, unit, name):
+        (self.root / f"u{unit:06d}").mkdir(parents=True, exist_ok=True)
+        return str(self.root / f"u{unit:06d}" / name)
 
 
-def test_pack_across_documents_drops_only_the_tail():
-    docs = [tdoc("b", [5, 6, 7, 3]), tdoc("a", [8, 9, 3]), tdoc("c", [10, 11, 12, 13, 3])]
-    rows, mask, tail = pack.pack(docs, 4, 0, True, np.uint16)
-    assert mask is None and tail == 0 + (12 % 4)
-    np.testing.assert_array_equal(rows.ravel(), [8, 9, 3, 5, 6, 7, 3, 10, 11, 12, 13, 3])  # sorted by id
-    rows, _, tail = pack.pack(docs, 5, 0, True, np.uint16)
-    assert rows.shape == (2, 5) and tail == 2 and rows.dtype == np.uint16
+def encoded(tmp_path, docs_per_unit):
+    """Write token and length files as the encode stage does; [(tokens, docs)] per unit."""
+    plan = FakePlan(tmp_path)
+    for u, docs in enumerate(docs_per_unit):
+        flat = np.array([t for d in docs for t in d], dtype=np.uint16)
+        flat.tofile(tokens_file(plan, u))
+        np.array([len(d) for d in docs], dtype=np.uint32).tofile(lengths_file(plan, u))
+    return plan
 
 
-def test_pack_within_documents_pads_and_masks():
-    docs = [tdoc("a", [8, 9, 3]), tdoc("b", [5, 6, 7, 14, 15, 3])]
-    rows, mask, tail = pack.pack(docs, 4, 0, False, np.uint16)
-    np.testing.assert_array_equal(rows, [[8, 9, 3, 0], [5, 6, 7, 14], [15, 3, 0, 0]])
-    np.testing.assert_array_equal(mask, rows != 0)
-    assert tail == 0
+def rows_of(layout, plan, units):
+    return [(first, rows, lens) for u in range(units) for first, rows, lens in layout.chunks(plan, u, np.dtype(np.uint16), 0)]
+
+
+def test_rows_cross_units_and_drop_only_the_stream_tail(tmp_path):
+    units = [[[5, 6, 7, 3], [8, 3]], [[9, 3]], [], [[10, 11, 12, 13, 14, 3]]]  # 6 + 2 + 0 + 6 tokens
+    plan = encoded(tmp_path, units)
+    tokens = [sum(map(len, u)) for u in units]
+    layout = pack.Layout(pack.PackConfig(seq_len=4), tokens, [0] * 4, [len(u) for u in units])
+    assert (layout.rows, layout.tail) == (3, 2)
+    got = rows_of(layout, plan, len(units))
+    assert [(first, r.tolist()) for first, r, _ in got] == [
+        (0, [[5, 6, 7, 3], [8, 3, 9, 3]]),  # unit 0's second row runs on into unit 1
+        (2, [[10, 11, 12, 13]])]  # units 1 and 2 start no row; [14, 3] is the tail
+    assert all(lens is None for _, _, lens in got)
+
+
+def test_rows_within_documents_pad_and_give_lengths(tmp_path):
+    units = [[[8, 9, 3]], [[5, 6, 7, 14, 15, 3]]]
+    plan = encoded(tmp_path, units)
+    layout = pack.Layout(pack.PackConfig(seq_len=4, cross_documents=False), [3, 6], [1, 2], [1, 1])
+    got = rows_of(layout, plan, 2)
+    assert [(first, r.tolist(), lens.tolist()) for first, r, lens in got] == [
+        (0, [[8, 9, 3, 0]], [3]), (1, [[5, 6, 7, 14], [15, 3, 0, 0]], [4, 2])]
+    assert (layout.rows, layout.tail) == (3, 0)
 
 
 def test_sort_keys_per_order():
     rows = np.array([[1, 7, 7], [7, 7, 7], [1, 2, 3]], dtype=np.uint16)
-    key = lambda name, **kw: pack.sort_keys(rows, None, 2, pack.OrderConfig(name=name, **kw), 7, logp)  # noqa: E731
-    logp = pack.unigram_logp(np.bincount(rows.ravel(), minlength=8))
+    logp = order.unigram_logp(np.bincount(rows.ravel(), minlength=8))
+    key = lambda name, **kw: order.sort_keys(rows, None, 5, order.OrderConfig(name=name, **kw), 7, logp)  # noqa: E731
     primary, tie = key("sentence-length")
     np.testing.assert_array_equal(primary, [-2, -3, 0])
-    np.testing.assert_array_equal(tie, (2 << 40) + np.arange(3))
+    np.testing.assert_array_equal(tie, [5, 6, 7])
     primary, _ = key("unigram")
     assert np.argmin(primary) == 1  # the row of the most frequent token is the most likely
     reverse, _ = key("unigram", reverse=True)
     np.testing.assert_array_equal(reverse, -primary)
     padded = np.array([[7, 7, 0, 0], [1, 2, 3, 0]], dtype=np.uint16)
-    primary, _ = pack.sort_keys(padded, (padded != 0).astype(np.uint8), 0, pack.OrderConfig(name="unigram"),
-                                7, logp)
+    primary, _ = order.sort_keys(padded, np.array([2, 3]), 0, order.OrderConfig(name="unigram"), 7, logp)
     np.testing.assert_allclose(primary, [-logp[7], -logp[[1, 2, 3]].mean()])  # padding not counted
     a, _ = key("random", seed=1)
     b, _ = key("random", seed=2)
     assert len(set(a)) == 3 and not np.array_equal(a, b)
+    assert np.array_equal(key("random", seed=1)[0], a)
 
 
-def test_boundaries_split_the_sample_evenly():
-    sample = [(0, (float(k), 0)) for k in range(100)]
-    assert pack.boundaries(sample, total=1000, rows_per_shard=250) == [(25.0, 0), (50.0, 0), (75.0, 0)]
-    assert pack.boundaries(sample, total=10, rows_per_shard=250) == []
+def test_boundaries_split_the_sample_evenly_and_partition_by_them():
+    sample = [(np.arange(100, dtype=np.float64), np.zeros(100, np.uint64))]
+    bounds = order.boundaries(sample, total_rows=1000, rows_per_shard=250)
+    assert bounds == [(25.0, 0), (50.0, 0), (75.0, 0)]
+    assert order.boundaries(sample, total_rows=10, rows_per_shard=250) == []
+    parts = order.partition(np.array([0.0, 25.0, 49.0, 50.0, 99.0]), np.zeros(5, np.uint64), bounds)
+    np.testing.assert_array_equal(parts, [0, 1, 1, 2, 3])
+    ties = order.partition(np.array([25.0, 25.0]), np.array([0, 7], np.uint64), [(25.0, 3)])
+    np.testing.assert_array_equal(ties, [0, 1])  # equal primaries are cut by row index
 
 
 def test_configs_reject_bad_values():
     with pytest.raises(ValueError, match="order.name"):
-        pack.OrderConfig(name="alphabetical")
+        order.OrderConfig(name="alphabetical")
     with pytest.raises(ValueError, match="pack.seq_len"):
         pack.PackConfig(seq_len=0)
 
@@ -88,61 +116,51 @@ def read_text(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """Paragraph documents of 12 inaugural addresses (plus one junk document), and a tokenizer file."""
+    """A JSON Lines file of the paragraphs of 12 inaugural addresses (plus one junk document), a
+    tokenizer file, and the texts in file order."""
     folder = SHARED / "text" / "nltk_inaugural"
     if not folder.is_dir():
         pytest.skip(f"{folder} not found (set CRAMKIT_SHARED_DATA)")
-    docs = []
+    texts = []
     for path in sorted(folder.iterdir())[:12]:
-        for i, para in enumerate(read_text(path).replace("\r\n", "\n").split("\n\n")):
-            if para.strip():
-                docs.append(Doc(f"inaugural:{path.name}:{i:06d}", " ".join(para.split())))
-    junk = Doc("junk:x:000000", " ".join(np.random.default_rng(0).choice(list("qxz0123456789#%&"), 3000)))
-    tok_file = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    T.train_tokenizer([d.text for d in docs], 3000).save(str(tok_file))
-    return docs + [junk], tok_file
+        texts += [" ".join(p.split()) for p in read_text(path).replace("\r\n", "\n").split("\n\n") if p.strip()]
+    texts.append(" ".join(np.random.default_rng(0).choice(list("qxz0123456789#%&"), 3000)))
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "in").mkdir()
+    (root / "in" / "paras.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    tok_file = root / "tokenizer.json"
+    T.train_tokenizer(texts[:-1], 3000).save(str(tok_file))
+    return root / "in", tok_file, texts
 
 
-def build(docs, out, tok_file=None, order="none", cross=True, max_rows=0, vocab=3000, cutoff=0.3):
-    tok_cfg = T.TokenizerConfig(path=str(tok_file) if tok_file else None, vocab_size=vocab,
-                                compression_cutoff=cutoff, batch_size=64)
-    cfg = CorpusConfig(tokenizer=tok_cfg, pack=pack.PackConfig(seq_len=SEQ, group_tokens=GROUP_TOKENS, cross_documents=cross),
-                       order=pack.OrderConfig(name=order, max_rows=max_rows),
-                       shards=pack.ShardConfig(rows_per_shard=700, key_sample=500))
-    stage = pack.ToShards(out, cfg)
-    out.mkdir(parents=True)
-    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        stage_out = p | beam.Create(docs) | stage
-    del stage_out
-    pack.finish(out, cfg, {"dropped": {"x/y": {"docs": 3, "chars": 9}}, "stages": {"x": {"seconds": 1.5}}})
-    return ShardSet(out, verify=True)
+def build(inputs, out, tok_file=None, order_name="none", cross=True, max_rows=0, cutoff=0.3, *extra):
+    args = ["--input", str(inputs), "--output", str(out), "--created", "0", "filters.enabled=false",
+            "dedup.near=false", f"tokenizer.compression_cutoff={cutoff}", "tokenizer.vocab_size=3000",
+            f"pack.seq_len={SEQ}", f"pack.cross_documents={str(cross).lower()}", f"order.name={order_name}",
+            f"order.max_rows={max_rows}", "shards.rows_per_shard=700", "shards.key_sample=500", *extra]
+    if tok_file:
+        args.append(f"tokenizer.path={tok_file}")
+    status = main(args)
+    return ShardSet(out, verify=True) if status == 0 else status
 
 
 @pytest.fixture(scope="module")
 def built(corpus, tmp_path_factory):
-    docs, tok_file = corpus
+    inputs, tok_file, _ = corpus
     root = tmp_path_factory.mktemp("sets")
-    return {order: build(docs, root / order, tok_file, order) for order in pack.ORDERS}
+    return {name: build(inputs, root / name, tok_file, name) for name in order.ORDERS}
 
 
-def expected_stream(docs, tok_file, cutoff=0.3):
-    """The kept documents' token streams, concatenated per pack group (ids sorted), tails dropped;
-    and the number of groups."""
+def expected_stream(texts, tok_file, cutoff=0.3):
+    """The kept documents' token ids in file order, as one stream, its tail of < SEQ tokens dropped."""
     tok = T.load_tokenizer(tok_file)
     kept = []
-    for d in sorted(docs):
-        ids = T.encode(tok, [d.text])[0]
-        if T.compression_keep(len(ids), len(d.text), cutoff):
-            kept.append((d.id, ids))
-    n = -(-sum(len(ids) for _, ids in kept) // GROUP_TOKENS)
-    groups = {g: [] for g in range(n)}
-    for id_, ids in kept:
-        groups[xxhash.xxh64_intdigest(id_.encode()) % n].append(ids)
-    parts = []
-    for g in range(n):
-        stream = np.concatenate(groups[g])
-        parts.append(stream[: len(stream) // SEQ * SEQ])
-    return np.concatenate(parts), n
+    for text in texts:
+        ids = T.encode(tok, [T.cramming_normalizer().normalize_str(text)])[0]
+        if T.compression_keep(len(ids), len(text), cutoff):
+            kept.append(ids)
+    stream = np.concatenate(kept)
+    return stream[: len(stream) // SEQ * SEQ]
 
 
 def all_rows(ds):
@@ -151,39 +169,35 @@ def all_rows(ds):
 
 @pytest.mark.slow
 def test_order_none_round_trips_the_token_stream(corpus, built):
-    docs, tok_file = corpus
+    _, tok_file, texts = corpus
     ds = built["none"]
-    stream, groups = expected_stream(docs, tok_file)
-    np.testing.assert_array_equal(all_rows(ds).ravel(), stream)
+    np.testing.assert_array_equal(all_rows(ds).ravel(), expected_stream(texts, tok_file))
     m = ds.manifest
-    assert m["packing"]["groups"] == groups >= 3
     assert m["tokens"]["kept"] == m["tokens"]["packed"] + m["tokens"]["pack_tail"]
-    assert m["tokens"]["written"] == len(ds) * SEQ and 0 < m["tokens"]["pack_tail"] < groups * SEQ
+    assert m["tokens"]["written"] == len(ds) * SEQ and 0 <= m["tokens"]["pack_tail"] < SEQ
     assert m["tokens"]["encoded"] > m["tokens"]["kept"]  # the junk document was dropped
-    assert len(m["shards"]) >= 2 and m["order"]["name"] == "none"
+    assert len(m["shards"]) >= 2 and m["order"]["name"] == "none" and m["created"] == "1970-01-01T00:00:00Z"
     assert m["tokenizer"]["special_tokens"] == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
     assert (ds.path / "report.png").stat().st_size > 10_000
-    assert not (ds.path / pack.SUMMARY).exists()
 
 
 @pytest.mark.slow
 def test_rows_decode_to_the_normalized_documents(corpus, built):
-    docs, tok_file = corpus
+    _, tok_file, texts = corpus
     tok = T.load_tokenizer(tok_file)
-    ds = built["none"]
-    text = tok.decode(all_rows(ds)[:150].ravel().tolist(), skip_special_tokens=False)
+    text = tok.decode(all_rows(built["none"])[:150].ravel().tolist(), skip_special_tokens=False)
     pieces = [p.replace(" ", "") for p in text.split("[SEP]")[1:-1]]  # whole documents only
-    normalized = {T.cramming_normalizer().normalize_str(d.text).replace(" ", "") for d in docs}
+    normalized = {T.cramming_normalizer().normalize_str(t).replace(" ", "") for t in texts}
     assert len(pieces) > 5 and all(p in normalized for p in pieces)
 
 
 @pytest.mark.slow
 def test_other_orders_permute_the_same_rows(built):
     base = sorted(map(bytes, all_rows(built["none"])))
-    for order in ("random", "sentence-length", "unigram"):
-        rows = all_rows(built[order])
-        assert sorted(map(bytes, rows)) == base, order
-        assert not np.array_equal(rows, all_rows(built["none"])), order
+    for name in ("random", "sentence-length", "unigram"):
+        rows = all_rows(built[name])
+        assert sorted(map(bytes, rows)) == base, name
+        assert not np.array_equal(rows, all_rows(built["none"])), name
 
 
 @pytest.mark.slow
@@ -199,7 +213,7 @@ def test_sentence_length_order_is_non_increasing_across_shards(corpus, built):
 def test_unigram_order_puts_likely_rows_first(built):
     ds = built["unigram"]
     rows = all_rows(ds)
-    logp = pack.unigram_logp(np.bincount(rows.ravel(), minlength=ds.vocab_size))
+    logp = order.unigram_logp(np.bincount(rows.ravel(), minlength=ds.vocab_size))
     mean = logp[rows].mean(axis=1)
     assert np.all(np.diff(mean) <= 1e-12)
 
@@ -216,15 +230,20 @@ def test_shards_load_with_datasets_and_pyarrow(built):
 
 
 @pytest.mark.slow
-def test_rerun_is_byte_identical_and_cap_takes_the_order_prefix(corpus, built, tmp_path, monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
-    docs, _ = corpus
-    a = build(docs, tmp_path / "a", order="sentence-length", max_rows=500)  # tokenizer trained in-pipeline
-    b = build(docs[::-1], tmp_path / "b", order="sentence-length", max_rows=500)
+def test_rerun_split_and_workers_are_byte_identical_and_cap_takes_the_order_prefix(corpus, tmp_path, capsys):
+    inputs, _, _ = corpus
+    runs = {"a": (), "split": ("--split-mb", "0.03"), "two": ("--workers", "2", "--split-mb", "0.05")}
+    sets = {name: build(inputs, tmp_path / name, None, "sentence-length", True, 500, 0.3, *extra)
+            for name, extra in runs.items()}
+    a = sets["a"]
     names = sorted(p.name for p in a.path.iterdir())
-    assert names == sorted(p.name for p in b.path.iterdir()) and "tokenizer.json" in names
+    assert "tokenizer.json" in names and "manifest.json" in names
     for name in names:
-        assert (a.path / name).read_bytes() == (b.path / name).read_bytes(), name
+        if name != "stats.json":
+            for other in ("split", "two"):
+                assert (a.path / name).read_bytes() == (sets[other].path / name).read_bytes(), (name, other)
+    split_stats = json.loads((tmp_path / "split" / "stats.json").read_text())
+    assert split_stats["files"]["count"] == 1 and "5 input units" in capsys.readouterr().err  # it did split
     assert len(a) == 500
     dots = (all_rows(a) == T.load_tokenizer(a.tokenizer_file).token_to_id(".")).sum(axis=1)
     assert np.all(np.diff(dots) <= 0)
@@ -233,8 +252,8 @@ def test_rerun_is_byte_identical_and_cap_takes_the_order_prefix(corpus, built, t
 
 @pytest.mark.slow
 def test_within_document_packing_writes_an_attention_mask(corpus, tmp_path):
-    docs, tok_file = corpus
-    ds = build(docs[:60], tmp_path / "doc", tok_file, cross=False)
+    inputs, tok_file, _ = corpus
+    ds = build(inputs, tmp_path / "doc", tok_file, "none", False)
     rows, mask = all_rows(ds), ds.take(np.arange(len(ds)), column="attention_mask")
     np.testing.assert_array_equal(mask, rows != 0)
     assert np.all(mask[:, 0] == 1)
@@ -245,11 +264,9 @@ def test_within_document_packing_writes_an_attention_mask(corpus, tmp_path):
     assert ds.manifest["tokens"]["padding"] == int((mask == 0).sum())
 
 
-def test_everything_filtered_away_is_an_error(corpus, tmp_path):
-    docs, tok_file = corpus
-    with pytest.raises(EmptyCorpus, match="filtered away"):
-        build(docs[:20], tmp_path / "none", tok_file, cutoff=0.01)
-    assert not (tmp_path / "none" / "manifest.json").exists()
-    assert json.loads((tmp_path / "none" / pack.SUMMARY).read_text())["shards"] == []
-    with pytest.raises(EmptyCorpus, match="every document was filtered away"):  # training on nothing
-        build([], tmp_path / "train", vocab=100)
+def test_everything_filtered_away_is_an_error(corpus, tmp_path, capsys):
+    inputs, tok_file, _ = corpus
+    assert build(inputs, tmp_path / "none", tok_file, "none", True, 0, 0.01) == 2
+    err = capsys.readouterr().err
+    assert "error: every document was filtered away" in err and "tokenize/compression" in err
+    assert not (tmp_path / "none").exists() and not (tmp_path / ".none.tmp").exists()

@@ -1,65 +1,143 @@
-"""Sources: input expansion, decompression that notices truncation, record cutting, decoding policies,
-and every kind of bad input counted under its reason (read through the DoFn itself, no pipeline)."""
+"""Sources: input expansion (hidden and special files, splitting), decompression that notices truncation,
+record cutting (whole and in byte ranges), decoding policies, and every kind of bad input counted under
+its reason (read through the Reader itself, no pipeline)."""
 
 import gzip
 import json
+import os
 import random
+import socket
 import zlib
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline import embedded, records, sources
-from pipeline.document import DROPPED, Doc, Drop
+from pipeline import embedded, inputs, records, sources
+from pipeline.document import Doc, Drop
+from pipeline.inputs import OFFSET_BITS, InputError
 from pipeline.records import BrokenFile
-from pipeline.sources import SourceConfig, Unit
+from pipeline.sources import SourceConfig
+from pipeline.storage import StorageError
 
 
-def read_unit(unit: Unit, **cfg):
-    """(docs, drops, file record) of one unit."""
-    fn = sources.ReadUnits(SourceConfig(**cfg))
-    fn.setup()
-    docs, drops, files = [], [], []
-    for out in fn.process(unit):
-        if isinstance(out, beam.pvalue.TaggedOutput):
-            (drops if out.tag == DROPPED else files).append(out.value)
-        else:
-            docs.append(out)
-    assert len(files) == 1
-    assert files[0]["records"] == len(docs) + len(drops)
-    return docs, drops, files[0]
+def read_unit(unit, **cfg):
+    """(docs, drops, file records) of one unit."""
+    reader = sources.Reader(SourceConfig(**cfg))
+    out = list(reader.read(unit))
+    docs = [d for d in out if isinstance(d, Doc)]
+    drops = [d for d in out if isinstance(d, Drop)]
+    assert len(docs) + len(drops) == len(out)
+    if unit.kind != "docstrings":
+        assert len(reader.files) == 1 and reader.files[0]["records"] == len(out)
+    return docs, drops, reader.files
 
 
 def read_path(path, **cfg):
-    return read_unit(sources.expand([str(path)], SourceConfig(**cfg))[0], **cfg)
+    docs, drops, files = read_unit(inputs.expand([str(path)], cfg.get("text_mode", "block")).units[0], **cfg)
+    return docs, drops, files[0]
+
+
+def read_split(path, split_bytes, **cfg):
+    """Docs and drops of a file read as byte ranges of `split_bytes`, unit after unit."""
+    found = inputs.expand([str(path)], cfg.get("text_mode", "block"), split_bytes=split_bytes)
+    docs, drops = [], []
+    for unit in found.units:
+        d, dr, _ = read_unit(unit, **cfg)
+        docs += d
+        drops += dr
+    return found.units, docs, drops
 
 
 # ---- expansion ----
 
 def test_missing_path_is_an_error_naming_it(tmp_path):
-    with pytest.raises(sources.InputError, match="nope.txt: no such file"):
-        sources.expand([str(tmp_path / "nope.txt")], SourceConfig())
+    with pytest.raises(StorageError, match="nope.txt"):
+        inputs.expand([str(tmp_path / "nope.txt")])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(sources.InputError, match="holds no files"):
-        sources.expand([str(tmp_path / "empty")], SourceConfig())
-    with pytest.raises(sources.InputError, match="matches no file"):
-        sources.expand([str(tmp_path / "*.jsonl")], SourceConfig())
+    with pytest.raises(StorageError, match="empty"):
+        inputs.expand([str(tmp_path / "empty")])
+    with pytest.raises(StorageError, match=r"\*\.jsonl"):
+        inputs.expand([str(tmp_path / "*.jsonl")])
+    with pytest.raises(InputError, match="name the dataset"):
+        inputs.expand(["hf:"])
 
 
-def test_expand_kinds_and_relative_ids(tmp_path):
+def test_expand_kinds_numbers_and_relative_names(tmp_path):
     for name in ("x/a.txt", "x/b.jsonl.zst", "y/c.parquet", "y/d.ndjson.gz", "y/e.md"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    units = sources.expand([str(tmp_path / "x"), str(tmp_path / "y" / "*")], SourceConfig())
-    got = {(u.kind, u.rel) for u in units}
-    assert got == {("text", "x/a.txt"), ("jsonl", "x/b.jsonl.zst"), ("parquet", "y/c.parquet"),
-                   ("jsonl", "y/d.ndjson.gz"), ("text", "y/e.md")}
-    assert units == sorted(units, key=lambda u: (u.kind, u.rel))
-    hf = sources.expand(["hf:allenai/c4:en@validation"], SourceConfig())[0]
-    assert hf.kind == "hf" and hf.paths == ("allenai/c4", "en", "validation")
+    found = inputs.expand([str(tmp_path / "x"), str(tmp_path / "y" / "*")])
+    got = [(u.kind, u.files[0].rel) for u in found.units]
+    assert got == [("jsonl", "x/b.jsonl.zst"), ("jsonl", "y/d.ndjson.gz"), ("parquet", "y/c.parquet"),
+                   ("text", "x/a.txt"), ("text", "y/e.md")]
+    assert [u.index for u in found.units] == list(range(5))
+    assert [u.first_id for u in found.units] == [i << OFFSET_BITS for i in range(5)]
+    hf = inputs.expand(["hf:allenai/c4:en@validation"]).units[0]
+    assert hf.kind == "hf" and hf.files[0].path == "allenai/c4|en|validation"
+
+
+def test_hidden_paths_and_special_files_are_skipped_and_named(tmp_path):
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "objects" / "pack.txt").write_text("git internals\n")
+    (tmp_path / ".cache").mkdir()
+    (tmp_path / ".cache" / "x.jsonl").write_text('{"text": "cached"}\n')
+    (tmp_path / ".hidden.txt").write_text("hidden\n")
+    (tmp_path / "real.txt").write_text("a real document\n")
+    os.mkfifo(tmp_path / "pipe.txt")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "s.sock"))
+    try:
+        found = inputs.expand([str(tmp_path)])
+    finally:
+        sock.close()
+    assert [u.files[0].rel for u in found.units] == ["real.txt"]
+    reasons = {os.path.relpath(p, tmp_path): r for p, r in found.skipped}
+    assert reasons == {".git/objects/pack.txt": "hidden", ".cache/x.jsonl": "hidden", ".hidden.txt": "hidden",
+                       "pipe.txt": "fifo", "s.sock": "socket"}
+
+
+def test_large_uncompressed_files_are_split_compressed_ones_not(tmp_path):
+    (tmp_path / "a.jsonl").write_bytes(b'{"text": "x"}\n' * 1000)
+    (tmp_path / "b.txt").write_bytes(b"word " * 3000)
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(b'{"text": "x"}\n' * 1000))
+    units = inputs.expand([str(tmp_path)], split_bytes=4000).units
+    ranges = [(u.files[0].rel, u.start, u.stop) for u in units]
+    assert ranges == [("a.jsonl", 0, 4000), ("a.jsonl", 4000, 8000), ("a.jsonl", 8000, 12000),
+                      ("a.jsonl", 12000, -1), ("c.jsonl.gz", 0, -1), ("b.txt", 0, 4000), ("b.txt", 4000, 8000),
+                      ("b.txt", 8000, 12000), ("b.txt", 12000, -1)]
+    assert [u.index for u in units] == list(range(len(units)))
+    assert [(u.files[0].rel, u.stop) for u in inputs.expand([str(tmp_path)], "file", split_bytes=4000).units
+            if u.files[0].rel == "b.txt"] == [("b.txt", -1)]
+
+
+@pytest.mark.parametrize("mode", ["block", "line"])
+def test_split_reads_give_the_records_of_a_whole_read(tmp_path, mode):
+    rng = random.Random(7)
+    parts = []
+    for i in range(400):
+        words = " ".join(f"w{rng.randint(0, 99)}" for _ in range(rng.randint(1, 40)))
+        sep = rng.choice(["\n", "\n\n", "\r\n", "\n\n\n", "\n  \n", "\r\n\r\n"])
+        parts.append(f"line {i} {words}{sep}")
+    parts.insert(100, "y" * 3000 + "\n\n")  # too long for the cap: dropped, its bytes counted
+    path = tmp_path / "t.txt"
+    path.write_text("".join(parts))
+    whole_docs, whole_drops, _ = read_path(path, text_mode=mode, max_doc_bytes=2000)
+    for split in (97, 500, 1024, 4096):
+        units, docs, drops = read_split(path, split, text_mode=mode, max_doc_bytes=2000)
+        assert len(units) > 1
+        assert docs == whole_docs and drops == whole_drops
+    assert [d.reason for d in whole_drops] == ["read/too_long"] and whole_drops[0].size >= 3000
+
+
+def test_split_jsonl_reads_the_same_documents(tmp_path):
+    lines = [json.dumps({"text": f"document {i} " + "x" * (i % 50)}) for i in range(300)] + ["{broken"]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    whole = read_path(path)[:2]
+    for split in (10, 333, 2048):
+        assert read_split(path, split)[1:] == whole
 
 
 # ---- byte streams ----
@@ -91,11 +169,12 @@ def test_lines_offsets_crlf_and_cap():
     data = b"ab\r\n\ncde\n" + b"x" * 50 + b"\nlast"
     chunks = [data[i:i + 3] for i in range(0, len(data), 3)]
     got = list(records.lines(iter(chunks), cap=10))
-    assert got == [(0, b"ab", None), (4, b"", None), (5, b"cde", None), (9, b"", records.TOO_LONG),
-                   (60, b"last", None)]
-    for offset, line, _ in got:
+    assert got == [(0, b"ab", None, 3), (4, b"", None, 0), (5, b"cde", None, 3), (9, b"", records.TOO_LONG, 50),
+                   (60, b"last", None, 4)]
+    for offset, line, _, _ in got:
         if line:
             assert data[offset:].startswith(line)
+    assert [r.offset for r in records.lines(iter([data[5:]]), cap=10, base=5)] == [5, 9, 60]
 
 
 def test_records_modes():
@@ -103,7 +182,18 @@ def test_records_modes():
     assert [r[1] for r in records.records(iter([data]), "block", 100)] == [b"para one\nstill one", b"para two"]
     assert [r[1] for r in records.records(iter([data]), "line", 100)] == [b"para one", b"still one", b"para two"]
     assert [r[0] for r in records.records(iter([data]), "file", 100)] == [0]
-    assert list(records.records(iter([data]), "file", 10)) == [(0, b"", records.TOO_LONG)]
+    assert list(records.records(iter([data]), "file", 10)) == [(0, b"", records.TOO_LONG, len(data) - 1)]
+    # a range that starts inside a block skips that block's lines
+    assert [r.data for r in records.records(iter([b"still one\n\npara two\n"]), "block", 100, continues=True)] == \
+        [b"para two"]
+
+
+def test_line_start_and_blank_line_before(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"ab\ncd\n \r\nef\n")
+    with open(path, "rb") as f:
+        assert [records.line_start(f, s) for s in (0, 1, 3, 4, 6, 7, 8)] == [0, 3, 3, 6, 6, 9, 9]
+        assert [records.after_blank_line(f, s) for s in (0, 3, 6, 9)] == [True, False, False, True]
 
 
 def test_decode_policies_and_binary():
@@ -130,7 +220,7 @@ def test_jsonl_bad_lines_counted(tmp_path):
                      b'{"content": "other field"}\n')
     docs, drops, info = read_path(path)
     assert [d.text for d in docs] == ["first"]
-    assert docs[0].id == "jsonl:d.jsonl:000000000000"
+    assert docs[0].name == "jsonl:d.jsonl:000000000000" and docs[0].id == 0
     assert reasons(drops) == ["read/invalid_json", "read/missing_field", "read/missing_field",
                               "read/missing_field", "read/missing_field"]
     assert info["error"] is None
@@ -157,7 +247,7 @@ def test_a_50mb_line_is_dropped_without_holding_it(tmp_path):
         fh.write(b'"}\n{"text": "after"}\n')
     docs, drops, _ = read_path(path, max_doc_bytes=1_000_000)
     assert [d.text for d in docs] == ["before", "after"]
-    assert drops == [Drop("jsonl:big.jsonl:000000000019", "read/too_long", 0)]
+    assert drops == [Drop("jsonl:big.jsonl:000000000019", "read/too_long", 50_000_012)]
 
 
 def test_truncated_gz_keeps_the_good_part_and_names_the_error(tmp_path):
@@ -167,7 +257,7 @@ def test_truncated_gz_keeps_the_good_part_and_names_the_error(tmp_path):
     path.write_bytes(gz[: len(gz) // 2])
     docs, drops, info = read_path(path)
     assert "truncated gzip" in info["error"]
-    assert 0 < len(docs) < 400 and reasons(drops) == ["read/truncated"]
+    assert 0 < len(docs) < 400 and reasons(drops) == ["read/truncated"] and drops[0].size > 0
     assert [d.text for d in docs] == blocks[: len(docs)]
 
 
@@ -183,7 +273,7 @@ def test_corrupt_zstd_and_binary_garbage(tmp_path):
 def test_parquet(tmp_path):
     pq.write_table(pa.table({"text": ["one", None, "three"], "n": [1, 2, 3]}), tmp_path / "p.parquet")
     docs, drops, _ = read_path(tmp_path / "p.parquet")
-    assert docs == [Doc("parquet:p.parquet:000000000000", "one"), Doc("parquet:p.parquet:000000000002", "three")]
+    assert docs == [Doc(0, "parquet:p.parquet:000000000000", "one"), Doc(2, "parquet:p.parquet:000000000002", "three")]
     assert reasons(drops) == ["read/missing_field"]
     _, _, info = read_path(tmp_path / "p.parquet", text_field="body")
     assert "no column 'body'" in info["error"] and "source.text_field" in info["error"]
@@ -192,10 +282,10 @@ def test_parquet(tmp_path):
 def test_unreadable_file_is_reported_not_raised(tmp_path):
     path = tmp_path / "gone.txt"
     path.write_text("x")
-    unit = sources.expand([str(path)], SourceConfig())[0]
+    unit = inputs.expand([str(path)]).units[0]
     path.unlink()
-    docs, drops, info = read_unit(unit)
-    assert docs == [] and "FileNotFoundError" in info["error"]
+    docs, drops, files = read_unit(unit)
+    assert docs == [] and "FileNotFoundError" in files[0]["error"]
 
 
 def test_zlib_is_not_enough():
@@ -214,13 +304,13 @@ def test_docstrings_from_source():
 
 
 def test_embedded_units_capped_and_readable():
-    units = embedded.units(max_mb=0.3)
+    units = inputs.expand(["docstrings"], docstrings_max_mb=0.3).units
     assert units and sum(u.size for u in units) < 0.3e6 + 2e6
-    assert units == embedded.units(max_mb=0.3)  # same sample every time
-    docs, drops, info = read_unit(units[0])
-    assert docs and all(d.id.startswith("docstrings:") for d in docs)
-    assert len({d.id for d in docs}) == len(docs)
-    assert sum(len(d.text) for d in docs) > 1000
+    assert units == inputs.expand(["docstrings"], docstrings_max_mb=0.3).units  # same sample every time
+    docs, drops, files = read_unit(units[0])
+    assert docs and all(d.name.startswith("docstrings:") for d in docs)
+    assert len({d.id for d in docs}) == len(docs) and [d.id for d in docs] == sorted(d.id for d in docs)
+    assert sum(len(d.text) for d in docs) > 1000 and len(files) == len(units[0].files)
 
 
 def test_hf_offline_fails_fast_naming_the_dataset(monkeypatch):
@@ -233,8 +323,8 @@ def test_hf_offline_fails_fast_naming_the_dataset(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     start = time.perf_counter()
-    with pytest.raises(sources.InputError, match=r"'wikitext'.*--input path/to/files"):
-        sources.check_hf("hf:wikitext:wikitext-2-raw-v1")
+    with pytest.raises(InputError, match=r"'wikitext'.*--input path/to/files"):
+        inputs.check_hf("hf:wikitext:wikitext-2-raw-v1")
     assert time.perf_counter() - start < 5
 
 

@@ -5,15 +5,14 @@ import os
 import random
 from pathlib import Path
 
-import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import assert_that, equal_to
+from conftest import staged
 from tokenizers import Tokenizer, trainers
 
 from pipeline import tokenize as T
-from pipeline.document import Doc, Drop
+from pipeline.encode import Encoder, lengths_file, tokens_file
+from pipeline.normalize import cramming
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
 
@@ -106,28 +105,19 @@ def test_load_tokenizer_errors_name_the_file(tmp_path, inaugural):
         T.load_tokenizer(tmp_path / "junk.json")
 
 
-def test_tokenize_stage_drops_badly_compressed_documents(inaugural):
+def test_encode_stage_drops_badly_compressed_documents(inaugural, tmp_path):
+    prose = [" ".join(t.split()[:300]) for t in inaugural[:6]]
+    junk = " ".join(np.random.default_rng(0).choice(list("qxz0123456789#%&"), 4000))
+    cfg, plan, _, scans = staged(tmp_path, prose + [junk],
+                                 overrides=["filters.enabled=false", "tokenizer.compression_cutoff=0.3"])
     tok = T.train_tokenizer(inaugural[:20], 2000)
-    prose = [Doc(f"inaugural:{i:03d}", " ".join(t.split()[:300])) for i, t in enumerate(inaugural[:6])]
-    rng = np.random.default_rng(0)
-    junk = Doc("junk:000", " ".join(rng.choice(list("qxz0123456789#%&"), 4000)))
-    cfg = T.TokenizerConfig(vocab_size=2000, compression_cutoff=0.3, batch_size=4)
-    expected_ids = {d.id: T.encode(tok, [d.text])[0] for d in prose}
-    assert all(len(ids) < 0.3 * len(d.text) for d, ids in zip(prose, expected_ids.values(), strict=True))
-
-    def check_kept(kept):
-        assert sorted(k.id for k in kept) == sorted(expected_ids)
-        for k in kept:
-            np.testing.assert_array_equal(k.ids, expected_ids[k.id])
-            assert k.ids[-1] == tok.token_to_id("[SEP]")
-
-    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
-        tok_json = p | "Tok" >> beam.Create([tok.to_str()])
-        stage = T.Tokenize(cfg, tok_json)
-        kept, dropped = p | beam.Create(prose + [junk]) | stage
-        assert_that(kept, check_kept, label="kept")
-        assert_that(dropped, equal_to([Drop("junk:000", "tokenize/compression", len(junk.text))]), label="drop")
-        assert_that(stage.docs, equal_to(prose), label="docs")
-        assert_that(stage.stats | beam.combiners.Count.Globally(), equal_to([7]), label="stats")
-        assert_that(stage.seconds | beam.Map(lambda s: s[0]) | beam.Distinct(), equal_to(["tokenize"]),
-                    label="seconds")
+    expected = T.encode(tok, [cramming(p) for p in prose])
+    assert all(len(ids) < 0.3 * len(p) for p, ids in zip(prose, expected, strict=True))
+    enc = Encoder(cfg, plan, tok.to_str())(scans[0], [])
+    assert (enc.docs, enc.tokens) == (6, sum(map(len, expected)))
+    assert enc.tally.dropped == {"tokenize/compression": [1, len(cramming(junk))]}
+    tokens = np.fromfile(tokens_file(plan, 0), np.uint16)
+    np.testing.assert_array_equal(tokens, np.concatenate(expected))
+    np.testing.assert_array_equal(np.fromfile(lengths_file(plan, 0), np.uint32), [len(e) for e in expected])
+    assert all(e[-1] == tok.token_to_id("[SEP]") for e in expected)
+    assert sum(enc.hists["doc_chars"]) == 7 and enc.counts.sum() == enc.tokens

@@ -1,0 +1,91 @@
+"""Stage: one unit's clean documents -> token ids, with cramming's tokenizer-compression filter.
+
+Reads the unit's docstore in order, leaves out the documents the dedup decisions removed, encodes in
+batches (`encode_batch`, the single-text template: each document ends with [SEP]) and drops documents
+the tokenizer compresses badly ("tokenize/compression"). The ids of the kept documents are appended to
+the unit's token file (row dtype, no header) and their lengths to its lengths file (uint32), for the
+packing stage. Returns the counts, the unigram token counts and the report's histograms.
+"""
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+import zstandard
+from tokenizers import Tokenizer
+
+from pipeline import docstore, progress, report, shards, storage
+from pipeline.dedup import losers_of
+from pipeline.stats import Tally
+from pipeline.tokenize import DROP_REASON, compression_keep, encode
+
+
+class Encoded(NamedTuple):
+    unit: int
+    tokens: int  # tokens kept (each document's ids, [SEP] included)
+    docs: int
+    rows: int  # rows of seq_len this unit's documents fill when packed one per row set (padded packing)
+    counts: np.ndarray  # unigram token counts [vocab]
+    hists: dict  # pipeline.report histograms of every encoded document
+    tally: Tally
+
+
+def tokens_file(plan, unit: int) -> str:
+    return plan.unit_file(unit, "tokens.bin")
+
+
+def lengths_file(plan, unit: int) -> str:
+    return plan.unit_file(unit, "lengths.bin")
+
+
+class Encoder:
+    """The per-process tokenizer, parsed once from its JSON."""
+
+    def __init__(self, cfg, plan, tokenizer_json: str):
+        self.cfg, self.plan = cfg, plan
+        self.tok = Tokenizer.from_str(tokenizer_json)
+        self.vocab = self.tok.get_vocab_size(with_added_tokens=True)
+        self.dtype = shards.dtype_for_vocab(self.vocab)
+        self.cctx = zstandard.ZstdCompressor(level=3)
+
+    def __call__(self, scan, decisions) -> Encoded:
+        cfg, plan, seq_len = self.cfg, self.plan, self.cfg.pack.seq_len
+        tally, start = Tally(), time.perf_counter()
+        gone = losers_of(scan.unit, decisions)
+        counts = np.zeros(self.vocab, np.int64)
+        hists = {name: np.zeros(len(e) - 1, np.int64) for name, e in report.EDGES.items()}
+        kept_tokens = kept_docs = kept_chars = rows = 0
+        with storage.create(tokens_file(plan, scan.unit)) as tokens, \
+                storage.create(lengths_file(plan, scan.unit)) as lengths:
+            for ids, _, texts in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs):
+                live = ~np.isin(ids, gone)
+                texts = [t for t, keep in zip(texts, live, strict=True) if keep]
+                stats, keep_ids = [], []
+                for text, token_ids in zip(texts, encode(self.tok, texts), strict=True):
+                    raw = text.encode()
+                    stats.append((len(text), len(token_ids), len(self.cctx.compress(raw)) / len(raw) if raw else 0.0))
+                    if compression_keep(len(token_ids), len(text), cfg.tokenizer.compression_cutoff):
+                        keep_ids.append(token_ids)
+                        kept_chars += len(text)
+                    else:
+                        tally.drop(DROP_REASON, len(text))
+                if stats:
+                    s = np.array(stats)
+                    hists["doc_chars"] += report.histogram("doc_chars", s[:, 0])
+                    hists["tokens_per_char"] += report.histogram("tokens_per_char", s[:, 1] / np.maximum(s[:, 0], 1))
+                    hists["zstd_ratio"] += report.histogram("zstd_ratio", s[:, 2])
+                    tally.count("encoded", int(s[:, 1].sum()), tokens=True)
+                if keep_ids:
+                    flat = np.concatenate(keep_ids)
+                    counts += np.bincount(flat, minlength=self.vocab)
+                    tokens.write(flat.astype(self.dtype).tobytes())
+                    sizes = np.fromiter(map(len, keep_ids), np.uint32, len(keep_ids))
+                    lengths.write(sizes.tobytes())
+                    kept_tokens += int(sizes.sum())
+                    kept_docs += len(keep_ids)
+                    rows += int((-(-sizes.astype(np.int64) // seq_len)).sum())
+        tally.passed("tokenize", kept_docs, kept_chars)
+        tally.count("kept", kept_tokens, tokens=True)
+        tally.took("tokenize", time.perf_counter() - start)
+        progress.advance("tokenize", plan.units)
+        return Encoded(scan.unit, kept_tokens, kept_docs, rows, counts, hists, tally)

@@ -1,0 +1,99 @@
+"""The last step of a run: stats.json, report.png and, last of all, manifest.json.
+
+It gathers every stage's Tally and every file written. A run that produced nothing (every input
+failed, nothing survived the filters, no row was packed) gets an "error" in stats.json and no manifest;
+the command line prints the summary and the error and exits non-zero.
+"""
+
+import io
+from dataclasses import asdict
+
+from pipeline import report, shards, storage
+from pipeline.plan import STAGES
+from pipeline.stats import STATS, build_stats, to_json, total
+from pipeline.tokenize import SPECIAL_TOKENS
+
+REPORT = "report.png"
+
+
+def stage_names(until: str) -> list[str]:
+    names = list(STAGES[: STAGES.index(until) + 1])
+    names = [n for n in names if n != "clean"]
+    return names[:-1] + ["tokenize"] if until == "shards" else names
+
+
+def counts_of(stats: dict) -> dict:
+    """The counts of a stats dict that belong in a manifest: no timings, the same every run."""
+    stages = {name: {k: v for k, v in s.items() if k in ("docs", "chars")}
+              for name, s in stats.get("stages", {}).items()}
+    files = stats.get("files", {})
+    return {"documents": stats.get("documents", {}), "dropped": stats.get("dropped", {}),
+            "stages": {name: s for name, s in stages.items() if s},
+            "files": {k: files[k] for k in ("count", "bytes_in", "repaired", "failed", "skipped") if k in files}}
+
+
+def _error(stats: dict, rows: int | None) -> str | None:
+    docs, files = stats["documents"], stats["files"]
+    if docs["read"] == 0:
+        failed = len(files["failed"])
+        return (f"no document was read: {failed} of {files['count']} input files failed" if failed else
+                "no document was read: the inputs are empty") + "; see the failed files above"
+    if docs["kept"] == 0:
+        return ("every document was filtered away; check the drop counts in the summary, loosen the "
+                "filters or add text")
+    if rows == 0:
+        return ("no rows to write: every document was filtered away or was shorter than one row. "
+                "Check the drop counts in the summary; loosen the filters or add text.")
+    return None
+
+
+def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, tokenizer_json: str | None = None,
+           layout=None, hists: dict | None = None) -> dict:
+    """Write stats.json (and for shards report.png and manifest.json) into the output; the stats dict."""
+    tally = total(tallies)
+    shard_run = plan.until == "shards"
+    entries = [w for w in written if w.get("file")]
+    rows = sum(e["rows"] for e in entries) if shard_run else None
+    if shard_run and layout is not None:
+        seq_len = cfg.pack.seq_len
+        kept = tally.tokens.get("kept", 0)
+        tally.count("pack_tail", layout.tail, tokens=True)
+        tally.count("padding", layout.rows * seq_len - kept if not cfg.pack.cross_documents else 0, tokens=True)
+        tally.count("packed", layout.rows * seq_len, tokens=True)
+        tally.count("capped", sum(w["capped"] for w in written), tokens=True)
+        tally.count("written", sum(e["tokens"] for e in entries), tokens=True)
+    stats = build_stats(tally, stage_names(plan.until), skipped,
+                        [{k: e[k] for k in ("file", "rows", "docs", "bytes") if k in e} for e in entries], extra)
+    if shard_run:
+        stats["tokens"] = dict(sorted(tally.tokens.items()))
+    error = _error(stats, rows)
+    if error:
+        stats["error"] = error
+    storage.write_text(storage.join(plan.out, STATS), to_json(stats))
+    if shard_run and not error:
+        _manifest(cfg, plan, stats, entries, tokenizer_json, hists)
+    return stats
+
+
+def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists: dict) -> None:
+    from tokenizers import Tokenizer
+
+    drops = {reason: d["docs"] for reason, d in stats["dropped"].items()}
+    png = io.BytesIO()
+    report.write_report(png, hists, drops, cfg.tokenizer.compression_cutoff)
+    storage.write_bytes(storage.join(plan.out, REPORT), png.getvalue())
+    tok = Tokenizer.from_str(tokenizer_json)
+    pack = cfg.pack
+    columns = ("input_ids",) if pack.cross_documents else ("input_ids", "attention_mask")
+    packing = {"seq_len": pack.seq_len, "cross_documents": pack.cross_documents, "document_end": "[SEP]",
+               "tail": "the token stream's last < seq_len tokens are left out (tokens.pack_tail)"
+               if pack.cross_documents else "a document's last row is padded with [PAD] (tokens.padding)"}
+    specials = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None}
+    shard_list = sorted(({k: e[k] for k in ("file", "rows", "bytes", "sha256")} for e in entries),
+                        key=lambda e: e["file"])
+    text = shards.manifest(
+        seq_len=pack.seq_len, vocab_size=tok.get_vocab_size(with_added_tokens=True), shards=shard_list,
+        config=cfg.to_dict(), order=asdict(cfg.order), packing=packing, counts=counts_of(stats),
+        tokens=stats["tokens"], tokenizer_sha256=shards.sha256_bytes(tokenizer_json.encode()),
+        created=plan.created, columns=columns, special_tokens=specials)
+    storage.write_text(storage.join(plan.out, shards.MANIFEST), text)
