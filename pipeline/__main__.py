@@ -113,6 +113,21 @@ def beam_options(args, beam_args):
     return PipelineOptions(opts)
 
 
+def _disk_full(error: BaseException) -> str | None:
+    """The path a full disk refused ("" when unknown), or None when `error` is not a full disk. Beam
+    reports a worker's error as text inside its own exception, so the text is searched too."""
+    import errno
+    import re
+
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return seen.filename or ""
+        seen = seen.__cause__ or seen.__context__
+    found = re.search(r"No space left on device(?:: '([^']*)')?", str(error))
+    return None if found is None else found.group(1) or ""
+
+
 def _fail(console, stats: dict, message: str) -> int:
     from pipeline import stats as accounting
 
@@ -125,6 +140,9 @@ def _fail(console, stats: dict, message: str) -> int:
 def main(argv=None) -> int:
     # Beam's GCP module warns about its optional clients on import; nothing cramkit uses.
     logging.getLogger().addFilter(lambda record: "apitools" not in record.getMessage())
+    # A full disk is reported in one line below; Beam would log the worker's traceback for it first.
+    logging.getLogger("apache_beam.runners.common").addFilter(
+        lambda record: "No space left on device" not in record.getMessage())
     args, beam_args = parse(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
 
@@ -175,9 +193,14 @@ def main(argv=None) -> int:
         result = json.loads(storage.read_text(stats_path))
         result["wall_seconds"] = round(time.perf_counter() - start, 3)
         storage.write_text(stats_path, accounting.to_json(result))
-    except BaseException:
+    except BaseException as e:
         output.discard(folders)
-        raise
+        full = _disk_full(e)
+        if full is None:
+            raise
+        print(f"error: no space left on device writing {full or f'{folders.tmp} or {args.output}'}; free some "
+              f"space or choose another --output (the staging folder {folders.tmp} was removed)", file=sys.stderr)
+        return 2
     if "error" in result:
         output.discard(folders)
         return _fail(console, result, f"{result['error']}\nnothing was written to {args.output}")

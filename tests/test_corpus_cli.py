@@ -280,3 +280,23 @@ def test_stats_books_must_balance():
     console.print(stats.summary_table(lost))
     text = console.export_text()
     assert "DOES NOT BALANCE" in text and "b.gz" in text
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_staging(tmp_path, shared_text):
+    """The output on a 1 MB tmpfs, mounted in a private mount namespace (needs unshare and mount)."""
+    import shutil
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {disk}"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0 or not shutil.which("unshare"):
+        pytest.skip(f"cannot mount a small tmpfs here (unshare -m + mount): {probe.stderr.strip()}")
+    script = (f"mount -t tmpfs -o size=1m tmpfs {disk} && {sys.executable} -m pipeline --input {shared_text} "
+              f"--output {disk}/out; status=$?; ls -A {disk}; exit $status")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(errors) == 1 and "no space left on device" in errors[0] and "Traceback" not in proc.stderr
+    assert proc.stdout.strip() == ""  # nothing left on the full disk: no staging, no output
