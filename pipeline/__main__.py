@@ -22,8 +22,9 @@ overrides (key=value, dotted, after the options; values are YAML):
   normalize.preset=cramming|cased|none   filters.enabled=false filters.min_words=20
   filters.langid_model=models/lid.176.ftz   dedup.exact=false dedup.near=false dedup.bands=14 dedup.rows=8
   dedup.num_perm=112 dedup.jaccard_threshold=0.8   output.format=jsonl.zst|parquet
-  tokenizer.vocab_size=32768 tokenizer.path=existing/tokenizer.json tokenizer.sample_chars=25000000
-  tokenizer.compression_cutoff=0.25   pack.seq_len=128 pack.cross_documents=false
+  objective=mlm|clm seq_len=128   tokenizer.kind=wordpiece|bpe tokenizer.vocab_size=32768
+  tokenizer.path=existing/tokenizer.json tokenizer.sample_chars=25000000 tokenizer.compression_cutoff=0.25
+  pack.cross_documents=false pack.segments=true pack.document_end=TOKEN pack.pad=TOKEN
   order.name=none|random|sentence-length|unigram order.reverse=true order.max_rows=0
   shards.rows_per_shard=262144
   (every key and its value: python -m pipeline --show-config)
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
     args, beam_args = parse(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
 
-    from pipeline import config, inputs, output, plan, shards, storage
+    from pipeline import config, inputs, output, plan, shards, storage, tokenize
     from pipeline import stats as accounting
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -169,9 +170,15 @@ def main(argv=None) -> int:
         for path in (cfg.filters.langid_model, cfg.tokenizer.path):
             if path and not storage.exists(path):
                 raise inputs.InputError(f"{path}: no such file (filters.langid_model / tokenizer.path)")
+        if cfg.tokenizer.path:  # an existing tokenizer must have the tokens the packer uses
+            ids = tokenize.packing_ids(tokenize.load_tokenizer(cfg.tokenizer.path), cfg.objective,
+                                       cfg.pack.document_end, cfg.pack.pad)
+            if ids["pad"] is None and not cfg.pack.cross_documents:
+                raise inputs.InputError(f"{cfg.tokenizer.path}: has no {ids['pad_token']!r} token to pad rows "
+                                        "with (pack.cross_documents=false); set pack.pad to one of its tokens")
         found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6))
         folders = output.prepare(args.output, args.overwrite)
-    except (config.ConfigError, inputs.InputError, storage.StorageError, output.OutputError) as e:
+    except (config.ConfigError, inputs.InputError, storage.StorageError, output.OutputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -72,15 +72,16 @@ class _Rows(beam.DoFn):
             from tokenizers import Tokenizer
 
             tok = Tokenizer.from_str(tokenizer_json)
-            self.keys = order.Keys(self.cfg, self.plan, layout, tok.get_vocab_size(with_added_tokens=True),
-                                   tokenize.special_ids(tok), counts)
+            ids = tokenize.packing_ids(tok, self.cfg.objective, self.cfg.pack.document_end, self.cfg.pack.pad)
+            self.keys = order.Keys(self.cfg, self.plan, layout, tok.get_vocab_size(with_added_tokens=True), ids,
+                                   counts)
         yield self.keys.sample(unit) if bounds is None else self.keys.partition(unit, bounds)
 
 
 def _layout(cfg, plan, encoded):
     per = {e[0]: e[1:] for e in encoded}
     per = [per.get(u, (0, 0, 0)) for u in range(plan.units)]
-    return Layout(cfg.pack, [t for t, _, _ in per], [r for _, r, _ in per], [d for _, _, d in per])
+    return Layout(cfg.seq_len, cfg.pack, [t for t, _, _ in per], [r for _, r, _ in per], [d for _, _, d in per])
 
 
 def _sum(values):
@@ -121,7 +122,7 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
             _all(written), _all(tallies | "Tallies" >> beam.Flatten()))
 
     tok = one | "Tokenizer" >> beam.Map(
-        lambda _, s, d: tokenize.train_from_sample(cfg.tokenizer, plan, s, d), scanned, decided)
+        lambda _, s, d: tokenize.train_from_sample(cfg.tokenizer, cfg.objective, plan, s, d), scanned, decided)
     encoded = scans | "Encode" >> beam.ParDo(_Encode(cfg, plan), _one(tok), decided)
     tallies.append(encoded | "EncodeTally" >> beam.Map(lambda e: e.tally))
     counts = encoded | "Unigrams" >> beam.Map(lambda e: e.counts) | "SumUnigrams" >> beam.CombineGlobally(_sum)

@@ -22,15 +22,17 @@ from pipeline.order import OrderConfig, ShardConfig
 from pipeline.output import OutputConfig
 from pipeline.pack import PackConfig
 from pipeline.sources import SourceConfig
-from pipeline.tokenize import TokenizerConfig
+from pipeline.tokenize import OBJECTIVES, TokenizerConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "corpus"
 
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    """All settings of `python -m pipeline`, one section per stage."""
+    """All settings of `python -m pipeline`: what the rows are for and how long, then one section per stage."""
 
+    objective: str = "mlm"  # mlm (BERT-style: [SEP]-ended documents) | clm (GPT-style: <|endoftext|>)
+    seq_len: int = 128  # tokens per row
     source: SourceConfig = field(default_factory=SourceConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
@@ -40,6 +42,12 @@ class CorpusConfig:
     pack: PackConfig = field(default_factory=PackConfig)
     order: OrderConfig = field(default_factory=OrderConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective={self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if not 1 <= self.seq_len < 1 << 16:
+            raise ValueError(f"seq_len={self.seq_len}: must be in 1..65535")
 
     def to_dict(self) -> dict:
         return asdict(self)

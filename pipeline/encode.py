@@ -1,7 +1,7 @@
 """Stage: one unit's clean documents -> token ids, with cramming's tokenizer-compression filter.
 
 Reads the unit's docstore in order, leaves out the documents the dedup decisions removed, encodes in
-batches (`encode_batch`, the single-text template: each document ends with [SEP]) and drops documents
+batches (`encode_batch`, each document followed by the document-end token) and drops documents
 the tokenizer compresses badly ("tokenize/compression"). The ids of the kept documents are appended to
 the unit's token file (row dtype, no header) and their lengths to its lengths file (uint32), for the
 packing stage. Returns the counts, the unigram token counts and the report's histograms.
@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 from pipeline import docstore, progress, report, shards, storage
 from pipeline.dedup import losers_of
 from pipeline.stats import Tally
-from pipeline.tokenize import DROP_REASON, compression_keep, encode
+from pipeline.tokenize import DROP_REASON, compression_keep, encode, packing_ids
 
 
 class Encoded(NamedTuple):
@@ -44,12 +44,13 @@ class Encoder:
     def __init__(self, cfg, plan, tokenizer_json: str):
         self.cfg, self.plan = cfg, plan
         self.tok = Tokenizer.from_str(tokenizer_json)
+        self.end = packing_ids(self.tok, cfg.objective, cfg.pack.document_end, cfg.pack.pad)["end"]
         self.vocab = self.tok.get_vocab_size(with_added_tokens=True)
         self.dtype = shards.dtype_for_vocab(self.vocab)
         self.cctx = zstandard.ZstdCompressor(level=3)
 
     def __call__(self, scan, decisions) -> Encoded:
-        cfg, plan, seq_len = self.cfg, self.plan, self.cfg.pack.seq_len
+        cfg, plan, seq_len = self.cfg, self.plan, self.cfg.seq_len
         tally, start = Tally(), time.perf_counter()
         gone = losers_of(scan.unit, decisions)
         counts = np.zeros(self.vocab, np.int64)
@@ -61,7 +62,7 @@ class Encoder:
                 live = ~np.isin(ids, gone)
                 texts = [t for t, keep in zip(texts, live, strict=True) if keep]
                 stats, keep_ids = [], []
-                for text, token_ids in zip(texts, encode(self.tok, texts), strict=True):
+                for text, token_ids in zip(texts, encode(self.tok, texts, self.end), strict=True):
                     raw = text.encode()
                     stats.append((len(text), len(token_ids), len(self.cctx.compress(raw)) / len(raw) if raw else 0.0))
                     if compression_keep(len(token_ids), len(text), cfg.tokenizer.compression_cutoff):

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pipeline import report, shards, storage
 from pipeline.plan import STAGES
 from pipeline.stats import STATS, build_stats, to_json, total
-from pipeline.tokenize import SPECIAL_TOKENS
+from pipeline.tokenize import packing_ids
 
 REPORT = "report.png"
 
@@ -55,7 +55,7 @@ def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, 
     entries = [w for w in written if w.get("file")]
     rows = sum(e["rows"] for e in entries) if shard_run else None
     if shard_run and layout is not None:
-        seq_len = cfg.pack.seq_len
+        seq_len = cfg.seq_len
         kept = tally.tokens.get("kept", 0)
         tally.count("pack_tail", layout.tail, tokens=True)
         tally.count("padding", layout.rows * seq_len - kept if not cfg.pack.cross_documents else 0, tokens=True)
@@ -83,16 +83,19 @@ def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists:
     report.write_report(png, hists, drops, cfg.tokenizer.compression_cutoff)
     storage.write_bytes(storage.join(plan.out, REPORT), png.getvalue())
     tok = Tokenizer.from_str(tokenizer_json)
-    pack = cfg.pack
-    columns = ("input_ids",) if pack.cross_documents else ("input_ids", "attention_mask")
-    packing = {"seq_len": pack.seq_len, "cross_documents": pack.cross_documents, "document_end": "[SEP]",
+    pack, ids = cfg.pack, packing_ids(tok, cfg.objective, cfg.pack.document_end, cfg.pack.pad)
+    columns = ["input_ids"] + ([] if pack.cross_documents else ["attention_mask"])
+    columns += ["segment_ids"] if pack.segments else []
+    packing = {"seq_len": cfg.seq_len, "cross_documents": pack.cross_documents,
+               "document_end": {"token": ids["end_token"], "id": ids["end"]},
+               "pad": {"token": ids["pad_token"], "id": ids["pad"]},
                "tail": "the token stream's last < seq_len tokens are left out (tokens.pack_tail)"
-               if pack.cross_documents else "a document's last row is padded with [PAD] (tokens.padding)"}
-    specials = {t: tok.token_to_id(t) for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None}
+               if pack.cross_documents else "a document's last row is padded (tokens.padding)"}
+    specials = {t.content: i for i, t in sorted(tok.get_added_tokens_decoder().items()) if t.special}
     shard_list = sorted(({k: e[k] for k in ("file", "rows", "bytes", "sha256")} for e in entries),
                         key=lambda e: e["file"])
     text = shards.manifest(
-        seq_len=pack.seq_len, vocab_size=tok.get_vocab_size(with_added_tokens=True), shards=shard_list,
+        objective=cfg.objective, seq_len=cfg.seq_len, vocab_size=tok.get_vocab_size(with_added_tokens=True), shards=shard_list,
         config=cfg.to_dict(), order=asdict(cfg.order), packing=packing, counts=counts_of(stats),
         tokens=stats["tokens"], tokenizer_sha256=shards.sha256_bytes(tokenizer_json.encode()),
         created=plan.created, columns=columns, special_tokens=specials)

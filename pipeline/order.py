@@ -111,9 +111,10 @@ def partition(primary: np.ndarray, tie: np.ndarray, bounds: list) -> np.ndarray:
     return part
 
 
-def row_dtype(seq_len: int, dtype: np.dtype, padded: bool) -> np.dtype:
+def row_dtype(seq_len: int, dtype: np.dtype, padded: bool, segments: bool) -> np.dtype:
     fields = [("primary", "<f8"), ("tie", "<u8"), ("row", dtype, (seq_len,))]
-    return np.dtype(fields + [("len", "<u2")] if padded else fields)
+    fields += [("len", "<u2")] if padded else []
+    return np.dtype(fields + [("seg", "<u2", (seq_len,))] if segments else fields)
 
 
 class Keys:
@@ -131,14 +132,14 @@ class Keys:
         self.every = sample_every(layout.rows, cfg.shards.key_sample)
 
     def _keyed(self, unit: int):
-        for first, rows, lengths in self.layout.chunks(self.plan, unit, self.dtype, self.pad):
+        for first, rows, lengths, segments in self.layout.chunks(self.plan, unit, self.dtype, self.pad):
             primary, tie = sort_keys(rows, lengths, first, self.cfg.order, self.dot, self.logp)
-            yield rows, lengths, primary, tie
+            yield rows, lengths, segments, primary, tie
 
     def sample(self, unit: int) -> tuple[np.ndarray, np.ndarray]:
         """The keys of the unit's rows whose index is a multiple of `every`."""
         primary, tie = [np.zeros(0)], [np.zeros(0, np.uint64)]
-        for _, _, p, t in self._keyed(unit):
+        for _, _, _, p, t in self._keyed(unit):
             pick = t % np.uint64(self.every) == 0
             primary.append(p[pick])
             tie.append(t[pick])
@@ -149,14 +150,16 @@ class Keys:
         """(row runs of the unit partitioned by shard, rows per shard)."""
         parts = len(bounds) + 1
         padded = not self.cfg.pack.cross_documents
-        dtype = row_dtype(self.cfg.pack.seq_len, self.dtype, padded)
+        dtype = row_dtype(self.cfg.seq_len, self.dtype, padded, self.cfg.pack.segments)
         writer = runs.Writer(self.plan.unit_file(unit, "rows"), dtype, parts)
         counts = np.zeros(parts, np.int64)
-        for rows, lengths, primary, tie in self._keyed(unit):
+        for rows, lengths, segments, primary, tie in self._keyed(unit):
             rec = np.empty(len(rows), dtype)
             rec["primary"], rec["tie"], rec["row"] = primary, tie, rows
             if padded:
                 rec["len"] = lengths
+            if segments is not None:
+                rec["seg"] = segments
             part = partition(primary, tie, bounds)
             writer.add(rec, part)
             counts += np.bincount(part, minlength=parts)
@@ -168,8 +171,8 @@ def write_shard(part: int, parts: int, plan, cfg, row_runs: list, before: int, v
     """Shard `part` of `parts`: its slice of every row run, sorted by key, capped by order.max_rows
     given the `before` rows of earlier shards, written to the output. Its manifest entry, with "file"
     None when no row is left, and "capped", the tokens the cap left out."""
-    seq_len, padded = cfg.pack.seq_len, not cfg.pack.cross_documents
-    rec = runs.read_all(row_runs, part, row_dtype(seq_len, shards.dtype_for_vocab(vocab), padded))
+    seq_len, padded = cfg.seq_len, not cfg.pack.cross_documents
+    rec = runs.read_all(row_runs, part, row_dtype(seq_len, shards.dtype_for_vocab(vocab), padded, cfg.pack.segments))
     keep = len(rec) if not cfg.order.max_rows else max(0, min(len(rec), cfg.order.max_rows - before))
     entry = {"file": None, "rows": keep, "capped": (len(rec) - keep) * seq_len, "tokens": 0}
     progress.advance("write shards", parts)
@@ -177,9 +180,10 @@ def write_shard(part: int, parts: int, plan, cfg, row_runs: list, before: int, v
         take = np.lexsort((rec["tie"], rec["primary"]))[:keep]
         rows = np.take(rec["row"], take, axis=0)
         mask = (np.arange(seq_len) < rec["len"][take, None]).astype(np.uint8) if padded else None
+        segments = np.take(rec["seg"], take, axis=0) if cfg.pack.segments else None
         del rec
         entry["file"] = shards.SHARD_NAME.format(part)
         with storage.create(storage.join(plan.out, entry["file"])) as f:
-            entry.update(shards.write_stream(f, rows, mask))
+            entry.update(shards.write_stream(f, rows, mask, segments))
         entry["tokens"] = int(rows.size if mask is None else mask.sum())
     return entry

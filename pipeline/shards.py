@@ -28,10 +28,11 @@ import pyarrow as pa
 from pipeline.document import EmptyCorpus
 
 FORMAT = "cramkit-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: "objective", packing.document_end/pad as {token, id}, optional segment_ids
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 SHARD_NAME = "shard-{:06d}.arrow"
+COLUMN_DTYPES = {"attention_mask": np.dtype(np.uint8), "segment_ids": np.dtype(np.uint16)}  # input_ids: by vocab
 
 
 class ShardError(Exception):
@@ -78,10 +79,12 @@ class _Hashing:
         return False
 
 
-def write_stream(f, rows: np.ndarray, attention_mask: np.ndarray | None = None) -> dict:
+def write_stream(f, rows: np.ndarray, attention_mask: np.ndarray | None = None,
+                 segment_ids: np.ndarray | None = None) -> dict:
     """Write one shard to a binary file object as an Arrow stream (one record batch); its manifest entry
     without the file name: rows, bytes, sha256. `rows` [n, seq_len] uint16/uint32; `attention_mask` the
-    same shape (uint8) for padded rows."""
+    same shape (uint8) for padded rows; `segment_ids` the same shape (uint16), each token's document
+    number within its row."""
     if rows.ndim != 2 or rows.dtype not in (np.uint16, np.uint32) or len(rows) == 0:
         raise ValueError(f"rows must be a non-empty uint16/uint32 [n, seq_len] array, got {rows.dtype} {rows.shape}")
     columns = {"input_ids": _fixed_list(rows)}
@@ -89,6 +92,10 @@ def write_stream(f, rows: np.ndarray, attention_mask: np.ndarray | None = None) 
         if attention_mask.shape != rows.shape:
             raise ValueError(f"attention_mask {attention_mask.shape} != rows {rows.shape}")
         columns["attention_mask"] = _fixed_list(attention_mask.astype(np.uint8, copy=False))
+    if segment_ids is not None:
+        if segment_ids.shape != rows.shape:
+            raise ValueError(f"segment_ids {segment_ids.shape} != rows {rows.shape}")
+        columns["segment_ids"] = _fixed_list(segment_ids.astype(np.uint16, copy=False))
     table = pa.table(columns)
     sink = _Hashing(f)
     with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as writer:
@@ -127,7 +134,7 @@ def library_versions() -> dict:
 
 def manifest(*, seq_len: int, vocab_size: int, shards: list[dict], config: dict, order: dict, packing: dict,
              counts: dict, tokens: dict, tokenizer_sha256: str, created: str, columns=("input_ids",),
-             special_tokens: dict | None = None) -> str:
+             special_tokens: dict | None = None, objective: str = "mlm") -> str:
     """The text of manifest.json. Everything but "created" is covered by "content_hash", so the same
     input and config give the same manifest apart from that timestamp. `special_tokens` maps token -> id
     for readers that mask or pad. Refuses a shard set without rows (EmptyCorpus)."""
@@ -136,7 +143,7 @@ def manifest(*, seq_len: int, vocab_size: int, shards: list[dict], config: dict,
         raise EmptyCorpus("no rows to write: every document was filtered away or was shorter than one row. "
                           "Check the drop counts in the summary; loosen the filters or add text.")
     body = {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "objective": objective,
         "seq_len": seq_len, "vocab_size": vocab_size, "dtype": dtype_for_vocab(vocab_size).name,
         "columns": list(columns), "rows": rows,
         "tokenizer": {"file": TOKENIZER, "sha256": tokenizer_sha256, "special_tokens": special_tokens or {}},
@@ -183,9 +190,11 @@ def read_manifest(path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ShardError(f"{path}: not a cramkit shard manifest (format {manifest.get('format')!r})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ShardError(f"{path}: format_version {version!r}, this cramkit reads version {FORMAT_VERSION}; "
-                         "use the cramkit that wrote it or rebuild the shard set")
+    if not isinstance(version, int) or version < 1:
+        raise ShardError(f"{path}: format_version {version!r} is not a version; rebuild the shard set")
+    if version > FORMAT_VERSION:
+        raise ShardError(f"{path}: format_version {version} was written by a newer cramkit; this one reads "
+                         f"versions 1 to {FORMAT_VERSION}: upgrade cramkit (or rebuild the shard set with this one)")
     for key in ("seq_len", "vocab_size", "dtype", "shards", "rows"):
         if key not in manifest:
             raise ShardError(f"{path}: field {key!r} is missing; rebuild the shard set")
@@ -242,7 +251,7 @@ class ShardSet:
             if table.num_rows != entry["rows"]:
                 raise ShardError(f"{file}: {table.num_rows} rows, the manifest says {entry['rows']}")
             for c in self.columns:
-                want = self.dtype if c == "input_ids" else np.dtype(np.uint8)
+                want = self.dtype if c == "input_ids" else COLUMN_DTYPES[c]
                 if c not in table.column_names:
                     raise ShardError(f"{file}: column {c!r} is missing")
                 col = table.column(c)

@@ -1,22 +1,28 @@
-"""The tokenizer: train (or load) a WordPiece tokenizer, then encode documents in batches, dropping those
-the tokenizer compresses badly (tokens >= cutoff x characters, cramming's "trash" filter).
+"""The tokenizer: train (or load) one, then the ids the packer needs from it.
 
-The tokenizer is an HF `tokenizers` pipeline: the cramming normalizer (the same steps as
-`pipeline.normalize`'s "cramming" preset), the Whitespace pre-tokenizer, a WordPiece model with `##`
-continuations, and a post-processor that makes a single text `A [SEP]` and a pair `[CLS] A [SEP] B [SEP]`.
-Special tokens have pinned ids: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+Objectives (`objective` in the corpus config) fix the special tokens, which a trained tokenizer pins at
+ids 0, 1, ... in this order, the document-end token every document is packed with, and the templates:
+- mlm (BERT-style, the default): [PAD] [UNK] [CLS] [SEP] [MASK]; a document ends with [SEP]; a single
+  text is `A [SEP]`, a pair `[CLS] A [SEP] B [SEP]`;
+- clm (GPT-style): <|pad|> <|unk|> <|endoftext|>; documents are joined by <|endoftext|>, no [CLS]; a single
+  text is `A <|endoftext|>`.
 
-Why the vocabulary is learned here and not by `tokenizers.trainers.WordPieceTrainer`: that trainer breaks
-ties between equally frequent pairs by ids it hands out in hash-map order, so two runs on the same text
-give different ids (and, at the vocabulary cut, different tokens); shards must be byte-identical on a
-rerun. `learn_vocab` runs the same algorithm (WordPieceTrainer is BPE merges over word counts with `##`
-on non-initial characters, ties to the smallest pair of ids) with the `##` alphabet sorted, so it is a
-function of the text.
-The learned vocabulary goes into the HF WordPiece model, which does all encoding.
+Kinds (`tokenizer.kind`):
+- wordpiece: the cramming normalizer (the same steps as `pipeline.normalize`'s "cramming" preset), the
+  Whitespace pre-tokenizer and a WordPiece model with `##` continuations. Learned here, not by
+  `tokenizers.trainers.WordPieceTrainer`: that trainer breaks ties between equally frequent pairs by ids
+  it hands out in hash-map order, so two runs on the same text give different ids, and shards must be
+  byte-identical on a rerun. `learn_vocab` runs the same algorithm (BPE merges over word counts with `##`
+  on non-initial characters, ties to the smallest pair of ids) with the `##` alphabet sorted.
+- bpe: byte-level BPE (GPT-2 style: no normalizer, every byte in the alphabet, so nothing is ever
+  unknown), trained by `tokenizers.trainers.BpeTrainer`, whose output is the same on every run (a test
+  trains it in fresh interpreters with different hash seeds and compares).
+Or `tokenizer.path`: any existing tokenizer.json, used as is; the packer then takes the document-end and
+pad tokens from it (`pack.document_end`, `pack.pad`; by default the objective's).
 
-The sample it learns from is bounded in characters: the clean documents (after dedup) of the scan's
-tokenizer sample, taken in the order of their sample hash (pipeline.plan) until `sample_chars`, so it
-is the same on every runner. The encoding stage itself is pipeline.encode.
+The sample a tokenizer learns from is bounded in characters: the clean documents (after dedup) of the
+scan's tokenizer sample, taken in the order of their sample hash (pipeline.plan) until `sample_chars`,
+so it is the same on every runner. The encoding stage itself is pipeline.encode.
 """
 
 import heapq
@@ -25,13 +31,32 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from pipeline import docstore, shards, storage
+from pipeline.dedup import losers_of
 from pipeline.document import EmptyCorpus
 from pipeline.plan import sample_hash
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # pinned: ids 0..4 in this order
+
+@dataclass(frozen=True)
+class Objective:
+    specials: tuple  # pinned at ids 0.. in a trained tokenizer
+    pad: str
+    unk: str
+    document_end: str
+    single: str  # post-processor templates
+    pair: str
+
+
+OBJECTIVES = {
+    "mlm": Objective(("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[PAD]", "[UNK]", "[SEP]",
+                     "$A [SEP]", "[CLS] $A [SEP] $B [SEP]"),
+    "clm": Objective(("<|pad|>", "<|unk|>", "<|endoftext|>"), "<|pad|>", "<|unk|>", "<|endoftext|>",
+                     "$A <|endoftext|>", "$A <|endoftext|> $B <|endoftext|>"),
+}
+SPECIAL_TOKENS = OBJECTIVES["mlm"].specials
+KINDS = ("wordpiece", "bpe")
 PREFIX = "##"
 PRINTABLE_ASCII = "".join(map(chr, range(33, 127)))  # what the normalizer leaves, minus whitespace
 DROP_REASON = "tokenize/compression"
@@ -42,6 +67,7 @@ _WORDS = re.compile(r"\w+|[^\w\s]+", re.ASCII)
 class TokenizerConfig:
     """`tokenizer.*` in the corpus config."""
 
+    kind: str = "wordpiece"  # wordpiece | bpe (byte-level)
     path: str | None = None  # an existing tokenizer.json to use instead of training one
     vocab_size: int = 32768
     min_frequency: int = 2  # a pair seen fewer times is never merged
@@ -50,6 +76,8 @@ class TokenizerConfig:
     batch_size: int = 1024  # documents per encode_batch
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"tokenizer.kind={self.kind!r}: choose one of {', '.join(KINDS)}")
         if self.path is None and self.vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(f"tokenizer.vocab_size={self.vocab_size}: must exceed the {len(SPECIAL_TOKENS)} "
                              "special tokens")
@@ -68,18 +96,23 @@ def cramming_normalizer() -> normalizers.Normalizer:
     ])
 
 
-def build_tokenizer(vocab: dict[str, int]) -> Tokenizer:
-    """The full cramkit tokenizer around a WordPiece vocabulary (token -> id, specials at 0..4)."""
-    for i, token in enumerate(SPECIAL_TOKENS):
+def _templates(tok: Tokenizer, objective: Objective) -> None:
+    used = sorted({t for t in (objective.single + " " + objective.pair).split() if not t.startswith("$")})
+    tok.post_processor = processors.TemplateProcessing(
+        single=objective.single, pair=objective.pair, special_tokens=[(t, tok.token_to_id(t)) for t in used])
+
+
+def build_tokenizer(vocab: dict[str, int], objective: Objective = OBJECTIVES["mlm"]) -> Tokenizer:
+    """The cramkit WordPiece tokenizer around a vocabulary (token -> id, the objective's specials first)."""
+    for i, token in enumerate(objective.specials):
         if vocab.get(token) != i:
             raise ValueError(f"vocabulary must map {token} to {i}, got {vocab.get(token)}")
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=PREFIX))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token=objective.unk, continuing_subword_prefix=PREFIX))
     tok.normalizer = cramming_normalizer()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    _templates(tok, objective)
     tok.decoder = decoders.WordPiece(prefix=PREFIX)
-    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    tok.add_special_tokens(list(objective.specials))
     return tok
 
 
@@ -94,14 +127,14 @@ def word_counts(texts) -> Counter:
     return counts
 
 
-def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2,
-                alphabet: str = "") -> dict[str, int]:
+def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2, alphabet: str = "",
+                specials: tuple = SPECIAL_TOKENS) -> dict[str, int]:
     """WordPiece vocabulary by BPE merges over word counts, deterministically: specials, the sorted
     alphabet (characters of the words and of `alphabet`, then the same with `##`), then merged tokens
     in merge order. The most frequent pair is merged first; ties go to the pair of smallest
     (left, right) ids, as in WordPieceTrainer, whose only nondeterminism is the order of the `##`
     alphabet."""
-    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    vocab = {t: i for i, t in enumerate(specials)}
     words = sorted(counts)
     freq = [counts[w] for w in words]
     alphabet = (sorted(set(alphabet) | {c for w in words for c in w})
@@ -160,38 +193,62 @@ def learn_vocab(counts: dict[str, int], vocab_size: int, min_frequency: int = 2,
     return vocab
 
 
-def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2) -> Tokenizer:
-    """Train the cramkit tokenizer on texts; the same texts (in any order) give the same tokenizer.
-    Every printable ASCII character is in the vocabulary (alone and as `##`), so normalized text
-    outside the sample never becomes [UNK] (words over 100 characters still do)."""
-    counts = word_counts(texts)
+def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2, kind: str = "wordpiece",
+                    objective: str = "mlm") -> Tokenizer:
+    """Train a cramkit tokenizer on texts; the same texts (in any order) give the same tokenizer.
+    WordPiece: every printable ASCII character is in the vocabulary (alone and as `##`), so normalized
+    text outside the sample never becomes unknown (words over 100 characters still do)."""
+    obj = OBJECTIVES[objective]
+    if kind == "bpe":
+        texts = list(texts)
+        if not any(t.strip() for t in texts):
+            counts = None
+        else:
+            tok = Tokenizer(models.BPE())
+            tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            tok.decoder = decoders.ByteLevel()
+            trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
+                                          special_tokens=list(obj.specials),
+                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+            tok.train_from_iterator(sorted(texts), trainer)
+            _templates(tok, obj)
+            return tok
+    else:
+        counts = word_counts(texts)
     if not counts:
         raise EmptyCorpus("no text to train the tokenizer on: every document was filtered away before "
-                         "tokenization; check the drop counts or give tokenizer.path")
-    return build_tokenizer(learn_vocab(counts, vocab_size, min_frequency, PRINTABLE_ASCII))
+                          "tokenization; check the drop counts or give tokenizer.path")
+    return build_tokenizer(learn_vocab(counts, vocab_size, min_frequency, PRINTABLE_ASCII, obj.specials), obj)
 
 
 def load_tokenizer(path) -> Tokenizer:
-    """An existing tokenizer.json (any storage); it must have [PAD] and [SEP] (rows end documents with [SEP])."""
+    """An existing tokenizer.json, on any storage."""
     try:
-        tok = Tokenizer.from_str(storage.read_text(str(path)))
+        return Tokenizer.from_str(storage.read_text(str(path)))
     except Exception as e:
         raise ValueError(f"{path}: not a tokenizers JSON file ({e}); give a tokenizer.json path") from e
-    for token in ("[PAD]", "[SEP]"):
-        if tok.token_to_id(token) is None:
-            raise ValueError(f"{path}: has no {token} token; cramkit pads with [PAD] and ends documents "
-                             "with [SEP]")
-    return tok
 
 
-def special_ids(tok: Tokenizer) -> dict[str, int]:
-    """Ids the packer and the orderings need: pad, sep and the "." token."""
-    return {"pad": tok.token_to_id("[PAD]"), "sep": tok.token_to_id("[SEP]"), "dot": tok.token_to_id(".")}
+def packing_ids(tok: Tokenizer, objective: str, document_end: str | None = None, pad: str | None = None) -> dict:
+    """The ids the packer and the orderings need: "end" (appended to every document), "pad" (None when
+    the tokenizer has no such token), "dot" (the "." token, None when absent). Raises ValueError naming
+    a missing document-end token."""
+    obj = OBJECTIVES[objective]
+    end_token, pad_token = document_end or obj.document_end, pad or obj.pad
+    end = tok.token_to_id(end_token)
+    if end is None:
+        raise ValueError(f"the tokenizer has no {end_token!r} token to end documents with; set "
+                         "pack.document_end to one of its tokens")
+    dot = tok.token_to_id(".")
+    if dot is None:  # byte-level BPE spells "." as itself; WordPiece too
+        dot = tok.token_to_id("Ġ.")
+    return {"end": end, "end_token": end_token, "pad": tok.token_to_id(pad_token), "pad_token": pad_token,
+            "dot": dot}
 
 
-def encode(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
-    """Token ids of each text, [SEP]-terminated (the single-text template), as uint32 arrays."""
-    return [np.array(e.ids, dtype=np.uint32) for e in tok.encode_batch(texts, add_special_tokens=True)]
+def encode(tok: Tokenizer, texts: list[str], end: int) -> list[np.ndarray]:
+    """Token ids of each text followed by the document-end id `end`, as uint32 arrays."""
+    return [np.array(e.ids + [end], dtype=np.uint32) for e in tok.encode_batch(texts, add_special_tokens=False)]
 
 
 def compression_keep(tokens: int, chars: int, cutoff: float) -> bool:
@@ -201,14 +258,12 @@ def compression_keep(tokens: int, chars: int, cutoff: float) -> bool:
 
 
 
-def train_from_sample(cfg: TokenizerConfig, plan, scans, decisions) -> str | None:
+def train_from_sample(cfg: TokenizerConfig, objective: str, plan, scans, decisions) -> str | None:
     """The tokenizer as JSON, written to the output as tokenizer.json: `cfg.path` as is, or trained on
     the clean documents of the scan's sample in sample-hash order, up to `cfg.sample_chars` characters.
     None when no document is left to learn from."""
-    from pipeline.dedup import losers_of
-
     if cfg.path:
-        text = load_tokenizer(cfg.path).to_str()
+        text = storage.read_text(cfg.path)  # as is: the launcher has checked that it loads
     else:
         picked, chars = [], 0  # a max-heap of (-sample hash, text): the smallest hashes, about sample_chars
         for s in scans:
@@ -224,6 +279,6 @@ def train_from_sample(cfg: TokenizerConfig, plan, scans, decisions) -> str | Non
         texts = [t for _, t in sorted(picked, reverse=True)]
         if not texts:
             return None
-        text = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency).to_str()
+        text = train_tokenizer(texts, cfg.vocab_size, cfg.min_frequency, cfg.kind, objective).to_str()
     storage.write_text(storage.join(plan.out, shards.TOKENIZER), text)
     return text

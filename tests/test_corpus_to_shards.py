@@ -13,7 +13,7 @@ from pipeline import tokenize as T
 from pipeline.__main__ import main
 from pipeline.shards import ShardError, ShardSet
 
-SMALL = ["tokenizer.vocab_size=3000", "tokenizer.compression_cutoff=0.3", "pack.seq_len=64",
+SMALL = ["tokenizer.vocab_size=3000", "tokenizer.compression_cutoff=0.3", "seq_len=64",
          "shards.rows_per_shard=400"]
 
 
@@ -44,7 +44,7 @@ def test_raw_text_to_verified_shards_and_byte_identical_rerun(inputs, tmp_path, 
     assert len(ds) == m["rows"] > 400 and len(m["shards"]) >= 2 and ds.seq_len == 64
     assert stats["documents"]["balanced"] and "tokenize" in stats["stages"]
     assert m["counts"] == finish.counts_of(stats)  # the run's counts, without timings
-    assert m["config"]["pack"]["seq_len"] == 64 and m["config_hash"] == stats["config_hash"]
+    assert m["config"]["seq_len"] == 64 and m["config_hash"] == stats["config_hash"]
     assert m["order"]["name"] == "sentence-length" and (out / "report.png").is_file()
 
     # every whole document inside a row (between two [SEP]s) decodes to normalized input text

@@ -11,6 +11,7 @@ import pytest
 from pipeline import order, pack
 from pipeline import tokenize as T
 from pipeline.__main__ import main
+from pipeline.config import CorpusConfig
 from pipeline.encode import lengths_file, tokens_file
 from pipeline.shards import ShardSet
 
@@ -40,14 +41,14 @@ def encoded(tmp_path, docs_per_unit):
 
 
 def rows_of(layout, plan, units):
-    return [(first, rows, lens) for u in range(units) for first, rows, lens in layout.chunks(plan, u, np.dtype(np.uint16), 0)]
+    return [(first, rows, lens) for u in range(units) for first, rows, lens, _ in layout.chunks(plan, u, np.dtype(np.uint16), 0)]
 
 
 def test_rows_cross_units_and_drop_only_the_stream_tail(tmp_path):
     units = [[[5, 6, 7, 3], [8, 3]], [[9, 3]], [], [[10, 11, 12, 13, 14, 3]]]  # 6 + 2 + 0 + 6 tokens
     plan = encoded(tmp_path, units)
     tokens = [sum(map(len, u)) for u in units]
-    layout = pack.Layout(pack.PackConfig(seq_len=4), tokens, [0] * 4, [len(u) for u in units])
+    layout = pack.Layout(4, pack.PackConfig(), tokens, [0] * 4, [len(u) for u in units])
     assert (layout.rows, layout.tail) == (3, 2)
     got = rows_of(layout, plan, len(units))
     assert [(first, r.tolist()) for first, r, _ in got] == [
@@ -59,7 +60,7 @@ def test_rows_cross_units_and_drop_only_the_stream_tail(tmp_path):
 def test_rows_within_documents_pad_and_give_lengths(tmp_path):
     units = [[[8, 9, 3]], [[5, 6, 7, 14, 15, 3]]]
     plan = encoded(tmp_path, units)
-    layout = pack.Layout(pack.PackConfig(seq_len=4, cross_documents=False), [3, 6], [1, 2], [1, 1])
+    layout = pack.Layout(4, pack.PackConfig(cross_documents=False), [3, 6], [1, 2], [1, 1])
     got = rows_of(layout, plan, 2)
     assert [(first, r.tolist(), lens.tolist()) for first, r, lens in got] == [
         (0, [[8, 9, 3, 0]], [3]), (1, [[5, 6, 7, 14], [15, 3, 0, 0]], [4, 2])]
@@ -100,8 +101,10 @@ def test_boundaries_split_the_sample_evenly_and_partition_by_them():
 def test_configs_reject_bad_values():
     with pytest.raises(ValueError, match="order.name"):
         order.OrderConfig(name="alphabetical")
-    with pytest.raises(ValueError, match="pack.seq_len"):
-        pack.PackConfig(seq_len=0)
+    with pytest.raises(ValueError, match="seq_len"):
+        CorpusConfig(seq_len=0)
+    with pytest.raises(ValueError, match="objective"):
+        CorpusConfig(objective="t5")
 
 
 # ---- the whole chain on real text ------------------------------------------------------------------
@@ -136,7 +139,7 @@ def corpus(tmp_path_factory):
 def build(inputs, out, tok_file=None, order_name="none", cross=True, max_rows=0, cutoff=0.3, *extra):
     args = ["--input", str(inputs), "--output", str(out), "--created", "0", "filters.enabled=false",
             "dedup.near=false", f"tokenizer.compression_cutoff={cutoff}", "tokenizer.vocab_size=3000",
-            f"pack.seq_len={SEQ}", f"pack.cross_documents={str(cross).lower()}", f"order.name={order_name}",
+            f"seq_len={SEQ}", f"pack.cross_documents={str(cross).lower()}", f"order.name={order_name}",
             f"order.max_rows={max_rows}", "shards.rows_per_shard=700", "shards.key_sample=500", *extra]
     if tok_file:
         args.append(f"tokenizer.path={tok_file}")
@@ -156,7 +159,7 @@ def expected_stream(texts, tok_file, cutoff=0.3):
     tok = T.load_tokenizer(tok_file)
     kept = []
     for text in texts:
-        ids = T.encode(tok, [T.cramming_normalizer().normalize_str(text)])[0]
+        ids = T.encode(tok, [T.cramming_normalizer().normalize_str(text)], tok.token_to_id("[SEP]"))[0]
         if T.compression_keep(len(ids), len(text), cutoff):
             kept.append(ids)
     stream = np.concatenate(kept)

@@ -94,15 +94,36 @@ def test_compression_rule_is_strict_at_the_cutoff():
     assert T.compression_keep(1000, 10, 0)
 
 
-def test_load_tokenizer_errors_name_the_file(tmp_path, inaugural):
-    bad = tmp_path / "nosep.json"
+def test_load_tokenizer_and_packing_ids_name_what_is_missing(tmp_path, inaugural):
     tok = Tokenizer.from_str(T.train_tokenizer(inaugural[:3], 300).to_str().replace('"[SEP]"', '"[XSEP]"'))
-    tok.save(str(bad))
-    with pytest.raises(ValueError, match=r"nosep\.json.*\[SEP\]"):
-        T.load_tokenizer(bad)
+    with pytest.raises(ValueError, match=r"no '\[SEP\]' token.*pack.document_end"):
+        T.packing_ids(tok, "mlm")
+    assert T.packing_ids(tok, "mlm", document_end="[XSEP]")["end"] == 3
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(ValueError, match="junk.json"):
         T.load_tokenizer(tmp_path / "junk.json")
+
+
+def test_clm_bpe_tokenizer_pins_specials_and_round_trips_bytes(inaugural):
+    tok = T.train_tokenizer(inaugural[:10], 1000, kind="bpe", objective="clm")
+    assert [tok.token_to_id(t) for t in ("<|pad|>", "<|unk|>", "<|endoftext|>")] == [0, 1, 2]
+    text = "Fellow-Citizens: naïve café — 42 % ünïcödé"
+    ids = tok.encode(text, add_special_tokens=False).ids
+    assert tok.decode(ids) == text  # byte-level: nothing is unknown
+    assert tok.encode("a b").ids[-1] == 2 and tok.get_vocab_size() == 1000
+
+
+def test_bpe_training_is_the_same_in_fresh_interpreters(tmp_path, inaugural):
+    import subprocess
+    import sys
+
+    (tmp_path / "texts.json").write_text(__import__("json").dumps(inaugural[:20]))
+    code = ("import json, sys; from pipeline import tokenize as T; "
+            "print(T.train_tokenizer(json.load(open(sys.argv[1])), 2000, kind='bpe', objective='clm').to_str())")
+    runs = {subprocess.run([sys.executable, "-c", code, str(tmp_path / "texts.json")], capture_output=True, text=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": seed}, check=True).stdout
+            for seed in ("1", "2", "3")}
+    assert len(runs) == 1
 
 
 def test_encode_stage_drops_badly_compressed_documents(inaugural, tmp_path):
@@ -111,7 +132,7 @@ def test_encode_stage_drops_badly_compressed_documents(inaugural, tmp_path):
     cfg, plan, _, scans = staged(tmp_path, prose + [junk],
                                  overrides=["filters.enabled=false", "tokenizer.compression_cutoff=0.3"])
     tok = T.train_tokenizer(inaugural[:20], 2000)
-    expected = T.encode(tok, [cramming(p) for p in prose])
+    expected = T.encode(tok, [cramming(p) for p in prose], tok.token_to_id("[SEP]"))
     assert all(len(ids) < 0.3 * len(p) for p, ids in zip(prose, expected, strict=True))
     enc = Encoder(cfg, plan, tok.to_str())(scans[0], [])
     assert (enc.docs, enc.tokens) == (6, sum(map(len, expected)))
