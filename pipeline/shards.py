@@ -10,8 +10,9 @@ A shard set is one folder:
     manifest.json           written last: the completion marker (see `write_manifest`)
 
 Any tool loads a shard with `pyarrow.ipc.open_stream` or `datasets.Dataset.from_file`; `ShardSet` adds
-the manifest checks (sizes always, sha256 with `verify=True`), memory-mapped random access and a
-resumable, deterministic batch order.
+the manifest checks (file names inside the folder and sizes always; sha256 of the shards and the tokenizer
+with `verify`; token ids below vocab_size when a shard is first mapped), memory-mapped random access and
+a resumable, deterministic batch order.
 """
 
 import hashlib
@@ -19,8 +20,10 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePath
 
 import numpy as np
 import pyarrow as pa
@@ -48,11 +51,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
+def _sha256(path: Path, progress=None) -> str:
+    """Hex sha256 of a file, read into one reused buffer; `progress(n)` after each n bytes."""
+    h, buf = hashlib.sha256(), bytearray(1 << 23)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            if progress is not None:
+                progress(n)
     return h.hexdigest()
 
 
@@ -201,67 +208,155 @@ def read_manifest(path) -> dict:
     return manifest
 
 
+def _inside(folder: Path, name, what: str) -> Path:
+    """folder/name for a file name read from the manifest, refused unless it is a relative path that
+    stays inside folder: no absolute path, no `..`, no symlink leading out."""
+    manifest = folder / MANIFEST
+    if not isinstance(name, str) or not name or "\0" in name or PurePath(name).is_absolute() \
+            or ".." in PurePath(name).parts:
+        raise ShardError(f"{manifest}: {what} {name!r} is not a file name inside the shard folder; a "
+                         "manifest may only name files in its own folder (edited or not a cramkit manifest)")
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ShardError(f"{manifest}: {what} {name!r} leads outside the shard folder (to {path.resolve()}); "
+                         "a manifest may only name files in its own folder")
+    return path
+
+
+def _shard_entries(manifest: dict, path: Path) -> list[dict]:
+    entries = manifest["shards"]
+    ok = isinstance(entries, list) and all(
+        isinstance(e, dict) and isinstance(e.get("rows"), int) and e["rows"] >= 0
+        and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str) for e in entries)
+    if not ok:
+        raise ShardError(f"{path}: field 'shards' must list objects with file, rows, bytes and sha256; "
+                         "rebuild the shard set")
+    return entries
+
+
 class ShardSet:
     """A shard set opened for training: `len(ds)` rows, `ds[i]` -> np.ndarray[seq_len], `ds.take(idx)`
-    -> [n, seq_len], `ds.batches(...)` -> resumable endless batches. Shards are memory-mapped lazily,
-    so the object pickles small and each DataLoader worker maps the files itself."""
+    -> [n, seq_len], `ds.batches(...)` -> resumable endless batches. Each shard is memory-mapped on first
+    use, when its token ids are checked against vocab_size (one vectorised max per shard and process);
+    the object pickles small and each DataLoader worker maps the files itself."""
 
     def __init__(self, path, verify: bool = False):
-        """`path`: the shard folder (or its manifest.json)."""
+        """`path`: the shard folder (or its manifest.json); `verify`: run `verify()` now."""
         self.path = Path(path).parent if Path(path).name == MANIFEST else Path(path)
         self.manifest = read_manifest(self.path)
-        self.seq_len = int(self.manifest["seq_len"])
-        self.vocab_size = int(self.manifest["vocab_size"])
+        for key in ("seq_len", "vocab_size"):
+            if not isinstance(self.manifest[key], int) or self.manifest[key] < 1:
+                raise ShardError(f"{self.path / MANIFEST}: {key} {self.manifest[key]!r} must be a positive "
+                                 "integer; rebuild the shard set")
+        self.seq_len, self.vocab_size = self.manifest["seq_len"], self.manifest["vocab_size"]
+        if self.manifest["dtype"] not in ("uint16", "uint32"):
+            raise ShardError(f"{self.path / MANIFEST}: dtype {self.manifest['dtype']!r}, expected uint16 or "
+                             "uint32; rebuild the shard set")
         self.dtype = np.dtype(self.manifest["dtype"])
         self.columns = tuple(self.manifest.get("columns", ("input_ids",)))
-        self.tokenizer_file = self.path / self.manifest.get("tokenizer", {}).get("file", TOKENIZER)
-        self._files = [self.path / s["file"] for s in self.manifest["shards"]]
-        rows = [int(s["rows"]) for s in self.manifest["shards"]]
+        known = ("input_ids", *COLUMN_DTYPES)
+        if "input_ids" not in self.columns or any(c not in known for c in self.columns):
+            raise ShardError(f"{self.path / MANIFEST}: columns {list(self.columns)}: needs input_ids, knows "
+                             f"{list(known)}; rebuild the shard set")
+        tokenizer = self.manifest.get("tokenizer") or {}
+        self.tokenizer_file = _inside(self.path, tokenizer.get("file", TOKENIZER), "tokenizer file")
+        if not self.tokenizer_file.is_file():
+            raise ShardError(f"{self.tokenizer_file}: the tokenizer listed in the manifest is missing; "
+                             "rebuild the shard set")
+        entries = _shard_entries(self.manifest, self.path / MANIFEST)
+        self._files = [_inside(self.path, s.get("file"), "shard file") for s in entries]
+        rows = [s["rows"] for s in entries]
         self._starts = np.cumsum([0] + rows)
         if self._starts[-1] != self.manifest["rows"] or not rows:
             raise ShardError(f"{self.path / MANIFEST}: shard rows sum to {self._starts[-1]}, manifest says "
                              f"{self.manifest['rows']}; rebuild the shard set")
-        for entry, file in zip(self.manifest["shards"], self._files, strict=True):
+        for entry, file in zip(entries, self._files, strict=True):
             if not file.is_file():
                 raise ShardError(f"{file}: shard listed in the manifest is missing; rebuild the shard set")
             size = file.stat().st_size
             if size != entry["bytes"]:
                 raise ShardError(f"{file}: {size} bytes, the manifest says {entry['bytes']} (truncated or "
                                  "replaced); rebuild the shard set")
-            if verify and _sha256(file) != entry["sha256"]:
-                raise ShardError(f"{file}: sha256 differs from the manifest (the file was altered or "
-                                 "corrupted); rebuild the shard set")
-        self._arrays = None  # {column: [np.ndarray [rows, seq_len] per shard]}, mapped on first use
+        self._mapped: list[dict | None] = [None] * len(self._files)  # per shard {column: [rows, seq_len]}
+        if verify:
+            self.verify()
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_arrays"] = None
+        state["_mapped"] = [None] * len(self._files)
         return state
 
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def _open(self) -> dict:
-        arrays = {c: [] for c in self.columns}
-        for entry, file in zip(self.manifest["shards"], self._files, strict=True):
-            try:
-                table = pa.ipc.open_stream(pa.memory_map(str(file))).read_all()
-            except (pa.ArrowException, OSError) as e:
-                raise ShardError(f"{file}: not a readable Arrow stream ({e}); rebuild the shard set") from e
-            if table.num_rows != entry["rows"]:
-                raise ShardError(f"{file}: {table.num_rows} rows, the manifest says {entry['rows']}")
-            for c in self.columns:
-                want = self.dtype if c == "input_ids" else COLUMN_DTYPES[c]
-                if c not in table.column_names:
-                    raise ShardError(f"{file}: column {c!r} is missing")
-                col = table.column(c)
-                if col.type != pa.list_(pa.from_numpy_dtype(want), self.seq_len):
-                    raise ShardError(f"{file}: column {c!r} is {col.type}, expected "
-                                     f"fixed_size_list<{want.name}>[{self.seq_len}]")
-                chunks = [ch.flatten().to_numpy(zero_copy_only=True) for ch in col.chunks]
-                flat = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-                arrays[c].append(flat.reshape(-1, self.seq_len))
-        self._arrays = arrays
+    @property
+    def nbytes(self) -> int:
+        """Bytes `verify` reads: every shard and the tokenizer."""
+        return sum(s["bytes"] for s in self.manifest["shards"]) + self.tokenizer_file.stat().st_size
+
+    def verify(self, progress=None, threads: int = 4) -> None:
+        """Check the sha256 of every shard and of the tokenizer against the manifest, then map every shard
+        (which checks its token ids). Raises ShardError naming the first file, in manifest order, that
+        differs. Files are hashed `threads` at a time; `progress(n)` is called (under a lock) for every n
+        bytes hashed."""
+        want = self.manifest.get("tokenizer", {}).get("sha256")
+        if not isinstance(want, str):
+            raise ShardError(f"{self.path / MANIFEST}: no sha256 recorded for the tokenizer; rebuild the shard set")
+        files = [*self._files, self.tokenizer_file]
+        expected = [s["sha256"] for s in self.manifest["shards"]] + [want]
+        lock = threading.Lock()
+
+        def counted(n: int) -> None:
+            with lock:
+                progress(n)
+
+        pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(files))))
+        try:
+            hashes = pool.map(lambda f: _sha256(f, counted if progress else None), files)
+            for file, digest, sha in zip(files, expected, hashes, strict=True):
+                if sha != digest:
+                    what = "tokenizer" if file == self.tokenizer_file else "shard"
+                    raise ShardError(f"{file}: {what} sha256 differs from the manifest (the file was altered, "
+                                     "corrupted or swapped); rebuild the shard set")
+        finally:
+            pool.shutdown(cancel_futures=True)
+        for s in range(len(self._files)):
+            self._shard(s)
+
+    def _column_dtype(self, column: str) -> np.dtype:
+        return self.dtype if column == "input_ids" else COLUMN_DTYPES[column]
+
+    def _shard(self, s: int) -> dict:
+        """Shard s's columns as [rows, seq_len] arrays, mapped and checked on first use."""
+        if self._mapped[s] is None:
+            self._mapped[s] = self._map(s)
+        return self._mapped[s]
+
+    def _map(self, s: int) -> dict:
+        entry, file = self.manifest["shards"][s], self._files[s]
+        try:
+            table = pa.ipc.open_stream(pa.memory_map(str(file))).read_all()
+        except (pa.ArrowException, OSError) as e:
+            raise ShardError(f"{file}: not a readable Arrow stream ({e}); rebuild the shard set") from e
+        if table.num_rows != entry["rows"]:
+            raise ShardError(f"{file}: {table.num_rows} rows, the manifest says {entry['rows']}")
+        arrays = {}
+        for c in self.columns:
+            want = self._column_dtype(c)
+            if c not in table.column_names:
+                raise ShardError(f"{file}: column {c!r} is missing")
+            col = table.column(c)
+            if col.type != pa.list_(pa.from_numpy_dtype(want), self.seq_len):
+                raise ShardError(f"{file}: column {c!r} is {col.type}, expected "
+                                 f"fixed_size_list<{want.name}>[{self.seq_len}]")
+            chunks = [ch.flatten().to_numpy(zero_copy_only=True) for ch in col.chunks]
+            flat = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            arrays[c] = flat.reshape(-1, self.seq_len)
+        ids = arrays["input_ids"]
+        if ids.size and self.vocab_size <= np.iinfo(ids.dtype).max and (top := int(ids.max())) >= self.vocab_size:
+            raise ShardError(f"{file}: token id {top} >= vocab_size {self.vocab_size} of {self.path / MANIFEST}; "
+                             "the manifest does not describe these shards (edited or mixed up); rebuild the "
+                             "shard set")
         return arrays
 
     def __getitem__(self, i: int) -> np.ndarray:
@@ -272,9 +367,13 @@ class ShardSet:
 
     def take(self, indices, column: str = "input_ids") -> np.ndarray:
         """Rows at `indices` (any order, repeats allowed) as a new array [n, seq_len]."""
-        if column not in self.columns:
-            raise KeyError(f"{self.path}: no column {column!r}; this shard set has {', '.join(self.columns)}")
-        arrays = (self._arrays or self._open())[column]
+        return self.take_columns(indices, (column,))[column]
+
+    def take_columns(self, indices, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """`take` for several columns at once: {column: [n, seq_len]}."""
+        for column in columns:
+            if column not in self.columns:
+                raise KeyError(f"{self.path}: no column {column!r}; this shard set has {', '.join(self.columns)}")
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"indices out of range for {len(self)} rows")
@@ -282,32 +381,41 @@ class ShardSet:
         first, last = (shard[0], shard[-1]) if idx.size else (0, 0)
         if idx.size and first == last and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
             start = idx[0] - self._starts[first]  # one contiguous run in one shard: a plain copy
-            return arrays[first][start : start + idx.size].copy()
-        out = np.empty((idx.size, self.seq_len), dtype=arrays[0].dtype)
+            arrays = self._shard(first)
+            return {c: arrays[c][start : start + idx.size].copy() for c in columns}
+        out = {c: np.empty((idx.size, self.seq_len), dtype=self._column_dtype(c)) for c in columns}
         for s in np.unique(shard):
             where = shard == s
-            out[where] = arrays[s][idx[where] - self._starts[s]]
+            local, arrays = idx[where] - self._starts[s], self._shard(s)
+            for c in columns:
+                out[c][where] = arrays[c][local]
         return out
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> "Batches":
+    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, stored_epochs: int = 0,
+                columns: tuple[str, ...] | None = None) -> "Batches":
         """An endless iterator of [batch_size, seq_len] arrays over epochs (see `Batches`)."""
-        return Batches(self, batch_size, shuffle, seed)
+        return Batches(self, batch_size, shuffle, seed, stored_epochs, columns)
 
 
 class Batches:
     """Epoch after epoch of rows, as written or in a seeded permutation per epoch
-    (`numpy.random.default_rng([seed, epoch])`), cut into batches that run on across epoch ends.
-    `state_dict()` after k batches + `load_state_dict()` on a fresh iterator gives batch k+1 exactly."""
+    (`numpy.random.default_rng([seed, epoch])`), cut into batches that run on across epoch ends. With
+    shuffle, the first `stored_epochs` epochs still keep the stored order (a curriculum read once as
+    written, then shuffled). Each batch is an input_ids array, or with `columns` a dict {column: array}.
+    `state_dict()` after k batches + `load_state_dict()` on a fresh iterator gives batch k+1 exactly; the
+    position is in rows, so the batch size may change between the two."""
 
-    def __init__(self, ds: ShardSet, batch_size: int, shuffle: bool, seed: int):
+    def __init__(self, ds: ShardSet, batch_size: int, shuffle: bool, seed: int, stored_epochs: int = 0,
+                 columns: tuple[str, ...] | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be positive")
         self.ds, self.batch_size, self.shuffle, self.seed = ds, batch_size, shuffle, seed
+        self.stored_epochs, self.columns = stored_epochs, columns
         self.epoch, self.position = 0, 0
         self._order_epoch, self._order = None, None
 
     def _epoch_order(self) -> np.ndarray | None:
-        if not self.shuffle:
+        if not self.shuffle or self.epoch < self.stored_epochs:
             return None
         if self._order_epoch != self.epoch:
             self._order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.ds))
@@ -317,28 +425,31 @@ class Batches:
     def __iter__(self):
         return self
 
-    def __next__(self) -> np.ndarray:
+    def __next__(self):
         n, parts, need = len(self.ds), [], self.batch_size
+        columns = self.columns or ("input_ids",)
         while need:
             stop = min(n, self.position + need)
             order = self._epoch_order()
             idx = np.arange(self.position, stop) if order is None else order[self.position : stop]
-            parts.append(self.ds.take(idx))
+            parts.append(self.ds.take_columns(idx, columns))
             need -= stop - self.position
             self.position = stop
             if self.position == n:
                 self.epoch, self.position = self.epoch + 1, 0
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        out = {c: parts[0][c] if len(parts) == 1 else np.concatenate([p[c] for p in parts]) for c in columns}
+        return out if self.columns else out["input_ids"]
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "batch_size": self.batch_size,
-                "shuffle": self.shuffle, "seed": self.seed, "rows": len(self.ds),
-                "content_hash": self.ds.manifest.get("content_hash")}
+                "shuffle": self.shuffle, "seed": self.seed, "stored_epochs": self.stored_epochs,
+                "rows": len(self.ds), "content_hash": self.ds.manifest.get("content_hash")}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("shuffle", "seed", "rows", "content_hash"):
+        for key in ("shuffle", "seed", "stored_epochs", "rows", "content_hash"):
             mine = self.state_dict()[key]
-            if state.get(key) != mine:
-                raise ValueError(f"cannot resume: state has {key}={state.get(key)!r}, this iterator "
+            theirs = state.get(key, 0 if key == "stored_epochs" else None)
+            if theirs != mine:
+                raise ValueError(f"cannot resume: state has {key}={theirs!r}, this iterator "
                                  f"{mine!r} (a different shard set or order)")
         self.epoch, self.position = int(state["epoch"]), int(state["position"])

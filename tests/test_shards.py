@@ -2,6 +2,7 @@
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -166,3 +167,123 @@ def test_manifest_is_deterministic_apart_from_created(tmp_path, monkeypatch):
     m = json.loads((a / "manifest.json").read_text())
     assert m["created"] == "1970-01-01T00:00:00Z" and m["config_hash"] == shards.config_hash({"x": 1})
     assert [s["file"] for s in m["shards"]] == sorted(s["file"] for s in m["shards"])
+
+
+def edit_manifest(out, change):
+    manifest = json.loads((out / "manifest.json").read_text())
+    change(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("where", ["shard", "tokenizer"])
+@pytest.mark.parametrize("name", ["../x.arrow", "../../../../etc/passwd", "/abs/x.arrow", "/etc/passwd",
+                                  "sub/../../x.arrow", "", None, 7])
+def test_manifest_names_outside_the_folder_are_refused(tmp_path, where, name):
+    out, _ = make_set(tmp_path)
+    (tmp_path / "x.arrow").write_bytes((out / "shard-000000.arrow").read_bytes())  # a target that exists
+
+    def change(m):
+        if where == "shard":
+            m["shards"][0]["file"] = name
+        else:
+            m["tokenizer"]["file"] = name
+
+    edit_manifest(out, change)
+    with pytest.raises(ShardError, match="not a file name inside the shard folder"):
+        ShardSet(out)
+
+
+@pytest.mark.parametrize("where", ["shard", "tokenizer"])
+def test_symlink_leading_out_of_the_folder_is_refused(tmp_path, where):
+    out, rows = make_set(tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    name = "shard-000000.arrow" if where == "shard" else "tokenizer.json"
+    (out / name).rename(outside / name)
+    (out / name).symlink_to(outside / name)  # same bytes, same size: only the location is wrong
+    with pytest.raises(ShardError, match="leads outside the shard folder"):
+        ShardSet(out)
+    (out / name).unlink()
+    (out / name).symlink_to(Path("sub") / name)  # a symlink that stays inside is fine
+    (out / "sub").mkdir()
+    (outside / name).rename(out / "sub" / name)
+    np.testing.assert_array_equal(ShardSet(out, verify=True).take(range(100)), rows)
+
+
+def test_swapped_tokenizer_fails_verification(tmp_path):
+    out, _ = make_set(tmp_path)
+    (out / "tokenizer.json").write_text('{"a": 1}')
+    ShardSet(out)  # sizes of the tokenizer are not in the manifest: only verify sees it
+    with pytest.raises(ShardError, match="tokenizer.json: tokenizer sha256 differs"):
+        ShardSet(out, verify=True)
+
+
+def test_verify_reports_every_byte_and_names_the_first_bad_shard(tmp_path):
+    out, _ = make_set(tmp_path, sizes=(50, 30, 20, 10, 40))
+    ds = ShardSet(out)
+    seen = []
+    ds.verify(progress=seen.append, threads=3)
+    assert sum(seen) == ds.nbytes == sum(p.stat().st_size for p in out.iterdir() if p.name != "manifest.json")
+    for i in (3, 1):  # two bad shards: the first in manifest order is named, whatever hashes first
+        shard = out / shards.SHARD_NAME.format(i)
+        data = bytearray(shard.read_bytes())
+        data[-20] ^= 1
+        shard.write_bytes(bytes(data))
+    with pytest.raises(ShardError, match="shard-000001.arrow: shard sha256 differs"):
+        ShardSet(out).verify(threads=3)
+
+
+def test_ids_beyond_the_manifest_vocab_are_a_clear_error(tmp_path):
+    out, rows = make_set(tmp_path, vocab=1000)
+    top = int(rows[50:80].max())
+    edit_manifest(out, lambda m: m.update(vocab_size=top))  # a tampered manifest: ids up to `top` exist
+    ds = ShardSet(out)
+    with pytest.raises(ShardError, match=rf"shard-000001.arrow: token id {top} >= vocab_size {top}"):
+        ds.take(np.arange(50, 60))
+    with pytest.raises(ShardError, match="token id"):
+        next(ShardSet(out).batches(128))
+    with pytest.raises(ShardError, match="token id"):
+        ShardSet(out, verify=True)
+    edit_manifest(out, lambda m: m.update(vocab_size=int(rows.max()) + 1))
+    ShardSet(out, verify=True)  # the smallest vocab that holds every id is fine
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda m: m.update(vocab_size=-5), "vocab_size -5"), (lambda m: m.update(seq_len="16"), "seq_len '16'"),
+    (lambda m: m.update(dtype="float64"), "dtype 'float64'"), (lambda m: m["shards"][0].update(rows="50"), "'shards'"),
+    (lambda m: m.update(shards={"a": 1}), "'shards'"), (lambda m: m.update(columns=["input_ids", "x"]), "knows"),
+    (lambda m: m.update(columns=[["input_ids"]]), "needs input_ids")])
+def test_malformed_manifest_fields_are_named(tmp_path, change, match):
+    out, _ = make_set(tmp_path)
+    edit_manifest(out, change)
+    with pytest.raises(ShardError, match=match):
+        ShardSet(out)
+
+
+def test_curriculum_epoch_then_shuffled_epochs_and_resume_with_another_batch_size(tmp_path):
+    out, rows = make_set(tmp_path)
+    ds = ShardSet(out)
+    it = ds.batches(25, shuffle=True, seed=5, stored_epochs=1)
+    epochs = [np.concatenate([next(it) for _ in range(4)]) for _ in range(3)]
+    np.testing.assert_array_equal(epochs[0], rows)  # epoch 1: the stored (curriculum) order
+    for e in epochs[1:]:
+        assert sorted(map(bytes, e)) == sorted(map(bytes, rows)) and not np.array_equal(e, rows)
+    assert not np.array_equal(epochs[1], epochs[2])  # a new permutation each epoch
+    # the position is in rows: a resumed iterator with another batch size continues at the same row
+    it = ds.batches(25, shuffle=True, seed=5, stored_epochs=1)
+    for _ in range(5):
+        next(it)
+    resumed = ds.batches(10, shuffle=True, seed=5, stored_epochs=1)
+    resumed.load_state_dict(it.state_dict())
+    np.testing.assert_array_equal(np.concatenate([next(resumed) for _ in range(5)]), epochs[1][25:75])
+    with pytest.raises(ValueError, match="stored_epochs"):
+        ds.batches(25, shuffle=True, seed=5).load_state_dict(it.state_dict())
+
+
+def test_batches_of_several_columns(tmp_path):
+    out, rows = make_set(tmp_path, mask=True)
+    it = ShardSet(out).batches(64, shuffle=True, seed=1, columns=("input_ids", "attention_mask"))
+    for _ in range(3):
+        batch = next(it)
+        assert set(batch) == {"input_ids", "attention_mask"} and batch["attention_mask"].dtype == np.uint8
+        np.testing.assert_array_equal(batch["attention_mask"], batch["input_ids"] != 0)
