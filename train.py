@@ -5,7 +5,8 @@
     python train.py --resume                          # continue runs/<name> from its newest checkpoint
 
 The schedule follows the progress p = budget spent / budget, checked after every micro-batch; the run
-stops at p = 1. Start-up and compilation count against a time budget; opening the shards does not.
+stops at p = 1. Start-up, compilation and checkpoint writes count against a time budget; opening the
+shards and checking their sha256 do not.
 Writes runs/<name>/: config.yaml, metrics.jsonl, train.png, checkpoints/ckpt-N/ and final/ (the model
 folder `make glue` reads).
 """
@@ -13,8 +14,8 @@ folder `make glue` reads).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
+import errno
 import math
 import shutil
 import signal
@@ -27,20 +28,18 @@ import yaml
 from tqdm import tqdm
 
 from model.config import ModelConfig
+from model.decay import weight_decay_groups
 from model.flops import train_flops_per_token
 from model.heads import MaskedLM
 from model.io import CheckpointError, save_pretrained
 from pipeline.shards import ShardError, ShardSet
-from trainer import checkpoint, metrics
+from trainer import checkpoint, data, metrics
 from trainer.budget import Budget, Meter
 from trainer.config import TrainConfig, load, parse_value
 from trainer.data import Prefetcher, special_token_ids
+from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops
 from trainer.masking import Masker
 from trainer.schedule import batch_size, lr_multiplier
-
-# Dense bf16 peaks (no sparsity) in TFLOP/s, matched against torch.cuda.get_device_name in this order.
-PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("A100", 312.0), ("A6000", 154.8),
-               ("4090", 165.2), ("A4000", 88.45), ("2080 Ti", 53.8))
 
 
 class NonFiniteLoss(RuntimeError):
@@ -71,23 +70,10 @@ def pick_device(cfg: TrainConfig) -> torch.device:
     return torch.device(name)
 
 
-def peak_flops(cfg: TrainConfig, device: torch.device) -> float | None:
-    if cfg.peak_tflops > 0:
-        return cfg.peak_tflops * 1e12
-    if device.type == "cuda":
-        gpu = torch.cuda.get_device_name(device)
-        return next((tf * 1e12 for key, tf in PEAK_TFLOPS if key in gpu), None)
-    return None
-
-
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on every weight but norms and biases (cramming's rule)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if "bias" in name or "norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                             fused=True if device.type == "cuda" else None)
+    """AdamW with weight decay on every parameter but norms and biases (cramming's rule, by rank)."""
+    return torch.optim.AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas),
+                             eps=cfg.eps, fused=True if device.type == "cuda" else None)
 
 
 def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
@@ -135,8 +121,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
                                for k in conflicts) or "the model config differs"
             raise checkpoint.ResumeError(f"{latest}: written by another configuration ({detail}); resume with "
                                          "the same settings, or start a new run (name=<other>)")
+        if saved.get("finished") and (run / "final" / "config.json").is_file():
+            losses = [r["loss"] for r in metrics.read(run / "metrics.jsonl") if "loss" in r]
+            last = f", last loss {losses[-1]:.3f}" if losses else ""
+            print(f"{run}: the run is finished ({saved['spent']['tokens']:,} tokens, {saved['step']} optimizer "
+                  f"steps{last}); nothing to resume. The model is in {run / 'final'}", file=sys.stderr)
+            return 0
     elif resume:
         print(f"--resume: no checkpoint in {run / 'checkpoints'}, starting from the beginning", file=sys.stderr)
+    data.verify(shards, cfg.verify)  # data preparation: outside the budget
     (run / "config.yaml").write_text(yaml.safe_dump({"train": cfg.to_dict(), "model": mcfg.to_dict()}))
 
     specials = special_token_ids(shards.tokenizer_file)
@@ -151,6 +144,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     device = pick_device(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    precision = Precision(cfg.precision, device, saved and saved.get("precision"))
+    print(f"precision: {precision}", file=sys.stderr)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -159,7 +154,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     model = MaskedLM(mcfg).to(device).train()
     optimizer = build_optimizer(model, cfg, device)
     step, micro_index = 0, 0
-    reader = shards.batches(cfg.micro_batch, shuffle=cfg.shuffle, seed=cfg.seed)
+    reader = data.epoch_batches(shards, cfg.micro_batch, cfg.shuffle, cfg.seed)
     if saved:
         checkpoint.load(latest, model, optimizer)
         step, micro_index = saved["step"], saved["micro_index"]
@@ -168,21 +163,33 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     reader_state = reader.state_dict()
     compiled = cfg.compile == "true" or (cfg.compile == "auto" and cuda)
     forward = torch.compile(model, dynamic=False) if compiled else model
-    def autocast():  # bf16 on CUDA, fp32 on CPU (CPU bf16 matmuls are far slower)
-        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
-
-    pad_id = specials.get("[PAD]") if "attention_mask" in shards.columns else None
-    loader = Prefetcher(reader, masker, micro_index, pin=cuda, depth=cfg.prefetch, pad_id=pad_id)
-    peak = peak_flops(cfg, device)
+    loader = Prefetcher(reader, masker, micro_index, pin=cuda, depth=cfg.prefetch)
+    peak = peak_flops(cfg.peak_tflops, device)
     log = metrics.MetricsLog(run / "metrics.jsonl", run / "tensorboard" if cfg.tensorboard else None,
-                             resume_step=step)  # drops what a killed run logged after its checkpoint
+                             resume_at=(step, meter.tokens))  # drops what a killed run logged after its checkpoint
+    logged = [r for r in metrics.read(run / "metrics.jsonl") if "loss" in r][-1:]
 
     # running sums on the device, read only when logging
     loss_sum, bad = torch.zeros((), device=device), torch.zeros((), dtype=torch.bool, device=device)
-    window = {"micro": 0, "tokens": meter.tokens, "time": time.perf_counter(), "stall": 0.0}
+    window = {"micro": 0, "tokens": meter.tokens, "real": 0, "time": time.perf_counter(), "stall": 0.0}
     p_start, t_start = meter.progress(), time.perf_counter()
     last_checkpoint, last_log = time.perf_counter(), 0.0
-    current = {"loss": float("nan"), "lr": 0.0, "batch_size": cfg.micro_batch, "tokens_per_s": 0.0, "mfu": "n/a"}
+    current = {"loss": logged[0]["loss"] if logged else float("nan"), "lr": 0.0, "batch_size": cfg.micro_batch,
+               "tokens_per_s": 0.0, "mfu": "n/a", "epoch": reader_state["epoch"], "warned": False}
+
+    one_pass = len(shards) * shards.seq_len  # tokens
+
+    def warn_repeats(tokens_per_s: float | None = None) -> None:
+        """Once: say so when the budget reads the data more than once (a time budget: at a measured rate)."""
+        end = meter.tokens_at_end(tokens_per_s)
+        if current["warned"] or end is None or end <= one_pass:
+            return
+        current["warned"] = True
+        rate = f" at {tokens_per_s:,.0f} tokens/s" if tokens_per_s else ""
+        order = {"later": "epoch 1 as stored, then a new seeded permutation each epoch",
+                 "never": "the stored order every epoch", "always": "a new seeded permutation each epoch"}
+        tqdm.write(f"warning: the budget {cfg.budget} reads about {end / one_pass:.1f} passes over the "
+                   f"{len(shards):,} rows of {cfg.shards}{rate}; rows repeat ({order[cfg.shuffle]})", file=sys.stderr)
 
     def write_log() -> dict:
         """Sync once: average loss of the window, throughput, MFU; raise on a non-finite loss."""
@@ -193,28 +200,29 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             raise NonFiniteLoss(f"non-finite loss or gradient before optimizer step {step}; the last good "
                                 f"checkpoint is kept in {run / 'checkpoints'}. Lower lr or grad_clip, or "
                                 "check the shards")
-        tok_s = (meter.tokens - window["tokens"]) / max(now - window["time"], 1e-9)
+        seconds = max(now - window["time"], 1e-9)
+        positions_s, tok_s = (meter.tokens - window["tokens"]) / seconds, window["real"] / seconds
         record = {"step": step, "tokens": meter.tokens, "progress": round(meter.progress(), 6),
-                  "loss": loss, "lr": current["lr"], "batch_size": current["batch_size"],
-                  "tokens_per_s": tok_s, "elapsed_s": round(meter.elapsed(), 2),
+                  "epoch": round(data.passes(reader_state), 4), "loss": loss, "lr": current["lr"],
+                  "batch_size": current["batch_size"], "tokens_per_s": tok_s, "elapsed_s": round(meter.elapsed(), 2),
                   "stall_s": round(loader.stall_seconds - window["stall"], 3)}
-        if peak:
-            record["mfu"] = tok_s * meter.flops_per_token / peak
+        if peak:  # padding is computed too: MFU counts every position
+            record["mfu"] = positions_s * meter.flops_per_token / peak
             current["mfu"] = f"{100 * record['mfu']:.1f}%"
         log.write(record)
         current.update(loss=loss, tokens_per_s=tok_s)
+        warn_repeats(positions_s)
         loss_sum, bad = torch.zeros_like(loss_sum), torch.zeros_like(bad)
-        window.update(micro=0, tokens=meter.tokens, time=now, stall=loader.stall_seconds)
+        window.update(micro=0, tokens=meter.tokens, real=0, time=now, stall=loader.stall_seconds)
         return record
 
-    def save_checkpoint() -> None:
-        meter.stop()  # writing a checkpoint is not training time
+    def save_checkpoint() -> None:  # on the clock: a time budget is the user's wall-clock time
         if window["micro"]:
             write_log()
         state = {"micro_index": micro_index, "spent": meter.state_dict(), "reader": reader_state,
+                 "finished": meter.progress() >= 1.0, "precision": precision.name,
                  "config": cfg.to_dict(), "model": mcfg.to_dict()}
         checkpoint.save(run / "checkpoints", step, model, optimizer, state, keep=cfg.keep_checkpoints)
-        meter.start()
 
     def time_left() -> str:
         p = meter.progress()
@@ -230,6 +238,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     bar = tqdm(total=1000, initial=int(1000 * meter.progress()), desc=cfg.name, unit="‰", dynamic_ncols=True,
                bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}")
     status = 0
+    warn_repeats()
     try:
         while meter.progress() < 1.0:
             p = meter.progress()
@@ -240,11 +249,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
                 group["lr"] = current["lr"]
             for i in range(accumulate):
                 batch = next(loader).to(device)
-                with autocast():
+                with precision.autocast():
                     loss = forward(batch.input_ids, batch.positions, batch.targets, batch.attention_mask)
                 (loss / accumulate).backward()
                 loss_sum += loss.detach()
                 window["micro"] += 1
+                window["real"] += batch.tokens
                 meter.add_tokens(batch.input_ids.numel())
                 micro_index, last_reader = batch.index + 1, batch.reader_state
                 if meter.progress() >= 1.0 and i < accumulate - 1:
@@ -257,14 +267,19 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
                 step += 1
             optimizer.zero_grad(set_to_none=True)
             reader_state = last_reader
+            if reader_state["epoch"] > current["epoch"]:
+                current["epoch"] = reader_state["epoch"]
+                permuted = cfg.shuffle == "always" or (cfg.shuffle == "later" and current["epoch"] >= 1)
+                tqdm.write(f"epoch {current['epoch'] + 1} begins after {current['epoch'] * one_pass:,} tokens: "
+                           f"rows {'in a new seeded permutation' if permuted else 'in the stored order'}", file=sys.stderr)
             now = time.perf_counter()
             if now - last_log >= cfg.log_every:
                 write_log()
                 last_log = now
             bar.n = int(1000 * meter.progress())
             bar.set_postfix_str(f"loss {current['loss']:.3f} lr {current['lr']:.2e} bs {current['batch_size']} "
-                                f"tok/s {current['tokens_per_s']:,.0f} MFU {current['mfu']} "
-                                f"left {time_left()}", refresh=False)
+                                f"epoch {data.passes(reader_state):.2f} tok/s {current['tokens_per_s']:,.0f} "
+                                f"MFU {current['mfu']} left {time_left()}", refresh=False)
             bar.update(0)
             if stop.signum:
                 save_checkpoint()
@@ -283,11 +298,14 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             save_checkpoint()  # also checks the loss of the last window
             bar.n = 1000
             bar.close()
-            final = save_pretrained(model, run / "final", tokenizer_file=shards.tokenizer_file)
+            with checkpoint.disk_full_error(run / "final", checkpoint.nbytes(model.state_dict())):
+                final = save_pretrained(model, run / "final", tokenizer_file=shards.tokenizer_file)
             png = metrics.plot(run / "metrics.jsonl", run / "train.png")
             print(f"done: {meter.tokens:,} tokens, {step} optimizer steps, {meter.elapsed() / 60:.1f} min, "
                   f"last loss {current['loss']:.3f}; model in {final}, "
                   f"{f'plot in {png}' if png else 'no plot (matplotlib missing)'}", file=sys.stderr)
+    except torch.OutOfMemoryError:
+        raise OutOfMemory(out_of_memory_message(device, cfg.micro_batch, cfg.batch_size, step)) from None
     finally:
         bar.close()
         loader.close()
@@ -332,8 +350,14 @@ def main(argv: list[str] | None = None) -> int:
             overrides[key] = getattr(args, key)
     try:
         return train(load(args.config, overrides), resume=args.resume, overwrite=args.overwrite)
-    except (ShardError, CheckpointError, checkpoint.ResumeError, NonFiniteLoss, ValueError) as e:
+    except (ShardError, CheckpointError, checkpoint.ResumeError, checkpoint.DiskFull, NonFiniteLoss, OutOfMemory,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: no space left on the device ({e}); free some and continue with --resume", file=sys.stderr)
         return 1
 
 

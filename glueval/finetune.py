@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from glueval.encode import Encoded, collate
 from glueval.protocol import Protocol
+from model.decay import weight_decay_groups
 
 
 def lr_lambda(total_steps: int, warmup: float, schedule: str):
@@ -34,11 +35,7 @@ def lr_lambda(total_steps: int, warmup: float, schedule: str):
 
 
 def _optimizer(model: torch.nn.Module, p: Protocol) -> torch.optim.Optimizer:
-    params = [q for q in model.parameters() if q.requires_grad]
-    groups = [{"params": params, "weight_decay": 0.0}]
-    if p.weight_decay > 0:
-        groups = [{"params": [q for q in params if q.ndim >= 2], "weight_decay": p.weight_decay},
-                  {"params": [q for q in params if q.ndim < 2], "weight_decay": 0.0}]
+    groups = weight_decay_groups(model, p.weight_decay)
     # fused: the same AdamW update in one kernel per step (on CPU ~6x faster than the per-tensor loop)
     return torch.optim.AdamW(groups, lr=p.lr, betas=p.betas, eps=p.eps, fused=True)
 

@@ -22,7 +22,7 @@ class Protocol:
     lr: float = 4e-5
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
-    weight_decay: float = 0.0  # applied to matrices only (not biases, norms) when > 0
+    weight_decay: float = 0.0  # when > 0, on every parameter but the 1-D ones (biases, norms)
     batch_size: int = 16
     epochs: int = 5
     schedule: str = "cosine"  # cosine | linear: decay to 0 after warm-up

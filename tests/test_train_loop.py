@@ -69,9 +69,30 @@ def make_shards(out: Path, vocab: int = 1024, seq_len: int = SEQ) -> Path:
     return out
 
 
+def first_rows(source: Path, rows: int, out: Path) -> Path:
+    """A shard set of the first `rows` rows of `source` (same tokenizer), in two shards."""
+    from pipeline.shards import ShardSet
+
+    ds = ShardSet(source)
+    out.mkdir(parents=True)
+    (out / "tokenizer.json").write_bytes(ds.tokenizer_file.read_bytes())
+    half = rows // 2
+    entries = [write_shard(out / f"shard-{i:06d}.arrow", ds.take(np.arange(a, b)))
+               for i, (a, b) in enumerate(((0, half), (half, rows)))]
+    write_manifest(out, seq_len=ds.seq_len, vocab_size=ds.vocab_size, shards=entries, config={"first": rows},
+                   order={}, packing={}, counts={}, tokens={"total": rows * ds.seq_len})
+    return out
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     return make_shards(tmp_path_factory.mktemp("shards") / "corpus")
+
+
+@pytest.fixture(scope="module")
+def small_shards(shards, tmp_path_factory) -> Path:
+    """200 rows: 25 micro-batches of 8, so a few dozen micro-batches cross an epoch boundary."""
+    return first_rows(shards, 200, tmp_path_factory.mktemp("small") / "corpus")
 
 
 def tokens(micro_batches: int) -> str:
@@ -206,8 +227,10 @@ def start_and_wait_for_checkpoint(args, run: Path) -> tuple[subprocess.Popen, fl
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(shards, tmp_path):
-    common = [*SMALL, "--shards", str(shards), "--budget", tokens(40), "checkpoint_every=0s", "shuffle=true",
+def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(small_shards, tmp_path):
+    """40 micro-batches of 8 rows over 200 rows: epoch 2 (a seeded permutation, the default) starts at
+    micro-batch 25, so kills land before and after the epoch boundary."""
+    common = [*SMALL, "--shards", str(small_shards), "--budget", tokens(40), "checkpoint_every=0s",
               f"out={tmp_path}"]
     reference, _ = start_and_wait_for_checkpoint([*common, "name=whole"], tmp_path / "whole")
     t0 = time.perf_counter()
@@ -238,8 +261,9 @@ def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(shards, tmp_p
     for name in a:
         assert torch.equal(a[name], b[name]), f"{name} differs after kill + resume (seed {seed})"
     whole, killed = records(tmp_path / "whole"), records(run)
-    assert [r["step"] for r in whole] == [r["step"] for r in killed]
+    assert [r["step"] for r in whole] == [r["step"] for r in killed], (whole, killed)
     assert [r["loss"] for r in whole] == [r["loss"] for r in killed]
+    assert whole[-1]["epoch"] == pytest.approx(320 / 200)  # the run crossed into epoch 2
 
 
 @pytest.mark.slow
@@ -265,8 +289,9 @@ def test_time_budget_stops_on_time_and_flops_budget_matches_tokens(shards, tmp_p
     assert records(tmp_path / "f")[-1]["tokens"] == 5 * 8 * SEQ
 
 
-def test_padded_shards_train_with_attention_mask(shards, tmp_path):
-    """Rows packed without crossing documents carry padding: it is masked out of attention and targets."""
+def test_padded_shards_read_the_stored_attention_mask_and_count_real_tokens(shards, tmp_path):
+    """Rows packed without crossing documents carry padding: the stored attention_mask column (not a
+    guess from [PAD]) keeps it out of attention and targets, and tokens/s counts only real tokens."""
     from pipeline.shards import ShardSet
 
     source = ShardSet(shards)
@@ -274,21 +299,38 @@ def test_padded_shards_train_with_attention_mask(shards, tmp_path):
     lengths = np.random.default_rng(0).integers(8, SEQ, size=len(rows))
     keep = np.arange(SEQ)[None, :] < lengths[:, None]
     rows[~keep] = 0  # [PAD]
+    rows[:, -1] = 7  # a real id under a zero mask: only the stored column says it is padding
     padded = tmp_path / "padded"
     padded.mkdir()
     (padded / "tokenizer.json").write_bytes(source.tokenizer_file.read_bytes())
     entry = write_shard(padded / "shard-000000.arrow", rows, attention_mask=keep.astype(np.uint8))
     write_manifest(padded, seq_len=SEQ, vocab_size=source.vocab_size, shards=[entry], config={}, order={},
                    packing={"cross_documents": False}, counts={}, tokens={}, columns=("input_ids", "attention_mask"))
-    from trainer.data import Prefetcher
+    from trainer.data import Prefetcher, epoch_batches
     from trainer.masking import IGNORE, Masker
 
-    loader = Prefetcher(ShardSet(padded).batches(16), Masker(4, source.vocab_size), 0, pin=False, pad_id=0)
+    loader = Prefetcher(epoch_batches(ShardSet(padded), 16, "never", 0), Masker(4, source.vocab_size), 0, pin=False)
     batch = next(loader)
     loader.close()
-    assert torch.equal(batch.attention_mask, torch.from_numpy(keep[:16].astype(np.int64)))
+    assert torch.equal(batch.attention_mask, torch.from_numpy(keep[:16]))
+    assert batch.tokens == int(keep[:16].sum()) < 16 * SEQ
+    assert all(t.is_contiguous() for t in (batch.input_ids, batch.positions, batch.targets))
     at_pad = torch.gather(batch.attention_mask, 1, batch.positions) == 0
     assert at_pad.any() and (batch.targets[at_pad] == IGNORE).all() and (batch.targets[~at_pad] != IGNORE).all()
     assert batch.reader_state["position"] == 16
-    assert train.main([*SMALL, "--shards", str(padded), "--budget", tokens(6), f"out={tmp_path}", "name=p"]) == 0
-    assert all(math.isfinite(r["loss"]) for r in records(tmp_path / "p"))
+    assert train.main([*SMALL, "--shards", str(padded), "--budget", tokens(6), f"out={tmp_path}", "name=p",
+                       "peak_tflops=1"]) == 0
+    logged = records(tmp_path / "p")
+    assert all(math.isfinite(r["loss"]) for r in logged) and logged[-1]["tokens"] == 6 * 8 * SEQ
+    # the budget's `tokens` counts every position (padding is computed, so is MFU); tokens_per_s counts
+    # the real tokens of the same window: their ratio is the real share of exactly the rows it read
+    from model.config import ModelConfig
+    from model.flops import train_flops_per_token
+
+    per_token = train_flops_per_token(ModelConfig.preset("tiny-2"), 16 / SEQ, SEQ)
+    start = 0
+    for r in logged:
+        rows_read = keep[start // SEQ : r["tokens"] // SEQ]
+        positions_per_s = r["mfu"] * 1e12 / per_token
+        assert r["tokens_per_s"] / positions_per_s == pytest.approx(rows_read.mean(), rel=1e-6)
+        start = r["tokens"]

@@ -56,12 +56,23 @@ class Meter:
         self._started = time.perf_counter()
 
     def stop(self) -> None:
-        """Pause the clock (e.g. while a checkpoint is written)."""
+        """Pause the clock (time that is not the run's to spend)."""
         self.seconds, self._started = self.elapsed(), None
 
     def elapsed(self) -> float:
         running = 0.0 if self._started is None else time.perf_counter() - self._started
         return self.seconds + running
+
+    def tokens_at_end(self, tokens_per_s: float | None = None) -> float | None:
+        """Tokens read by the end of the budget: exact for a token or FLOP budget; for a time budget an
+        estimate at `tokens_per_s` over the time left (None without a rate)."""
+        if self.budget.kind == "tokens":
+            return self.budget.amount
+        if self.budget.kind == "flops":
+            return self.budget.amount / self.flops_per_token
+        if not tokens_per_s:
+            return None
+        return self.tokens + tokens_per_s * max(0.0, self.budget.amount - self.elapsed())
 
     def add_tokens(self, n: int) -> None:
         self.tokens += n

@@ -8,12 +8,16 @@ No pickle is ever written or read.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -25,6 +29,35 @@ TMP = ".tmp-"
 
 class ResumeError(ValueError):
     """A checkpoint that cannot continue this run; the message says why and what to do."""
+
+
+class DiskFull(RuntimeError):
+    """The disk filled up while a checkpoint or the final model was written; the message is one line."""
+
+
+def nbytes(tensors: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def _out_of_space(err: Exception) -> bool:
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    code = re.search(r"os error (\d+)", str(err)) if isinstance(err, SafetensorError) else None
+    return bool(code) and int(code[1]) in (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def disk_full_error(path: Path, needed: int):
+    """Turn a full disk met inside the block (OSError ENOSPC or EDQUOT, or safetensors' error wrapping
+    one) into DiskFull naming `path` and the `needed` bytes."""
+    try:
+        yield
+    except (OSError, SafetensorError) as e:
+        if not _out_of_space(e):
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise DiskFull(f"no space left on the device writing {path}: it needs about {needed / 2**20:,.1f} MiB, "
+                       f"{free / 2**20:,.1f} MiB are free; free some and continue with --resume") from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,19 +86,26 @@ def optimizer_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> dic
 
 def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict,
          keep: int = 2) -> Path:
-    """Write checkpoint `step` under folder and keep the newest `keep`; returns its path."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write checkpoint `step` under folder and keep the newest `keep`; returns its path. On a full disk
+    the temporary folder is removed and DiskFull raised."""
     final = folder / f"{PREFIX}{step:08d}"
     tmp = folder / f"{TMP}{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(clean_state_dict(model), str(tmp / "model.safetensors"))
-    save_file(optimizer_tensors(model, optimizer), str(tmp / "optimizer.safetensors"))
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1) + "\n")
-    for f in tmp.iterdir():
-        with open(f, "rb") as handle:
-            os.fsync(handle.fileno())
-    _fsync_dir(tmp)
+    weights, moments = clean_state_dict(model), optimizer_tensors(model, optimizer)
+    try:
+        with disk_full_error(final, nbytes(weights) + nbytes(moments)):
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            save_file(weights, str(tmp / "model.safetensors"))
+            save_file(moments, str(tmp / "optimizer.safetensors"))
+            (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1) + "\n")
+            for f in tmp.iterdir():
+                with open(f, "rb") as handle:
+                    os.fsync(handle.fileno())
+            _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = folder / f"{TMP}old-{final.name}"
     if final.exists():  # the same step again (the run ended inside an accumulation): move it aside first
         shutil.rmtree(old, ignore_errors=True)

@@ -10,12 +10,14 @@ from pathlib import Path
 import yaml
 
 from trainer.budget import Budget
+from trainer.data import SHUFFLE
+from trainer.device import PRECISIONS
 from trainer.masking import MODES
 from trainer.schedule import LR_SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
 RESUMABLE = {"name", "out", "checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "threads",
-             "compile", "peak_tflops", "prefetch"}
+             "compile", "peak_tflops", "prefetch", "verify", "micro_batch", "precision"}
 
 
 def opt(help_text: str, default=dataclasses.MISSING, default_factory=dataclasses.MISSING):
@@ -30,26 +32,31 @@ class TrainConfig:
     name: str = opt("run folder runs/<name>; default: the config's name", "")
     out: str = opt("parent folder of run folders", "runs")
     seed: int = opt("model init, masking and shuffle seed", 0)
-    micro_batch: int = opt("sequences per forward/backward; set it to saturate the GPU", 32)
+    micro_batch: int = opt("sequences per forward/backward; set it to saturate the GPU (may change on --resume)", 32)
     batch_size: int = opt("sequences per optimizer step at the end of the ramp", 8192)
     batch_ramp: float = opt("progress at which batch_size is reached (0: no ramp)", 0.6)
     lr: float = opt("peak learning rate (AdamW)", 1e-3)
     betas: list = opt("AdamW betas", default_factory=lambda: [0.9, 0.98])
     eps: float = opt("AdamW epsilon", 1e-12)
-    weight_decay: float = opt("AdamW weight decay, not on norms and biases", 0.01)
+    weight_decay: float = opt("AdamW weight decay; none on 1-D parameters (norms, biases)", 0.01)
     grad_clip: float = opt("global L2 norm; 0 turns it off", 0.5)
     schedule: str = opt("triangle2 (cramming) or one-cycle", "triangle2")
     mask_fraction: float = opt("share of positions predicted", 0.25)
     mask_mode: str = opt("exact (round(fraction * seq) per row) or bernoulli", "exact")
-    shuffle: bool = opt("rows in shard order (cramming) or a seeded permutation per epoch", False)
+    shuffle: str = opt("row order per epoch: later (epoch 1 as stored, e.g. the curriculum, then a seeded "
+                       "permutation per epoch), never (as stored every epoch), always (permuted from epoch 1)",
+                       "later")
+    verify: bool = opt("check the sha256 of every shard and the tokenizer before training", True)
     device: str = opt("auto: cuda if available, else cpu", "auto")
+    precision: str = opt("auto (bf16 autocast on CUDA; on CPU where a start-up probe finds it faster), "
+                         "fp32 or bf16", "auto")
     compile: str = opt("auto: on for cuda; true / false", "auto")
     checkpoint_every: str = opt("wall-clock between checkpoints; 0s: after every optimizer step", "30m")
     keep_checkpoints: int = opt("newest checkpoints kept", 2)
     log_every: float = opt("seconds between log lines (the only host syncs in the loop)", 10.0)
     tensorboard: bool = opt("also log to runs/<name>/tensorboard (needs tensorboard)", False)
     threads: int = opt("torch CPU threads; 0 leaves torch's default", 0)
-    peak_tflops: float = opt("device peak for MFU; 0: known GPUs by name, none on CPU", 0.0)
+    peak_tflops: float = opt("device peak for MFU; 0: known GPUs by exact name, none on CPU", 0.0)
     prefetch: int = opt("micro-batches prepared ahead", 4)
 
 
@@ -63,6 +70,10 @@ class TrainConfig:
         Budget.parse(self.checkpoint_every) if self.checkpoint_every.strip() not in ("0", "0s") else None
         if self.schedule not in LR_SCHEDULES:
             raise ValueError(f"train config: schedule={self.schedule!r}, choose one of {LR_SCHEDULES}")
+        if self.shuffle not in SHUFFLE:
+            raise ValueError(f"train config: shuffle={self.shuffle!r}, choose one of {SHUFFLE}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train config: precision={self.precision!r}, choose one of {PRECISIONS}")
         if self.mask_mode not in MODES:
             raise ValueError(f"train config: mask_mode={self.mask_mode!r}, choose one of {MODES}")
         if self.micro_batch < 1 or self.batch_size < self.micro_batch or self.batch_size % self.micro_batch:

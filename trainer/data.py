@@ -1,4 +1,5 @@
-"""Micro-batches for training: shard rows -> masking -> (pinned) tensors, prepared ahead in a thread.
+"""The data a run trains on: the shard set checked against its manifest, its rows in epoch order, and
+micro-batches (rows -> masking -> pinned tensors) prepared ahead in a thread.
 
 The reader state is recorded with each micro-batch, so a checkpoint stores the position right after the
 last micro-batch the model consumed, not after what the thread already prefetched.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -15,10 +17,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from pipeline.shards import Batches, ShardSet
 from trainer.masking import Masker
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+SHUFFLE = ("later", "never", "always")
+
+
+def verify(shards: ShardSet, enabled: bool) -> None:
+    """sha256 of every shard and of the tokenizer against the manifest, with a progress bar in bytes/s
+    (ShardError on the first file that differs); with `enabled` false, a line saying it was skipped."""
+    if not enabled:
+        print(f"verify=false: the sha256 of {shards.path}'s shards and tokenizer are not checked", file=sys.stderr)
+        return
+    with tqdm(total=shards.nbytes, unit="B", unit_scale=True, unit_divisor=1024, desc="verify sha256",
+              dynamic_ncols=True, leave=False) as bar:
+        shards.verify(progress=bar.update)
+
+
+def epoch_batches(shards: ShardSet, micro_batch: int, shuffle: str, seed: int) -> Batches:
+    """Endless micro-batches of rows (a dict of the input_ids and, in a padded set, attention_mask
+    columns) in the order the `shuffle` setting names: later = epoch 1 as stored (a curriculum), then a
+    seeded permutation per epoch; never = as stored every epoch; always = a permutation from epoch 1."""
+    if shuffle not in SHUFFLE:
+        raise ValueError(f"shuffle={shuffle!r}: choose one of {SHUFFLE}")
+    columns = tuple(c for c in ("input_ids", "attention_mask") if c in shards.columns)
+    return shards.batches(micro_batch, shuffle=shuffle != "never", seed=seed,
+                          stored_epochs=1 if shuffle == "later" else 0, columns=columns)
+
+
+def passes(reader_state: dict) -> float:
+    """Passes over the data so far (1.25: a quarter into the second epoch)."""
+    return reader_state["epoch"] + reader_state["position"] / reader_state["rows"]
 
 
 def special_token_ids(tokenizer_file: Path) -> dict[str, int]:
@@ -39,30 +71,33 @@ def special_token_ids(tokenizer_file: Path) -> dict[str, int]:
 
 @dataclass
 class MicroBatch:
+    """One micro-batch; `tokens` counts its real tokens (padding excluded)."""
+
     index: int
     input_ids: torch.Tensor
     positions: torch.Tensor
     targets: torch.Tensor
     attention_mask: torch.Tensor | None
+    tokens: int
     reader_state: dict
 
     def to(self, device: torch.device) -> MicroBatch:
         def move(t):
             return None if t is None else t.to(device, non_blocking=True)
         return MicroBatch(self.index, move(self.input_ids), move(self.positions), move(self.targets),
-                          move(self.attention_mask), self.reader_state)
+                          move(self.attention_mask), self.tokens, self.reader_state)
 
 
 class Prefetcher:
-    """Iterates MicroBatch objects numbered from `start_index`, `depth` ahead in a daemon thread.
-    With `pad_id` (shards packed with padding) the attention mask is `rows != pad_id`.
+    """Iterates MicroBatch objects numbered from `start_index`, `depth` ahead in a daemon thread, from
+    `batches` of {column: rows} (see `epoch_batches`); a padded set's attention mask is its stored
+    `attention_mask` column.
 
     `stall_seconds` is the time the consumer waited for data: the loader's share of the run time.
     """
 
-    def __init__(self, batches, masker: Masker, start_index: int, pin: bool, depth: int = 4,
-                 pad_id: int | None = None):
-        self.batches, self.masker, self.pin, self.pad_id = batches, masker, pin, pad_id
+    def __init__(self, batches, masker: Masker, start_index: int, pin: bool, depth: int = 4):
+        self.batches, self.masker, self.pin = batches, masker, pin
         self.index = start_index
         self.stall_seconds = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -71,14 +106,16 @@ class Prefetcher:
         self._thread.start()
 
     def _make(self, index: int) -> MicroBatch:
-        rows = next(self.batches)
-        attention = (rows != self.pad_id).astype(np.int64) if self.pad_id is not None else None
+        batch = next(self.batches)
+        rows, attention = batch["input_ids"], batch.get("attention_mask")
+        attention = None if attention is None else attention != 0
         masked = self.masker(rows, index, attention)
         tensors = [torch.from_numpy(masked.input_ids), torch.from_numpy(masked.positions),
                    torch.from_numpy(masked.targets), None if attention is None else torch.from_numpy(attention)]
         if self.pin:
             tensors = [None if t is None else t.pin_memory() for t in tensors]
-        return MicroBatch(index, *tensors, reader_state=self.batches.state_dict())
+        tokens = rows.size if attention is None else int(np.count_nonzero(attention))
+        return MicroBatch(index, *tensors, tokens=tokens, reader_state=self.batches.state_dict())
 
     def _run(self) -> None:
         index = self.index

@@ -21,7 +21,8 @@ IGNORE = -100
 
 @dataclass
 class Masked:
-    """input_ids [B, S] with the corruptions applied; positions/targets [B, k] int64."""
+    """input_ids [B, S] with the corruptions applied; positions/targets [B, k] int64. All C-contiguous,
+    so a pinned copy to the GPU needs no temporary."""
 
     input_ids: np.ndarray
     positions: np.ndarray
@@ -57,7 +58,7 @@ class Masker:
 
     def _exact(self, ids: np.ndarray, rng: np.random.Generator):
         k = self.count(ids.shape[1])
-        positions = np.argsort(rng.random(ids.shape), axis=1, kind="stable")[:, :k]
+        positions = np.ascontiguousarray(np.argsort(rng.random(ids.shape), axis=1, kind="stable")[:, :k])
         return positions, np.take_along_axis(ids, positions, axis=1)
 
     def _bernoulli(self, ids: np.ndarray, rng: np.random.Generator, attention_mask):
@@ -68,7 +69,7 @@ class Masker:
         per_row = chosen.sum(axis=1)
         k = max(8, -(-int(per_row.max()) // 8) * 8)
         # chosen positions first (in order), then the rest as ignored filler
-        order = np.argsort(~chosen, axis=1, kind="stable")[:, :k]
+        order = np.ascontiguousarray(np.argsort(~chosen, axis=1, kind="stable")[:, :k])
         targets = np.take_along_axis(ids, order, axis=1)
         targets[np.arange(k)[None, :] >= per_row[:, None]] = IGNORE
         return order, targets

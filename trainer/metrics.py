@@ -9,10 +9,10 @@ from pathlib import Path
 class MetricsLog:
     """Appends records to metrics.jsonl (flushed each time); mirrors numbers to TensorBoard if asked."""
 
-    def __init__(self, path: Path, tensorboard_dir: Path | None = None, resume_step: int | None = None):
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None, resume_at: tuple[int, int] | None = None):
         self.path = path
-        if resume_step is not None:
-            truncate(path, resume_step)
+        if resume_at is not None:
+            truncate(path, *resume_at)
         self._file = open(path, "a", encoding="utf-8")
         self._tb = None
         if tensorboard_dir is not None:
@@ -49,9 +49,11 @@ def read(path: Path) -> list[dict]:
     return out
 
 
-def truncate(path: Path, step: int) -> None:
-    """Drop records after `step`: a resumed run rewrites what came after its checkpoint."""
-    kept = [r for r in read(path) if r.get("step", 0) <= step]
+def truncate(path: Path, step: int, tokens: int) -> None:
+    """Drop records after the checkpoint at (`step`, `tokens`): a resumed run rewrites what came after it.
+    Tokens tell apart the records of one step (a run that ends inside an accumulation logs its last step
+    twice, and the checkpoint may hold the first)."""
+    kept = [r for r in read(path) if (r.get("step", 0), r.get("tokens", 0)) <= (step, tokens)]
     tmp = path.with_name(f".tmp-{path.name}")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
     tmp.replace(path)
