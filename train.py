@@ -176,7 +176,6 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     last_checkpoint, last_log = time.perf_counter(), 0.0
     current = {"loss": logged[0]["loss"] if logged else float("nan"), "lr": 0.0, "batch_size": cfg.micro_batch,
                "tokens_per_s": 0.0, "mfu": "n/a", "epoch": reader_state["epoch"], "warned": False}
-
     one_pass = len(shards) * shards.seq_len  # tokens
 
     def warn_repeats(tokens_per_s: float | None = None) -> None:
@@ -186,10 +185,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             return
         current["warned"] = True
         rate = f" at {tokens_per_s:,.0f} tokens/s" if tokens_per_s else ""
-        order = {"later": "epoch 1 as stored, then a new seeded permutation each epoch",
-                 "never": "the stored order every epoch", "always": "a new seeded permutation each epoch"}
         tqdm.write(f"warning: the budget {cfg.budget} reads about {end / one_pass:.1f} passes over the "
-                   f"{len(shards):,} rows of {cfg.shards}{rate}; rows repeat ({order[cfg.shuffle]})", file=sys.stderr)
+                   f"{len(shards):,} rows of {cfg.shards}{rate}; rows repeat, from epoch 2 in "
+                   f"{data.epoch_order(cfg.shuffle, 1)} each epoch (shuffle={cfg.shuffle})", file=sys.stderr)
 
     def write_log() -> dict:
         """Sync once: average loss of the window, throughput, MFU; raise on a non-finite loss."""
@@ -268,10 +266,9 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             optimizer.zero_grad(set_to_none=True)
             reader_state = last_reader
             if reader_state["epoch"] > current["epoch"]:
-                current["epoch"] = reader_state["epoch"]
-                permuted = cfg.shuffle == "always" or (cfg.shuffle == "later" and current["epoch"] >= 1)
-                tqdm.write(f"epoch {current['epoch'] + 1} begins after {current['epoch'] * one_pass:,} tokens: "
-                           f"rows {'in a new seeded permutation' if permuted else 'in the stored order'}", file=sys.stderr)
+                current["epoch"] = epoch = reader_state["epoch"]
+                tqdm.write(f"epoch {epoch + 1} begins after {epoch * one_pass:,} tokens: rows in "
+                           f"{data.epoch_order(cfg.shuffle, epoch)}", file=sys.stderr)
             now = time.perf_counter()
             if now - last_log >= cfg.log_every:
                 write_log()

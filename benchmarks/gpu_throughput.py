@@ -129,7 +129,7 @@ def measure_training_loop(s: Setting, micro_batch: int) -> Result:
     """train.py end to end for s.loop_budget: shard reader, masking thread, pinned copies, bf16 compiled
     model, accumulation to the full 8192-row batch (no ramp), clipping, fused AdamW, logging. Tokens/s and
     MFU are the medians of its 5-second log windows after the first (compile) one; the note gives the
-    time the loop waited for data. (train.py uses bf16 on CUDA and fp32 on CPU whatever --dtype says.)"""
+    time the loop waited for data. Precision as --dtype says (train.py's `precision` setting)."""
     import json
     import statistics
     import tempfile
@@ -150,7 +150,8 @@ def measure_training_loop(s: Setting, micro_batch: int) -> Result:
             "model": str(model_yaml), "shards": shards, "budget": s.loop_budget, "out": str(tmp / "runs"),
             "name": "loop", "micro_batch": micro_batch, "batch_size": batch, "batch_ramp": 0.0,
             "device": s.device.type, "compile": "true" if s.compile else "false", "checkpoint_every": "24h",
-            "log_every": 5.0, "peak_tflops": s.peak_tflops})
+            "log_every": 5.0, "peak_tflops": s.peak_tflops,
+            "precision": "bf16" if s.dtype == torch.bfloat16 else "fp32"})
         if train.train(cfg) != 0:
             raise RuntimeError("train.py did not finish")
         records = [json.loads(x) for x in (tmp / "runs" / "loop" / "metrics.jsonl").read_text().splitlines()]

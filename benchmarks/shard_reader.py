@@ -2,12 +2,15 @@
 (`Dataset.from_file` per shard + `concatenate_datasets`, numpy format), in one run, as ratios.
 
 Sequential: an epoch in batches as written (`ShardSet.batches(bs)` vs `ds[i:i+bs]`); random: the same
-number of rows in seeded-shuffle batches (`ShardSet.batches(bs, shuffle=True)` vs `ds[idx]`).
+number of rows in seeded-shuffle batches (`ShardSet.batches(bs, shuffle=True)` vs `ds[idx]`). Both on a
+ShardSet whose shards are mapped already; the first epoch of a fresh one also maps each shard and checks
+its token ids against vocab_size (one vectorised max per shard), timed apart.
 
     PYTHONPATH=. .venv/bin/python benchmarks/shard_reader.py [--rows 1000000] [--batch-size 4096]
 """
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -56,6 +59,15 @@ def main():
         t_open = timed(lambda: shards.ShardSet(folder))
         t_verify = timed(lambda: shards.ShardSet(folder, verify=True))
         ds = shards.ShardSet(folder)
+
+        def first_epoch():
+            it = shards.ShardSet(folder).batches(bs)
+            for _ in range(steps):
+                next(it)
+
+        def id_check():
+            for s in range(len(ds.manifest["shards"])):
+                int(ds._shard(s)["input_ids"].max())
         files = [str(folder / s["file"]) for s in ds.manifest["shards"]]
         hf = datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in files]).with_format("numpy")
 
@@ -88,8 +100,10 @@ def main():
 
         check = next(ds.batches(bs))
         np.testing.assert_array_equal(check, hf[0:bs]["input_ids"])
-        best = {"seq": [], "rand": [], "hf_seq": [], "hf_rand": []}
+        best = {"seq": [], "rand": [], "hf_seq": [], "hf_rand": [], "first": [], "check": []}
         for _ in range(args.rounds):  # interleaved
+            best["first"].append(steps * bs / timed(first_epoch))
+            best["check"].append(timed(id_check))
             best["seq"].append(steps * bs / timed(ours_seq))
             best["hf_seq"].append(steps * bs / timed(hf_seq))
             best["rand"].append(steps * bs / timed(ours_rand))
@@ -111,13 +125,19 @@ def main():
         f"| sequential | {med['seq']:,.0f} | {med['hf_seq']:,.0f} | {med['seq'] / med['hf_seq']:.1f}x |",
         f"| random (seeded shuffle) | {med['rand']:,.0f} | {med['hf_rand']:,.0f} | "
         f"{med['rand'] / med['hf_rand']:.1f}x |",
+        f"| sequential, first epoch of a fresh ShardSet (maps and id-checks every shard) | {med['first']:,.0f} | | |",
+        "",
+        f"Token-id check (max id per shard < the manifest's vocab_size, once per shard and process when it is "
+        f"first mapped): {med['check'] * 1e3:.1f} ms for {n * SEQ * 2 / 1e6:.0f} MB "
+        f"({n * SEQ * 2 / 1e9 / med['check']:.1f} GB/s).",
         "",
         f"Goal: sequential >= 1M rows/s -> **{med['seq'] / 1e6:.1f}M rows/s**. Open with the manifest size "
-        f"check: {t_open * 1e3:.1f} ms; with `verify=True` (sha256 of every shard): {t_verify:.2f} s "
-        f"({n * SEQ * 2 / 1e6 / t_verify:.0f} MB/s).",
+        f"check: {t_open * 1e3:.1f} ms; with `verify=True` (sha256 of every shard and the tokenizer, 4 threads, "
+        f"then the id check): {t_verify:.2f} s ({n * SEQ * 2 / 1e6 / t_verify:.0f} MB/s).",
         "",
         f"Command: `{cmd}`  ",
-        f"Machine: 2-core x86_64 VM, CPU ({platform.machine()}), shared with other jobs.",
+        f"Machine: 2-core x86_64 VM, CPU ({platform.machine()}), shared with other jobs (load averages 1/5/15 min "
+        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end).",
     ]
     OUT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -367,13 +367,8 @@ class ShardSet:
 
     def take(self, indices, column: str = "input_ids") -> np.ndarray:
         """Rows at `indices` (any order, repeats allowed) as a new array [n, seq_len]."""
-        return self.take_columns(indices, (column,))[column]
-
-    def take_columns(self, indices, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """`take` for several columns at once: {column: [n, seq_len]}."""
-        for column in columns:
-            if column not in self.columns:
-                raise KeyError(f"{self.path}: no column {column!r}; this shard set has {', '.join(self.columns)}")
+        if column not in self.columns:
+            raise KeyError(f"{self.path}: no column {column!r}; this shard set has {', '.join(self.columns)}")
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"indices out of range for {len(self)} rows")
@@ -381,14 +376,11 @@ class ShardSet:
         first, last = (shard[0], shard[-1]) if idx.size else (0, 0)
         if idx.size and first == last and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
             start = idx[0] - self._starts[first]  # one contiguous run in one shard: a plain copy
-            arrays = self._shard(first)
-            return {c: arrays[c][start : start + idx.size].copy() for c in columns}
-        out = {c: np.empty((idx.size, self.seq_len), dtype=self._column_dtype(c)) for c in columns}
+            return self._shard(first)[column][start : start + idx.size].copy()
+        out = np.empty((idx.size, self.seq_len), dtype=self._column_dtype(column))
         for s in np.unique(shard):
             where = shard == s
-            local, arrays = idx[where] - self._starts[s], self._shard(s)
-            for c in columns:
-                out[c][where] = arrays[c][local]
+            out[where] = self._shard(s)[column][idx[where] - self._starts[s]]
         return out
 
     def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, stored_epochs: int = 0,
@@ -402,6 +394,7 @@ class Batches:
     (`numpy.random.default_rng([seed, epoch])`), cut into batches that run on across epoch ends. With
     shuffle, the first `stored_epochs` epochs still keep the stored order (a curriculum read once as
     written, then shuffled). Each batch is an input_ids array, or with `columns` a dict {column: array}.
+    `ds` is anything with `len`, `take(indices, column)` and `manifest` (a ShardSet or a view of one).
     `state_dict()` after k batches + `load_state_dict()` on a fresh iterator gives batch k+1 exactly; the
     position is in rows, so the batch size may change between the two."""
 
@@ -432,7 +425,7 @@ class Batches:
             stop = min(n, self.position + need)
             order = self._epoch_order()
             idx = np.arange(self.position, stop) if order is None else order[self.position : stop]
-            parts.append(self.ds.take_columns(idx, columns))
+            parts.append({c: self.ds.take(idx, c) for c in columns})
             need -= stop - self.position
             self.position = stop
             if self.position == n:

@@ -103,17 +103,18 @@ def test_a_budget_past_one_pass_warns_logs_epochs_and_reshuffles(small_shards, t
     """200 rows, 60 micro-batches of 8: 2.4 passes. Epoch 1 reads the stored order (the curriculum),
     epochs 2 and 3 each a different seeded permutation; `shuffle=never` keeps the stored order."""
     read = []
-    take = ShardSet.take_columns
+    take = ShardSet.take
 
-    def recording(self, indices, columns):
+    def recording(self, indices, column="input_ids"):
         read.extend(np.asarray(indices).tolist())
-        return take(self, indices, columns)
+        return take(self, indices, column)
 
-    monkeypatch.setattr(ShardSet, "take_columns", recording)
+    monkeypatch.setattr(ShardSet, "take", recording)
     args = [*SMALL, "--shards", str(small_shards), "--budget", tokens(60), f"out={tmp_path}"]
     assert train.main([*args, "name=later"]) == 0
     err = capsys.readouterr().err
-    assert "warning: the budget 30720tok reads about 2.4 passes over the 200 rows" in err
+    assert (f"warning: the budget 30720tok reads about 2.4 passes over the 200 rows of {small_shards}; rows "
+            "repeat, from epoch 2 in a new seeded permutation each epoch (shuffle=later)") in err
     assert err.count("warning: the budget") == 1
     assert "epoch 2 begins after 12,800 tokens: rows in a new seeded permutation" in err
     assert "epoch 3 begins after 25,600 tokens" in err
@@ -199,13 +200,13 @@ def test_resume_with_another_micro_batch_continues_at_the_same_row(small_shards,
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     read = []
-    take = ShardSet.take_columns
+    take = ShardSet.take
 
-    def recording(self, indices, columns):
+    def recording(self, indices, column="input_ids"):
         read.extend(np.asarray(indices).tolist())
-        return take(self, indices, columns)
+        return take(self, indices, column)
 
-    monkeypatch.setattr(ShardSet, "take_columns", recording)
+    monkeypatch.setattr(ShardSet, "take", recording)
     cut_copy("half")
     assert train.main([*args, "name=half", "--resume", "micro_batch=4"]) == 0
     reader = state["reader"]

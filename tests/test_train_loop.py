@@ -140,7 +140,8 @@ def test_unknown_setting_and_help(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
     out = capsys.readouterr().out
-    for key in ("micro_batch", "batch_ramp", "checkpoint_every", "--resume", "--budget", "crammed-bert"):
+    for key in ("micro_batch", "batch_ramp", "checkpoint_every", "--resume", "--budget", "crammed-bert", "shuffle",
+                "later (epoch 1 as stored", "verify", "precision"):
         assert key in out
 
 

@@ -154,3 +154,80 @@ def test_resume_conflicts_ignore_observation_only_fields():
     assert b.resume_conflicts(a.to_dict()) == []
     c = TrainConfig(budget="2e6tok", lr=5e-4)
     assert c.resume_conflicts(a.to_dict()) == ["budget", "lr"]
+
+
+@pytest.mark.parametrize("mode", ["exact", "bernoulli"])
+def test_masked_arrays_are_contiguous(mode):
+    """A strided `positions` would make every pinned copy to the GPU go through a temporary."""
+    rows = np.random.default_rng(0).integers(5, 1000, size=(16, 128)).astype(np.uint16)
+    out = Masker(4, 1000, fraction=0.25, mode=mode)(rows, 0)
+    assert all(a.flags.c_contiguous for a in (out.input_ids, out.positions, out.targets))
+
+
+def test_mfu_peak_by_exact_gpu_name(monkeypatch):
+    import torch
+
+    from trainer.device import peak_flops
+
+    cuda = torch.device("cuda")
+    expected = {"NVIDIA H100 80GB HBM3": 989.4, "NVIDIA H100 PCIe": 756.0, "NVIDIA H100 NVL": 835.5,
+                "NVIDIA H200": 989.4, "NVIDIA A100-SXM4-80GB": 312.0, "NVIDIA L40S": 362.05, "NVIDIA A40": 149.7,
+                "NVIDIA RTX 6000 Ada Generation": 364.2, "NVIDIA GeForce RTX 4090": 165.2,
+                # a substring match would give these a wrong peak: none is better
+                "NVIDIA H100 80GB HBM3 MIG 1g.10gb": None, "NVIDIA A100-SXM4-40GB MIG 3g.20gb": None,
+                "NVIDIA A6000 Something": None, "Tesla T4": None, "NVIDIA GeForce RTX 2080 Ti": None}
+    for name, tflops in expected.items():
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, n=name: n)
+        assert peak_flops(0.0, cuda) == (None if tflops is None else pytest.approx(tflops * 1e12)), name
+    assert peak_flops(100.0, cuda) == 1e14 and peak_flops(0.0, torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("preset", ["bert-base", "crammed-bert"])
+def test_no_weight_decay_on_any_norm_or_bias(preset):
+    import torch
+
+    import train
+    from model.config import ModelConfig
+    from model.heads import MaskedLM
+
+    model = MaskedLM(ModelConfig.preset(preset, num_layers=1))
+    groups = train.build_optimizer(model, TrainConfig(), torch.device("cpu")).param_groups
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {name: id(p) in decayed for name, p in model.named_parameters()}
+    assert len(names) == sum(len(g["params"]) for g in groups)  # every parameter in exactly one group
+    for name, decays in names.items():
+        assert decays == (not (name.endswith("bias") or "norm" in name or name == "transform.2.weight")), name
+    if preset == "bert-base":
+        assert not names["transform.2.weight"]  # the MLM head's LayerNorm, which a name rule missed
+    else:
+        assert names["encoder.embeddings.position_scale"]  # cramming decays the scalar position scale
+
+
+def test_truncate_keeps_records_up_to_the_checkpoint(tmp_path):
+    """A run that ends inside an accumulation logs its last step twice; a checkpoint holding the first
+    of those must not keep the second."""
+    from trainer import metrics
+
+    path = tmp_path / "metrics.jsonl"
+    log = metrics.MetricsLog(path)
+    for step, tokens in ((1, 100), (2, 200), (2, 260), (3, 300)):
+        log.write({"step": step, "tokens": tokens, "loss": 1.0})
+    log.close()
+    metrics.truncate(path, 2, 200)
+    assert [(r["step"], r["tokens"]) for r in metrics.read(path)] == [(1, 100), (2, 200)]
+
+
+def test_tokens_at_end_of_each_budget_kind():
+    assert Meter(Budget.parse("5e6tok"), 3.0).tokens_at_end() == 5e6
+    assert Meter(Budget.parse("6e9flop"), 3.0).tokens_at_end() == 2e9
+    timed = Meter(Budget.parse("100s"), 3.0, spent={"seconds": 40.0, "tokens": 1000})
+    assert timed.tokens_at_end() is None and timed.tokens_at_end(50.0) == pytest.approx(1000 + 50 * 60)
+
+
+def test_shuffle_and_precision_settings_are_checked():
+    assert TrainConfig().shuffle == "later" and load("crammed-bert").shuffle == "later"
+    with pytest.raises(ValueError, match="shuffle='false'"):
+        load("tiny", {"shuffle": False})
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        load("tiny", {"precision": "fp16"})
+    assert TrainConfig(budget="1e6tok", micro_batch=16).resume_conflicts(TrainConfig(budget="1e6tok").to_dict()) == []

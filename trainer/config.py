@@ -11,13 +11,13 @@ import yaml
 
 from trainer.budget import Budget
 from trainer.data import SHUFFLE
-from trainer.device import PRECISIONS
 from trainer.masking import MODES
 from trainer.schedule import LR_SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
 RESUMABLE = {"name", "out", "checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "threads",
              "compile", "peak_tflops", "prefetch", "verify", "micro_batch", "precision"}
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def opt(help_text: str, default=dataclasses.MISSING, default_factory=dataclasses.MISSING):
@@ -48,9 +48,9 @@ class TrainConfig:
                        "later")
     verify: bool = opt("check the sha256 of every shard and the tokenizer before training", True)
     device: str = opt("auto: cuda if available, else cpu", "auto")
-    precision: str = opt("auto (bf16 autocast on CUDA; on CPU where a start-up probe finds it faster), "
-                         "fp32 or bf16", "auto")
     compile: str = opt("auto: on for cuda; true / false", "auto")
+    precision: str = opt("autocast: bf16 or fp32; auto: bf16 on cuda, and on a cpu where a start-up matmul "
+                         "probe finds it faster", "auto")
     checkpoint_every: str = opt("wall-clock between checkpoints; 0s: after every optimizer step", "30m")
     keep_checkpoints: int = opt("newest checkpoints kept", 2)
     log_every: float = opt("seconds between log lines (the only host syncs in the loop)", 10.0)
@@ -71,9 +71,8 @@ class TrainConfig:
         if self.schedule not in LR_SCHEDULES:
             raise ValueError(f"train config: schedule={self.schedule!r}, choose one of {LR_SCHEDULES}")
         if self.shuffle not in SHUFFLE:
-            raise ValueError(f"train config: shuffle={self.shuffle!r}, choose one of {SHUFFLE}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"train config: precision={self.precision!r}, choose one of {PRECISIONS}")
+            raise ValueError(f"train config: shuffle={self.shuffle!r}, choose one of {SHUFFLE} (the order per "
+                             "epoch; the former true is always, false is never)")
         if self.mask_mode not in MODES:
             raise ValueError(f"train config: mask_mode={self.mask_mode!r}, choose one of {MODES}")
         if self.micro_batch < 1 or self.batch_size < self.micro_batch or self.batch_size % self.micro_batch:
@@ -85,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"train config: betas={self.betas} must be two numbers")
         if self.compile not in ("auto", "true", "false"):
             raise ValueError(f"train config: compile={self.compile!r}, choose auto, true or false")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train config: precision={self.precision!r}, choose one of {PRECISIONS}")
 
     @property
     def checkpoint_seconds(self) -> float:

@@ -48,6 +48,12 @@ def epoch_batches(shards: ShardSet, micro_batch: int, shuffle: str, seed: int) -
                           stored_epochs=1 if shuffle == "later" else 0, columns=columns)
 
 
+def epoch_order(shuffle: str, epoch: int) -> str:
+    """How epoch `epoch` (from 0) orders the rows under the `shuffle` setting, in words."""
+    permuted = shuffle == "always" or (shuffle == "later" and epoch >= 1)
+    return "a new seeded permutation" if permuted else "the stored order"
+
+
 def passes(reader_state: dict) -> float:
     """Passes over the data so far (1.25: a quarter into the second epoch)."""
     return reader_state["epoch"] + reader_state["position"] / reader_state["rows"]
