@@ -38,6 +38,18 @@ def edit_manifest(folder: Path, change) -> None:
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
+def rows_read(monkeypatch) -> list[int]:
+    """The list that every row index the shard reader is asked for gets appended to, in order."""
+    read, take = [], ShardSet.take
+
+    def recording(self, indices, column="input_ids"):
+        read.extend(np.asarray(indices).tolist())
+        return take(self, indices, column)
+
+    monkeypatch.setattr(ShardSet, "take", recording)
+    return read
+
+
 def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("error:")]
 
@@ -102,14 +114,7 @@ def test_manifest_vocab_below_the_ids_in_the_shards_is_a_clear_error(small_shard
 def test_a_budget_past_one_pass_warns_logs_epochs_and_reshuffles(small_shards, tmp_path, capsys, monkeypatch):
     """200 rows, 60 micro-batches of 8: 2.4 passes. Epoch 1 reads the stored order (the curriculum),
     epochs 2 and 3 each a different seeded permutation; `shuffle=never` keeps the stored order."""
-    read = []
-    take = ShardSet.take
-
-    def recording(self, indices, column="input_ids"):
-        read.extend(np.asarray(indices).tolist())
-        return take(self, indices, column)
-
-    monkeypatch.setattr(ShardSet, "take", recording)
+    read = rows_read(monkeypatch)
     args = [*SMALL, "--shards", str(small_shards), "--budget", tokens(60), f"out={tmp_path}"]
     assert train.main([*args, "name=later"]) == 0
     err = capsys.readouterr().err
@@ -199,14 +204,7 @@ def test_resume_with_another_micro_batch_continues_at_the_same_row(small_shards,
     a, b = load_file(whole / "final" / "model.safetensors"), load_file(tmp_path / "same" / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    read = []
-    take = ShardSet.take
-
-    def recording(self, indices, column="input_ids"):
-        read.extend(np.asarray(indices).tolist())
-        return take(self, indices, column)
-
-    monkeypatch.setattr(ShardSet, "take", recording)
+    read = rows_read(monkeypatch)
     cut_copy("half")
     assert train.main([*args, "name=half", "--resume", "micro_batch=4"]) == 0
     reader = state["reader"]
@@ -306,7 +304,7 @@ def test_precision_choice_on_cpu(monkeypatch):
 @pytest.mark.slow
 def test_bf16_and_fp32_reach_the_same_loss_in_50_steps(small_shards, tmp_path, capsys):
     """The tiny preset (model and recipe; batch 8 so that 50 steps stay short), the same rows and masks:
-    the bf16-autocast loss after 50 optimizer steps is within 1% of fp32's (measured here: 0.1% apart)."""
+    the bf16-autocast loss after 50 optimizer steps is within 1% of fp32's (measured here: 0.43% apart)."""
     losses = {}
     for precision in ("fp32", "bf16"):
         assert train.main(["--config", "tiny", "--shards", str(small_shards), "--budget", f"{50 * 8 * SEQ}tok",

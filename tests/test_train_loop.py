@@ -230,7 +230,7 @@ def start_and_wait_for_checkpoint(args, run: Path) -> tuple[subprocess.Popen, fl
 @pytest.mark.slow
 def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(small_shards, tmp_path):
     """40 micro-batches of 8 rows over 200 rows: epoch 2 (a seeded permutation, the default) starts at
-    micro-batch 25, so kills land before and after the epoch boundary."""
+    micro-batch 25: the resumed run either crosses the epoch boundary or resumes inside the permuted epoch 2."""
     common = [*SMALL, "--shards", str(small_shards), "--budget", tokens(40), "checkpoint_every=0s",
               f"out={tmp_path}"]
     reference, _ = start_and_wait_for_checkpoint([*common, "name=whole"], tmp_path / "whole")
