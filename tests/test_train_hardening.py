@@ -70,6 +70,10 @@ def test_a_flipped_byte_stops_train_py_before_training(small_shards, tmp_path):
     skipped = run_train([*args, "verify=false"])
     assert skipped.returncode == 0, skipped.stderr
     assert "verify=false: the sha256 of" in skipped.stderr and (tmp_path / "r" / "final").is_dir()
+    assert "verified the sha256" not in skipped.stderr
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))  # repaired: verified, and said so
+    assert "verified the sha256 of 2 shards and the tokenizer" in run_train([*args, "--overwrite"]).stderr
 
 
 def test_a_swapped_tokenizer_stops_before_training(small_shards, tmp_path, capsys):

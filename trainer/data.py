@@ -32,9 +32,14 @@ def verify(shards: ShardSet, enabled: bool) -> None:
     if not enabled:
         print(f"verify=false: the sha256 of {shards.path}'s shards and tokenizer are not checked", file=sys.stderr)
         return
+    start = time.perf_counter()
     with tqdm(total=shards.nbytes, unit="B", unit_scale=True, unit_divisor=1024, desc="verify sha256",
               dynamic_ncols=True, leave=False) as bar:
         shards.verify(progress=bar.update)
+    seconds = time.perf_counter() - start
+    print(f"verified the sha256 of {len(shards.manifest['shards'])} shards and the tokenizer against "
+          f"{shards.path / 'manifest.json'}: {shards.nbytes / 2**20:,.1f} MiB in {seconds:.1f} s "
+          f"({shards.nbytes / 2**20 / max(seconds, 1e-9):,.0f} MiB/s)", file=sys.stderr)
 
 
 def epoch_batches(shards: ShardSet, micro_batch: int, shuffle: str, seed: int) -> Batches:
