@@ -40,6 +40,9 @@ examples:
   python glue.py runs/cram/final --glue-dir ../glue_data --tasks rte,mrpc,stsb,cola --init both
   python glue.py runs/cram/final --tasks rte --seeds 0 epochs=1 max_train_examples=500
   python glue.py runs/cram/final --config bert-base     # BERT-base baseline protocol of the paper
+  python glue.py runs/cram/final --tasks rte --backend hf   # the same protocol through transformers' Trainer
+
+The table also goes into the checkpoint's model card (README.md written by train.py), if it has one.
 """
 
 
