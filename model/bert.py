@@ -2,34 +2,16 @@
 
 Imports torch only: model.io copies this file verbatim into every exported crammed model folder, where
 modeling_crammed.py builds the transformers classes on it, so cramkit and transformers run the same code.
+`cfg` is cramkit's ModelConfig or that folder's CrammedConfig: the same field names, and `cfg.crammed`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-class EncoderConfig(Protocol):
-    """The fields the encoder reads: cramkit's ModelConfig and the exported CrammedConfig both have them."""
-
-    vocab_size: int
-    max_seq_len: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    dropout: float
-    pad_token_id: int
-    type_vocab_size: int
-    norm_eps: float
-
-    @property
-    def crammed(self) -> bool: ...
 
 
 def sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -45,7 +27,7 @@ def sinusoid(length: int, dim: int) -> torch.Tensor:
 class Embeddings(nn.Module):
     """Token (+ position, + token type) embeddings, then LayerNorm and dropout."""
 
-    def __init__(self, cfg: EncoderConfig):
+    def __init__(self, cfg):
         super().__init__()
         d = cfg.hidden_size
         self.word = nn.Embedding(cfg.vocab_size, d, padding_idx=cfg.pad_token_id)
@@ -72,7 +54,7 @@ class Embeddings(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention: one fused QKV projection, SDPA, an output projection."""
 
-    def __init__(self, cfg: EncoderConfig, bias: bool):
+    def __init__(self, cfg, bias: bool):
         super().__init__()
         self.num_heads = cfg.num_heads
         self.dropout = cfg.dropout
@@ -91,7 +73,7 @@ class FeedForward(nn.Module):
     """Crammed: Linear(d, I) split into value and gate halves, value * GELU(gate), Linear(I/2, d).
     BERT: Linear(d, I), GELU, Linear(I, d)."""
 
-    def __init__(self, cfg: EncoderConfig, bias: bool):
+    def __init__(self, cfg, bias: bool):
         super().__init__()
         self.gated = cfg.crammed
         inner = cfg.intermediate_size // 2 if self.gated else cfg.intermediate_size
@@ -111,7 +93,7 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """Attention then FFN, each residual; pre-LN (crammed) or post-LN (BERT)."""
 
-    def __init__(self, cfg: EncoderConfig):
+    def __init__(self, cfg):
         super().__init__()
         self.pre_norm = cfg.crammed
         bias = not cfg.crammed
@@ -132,7 +114,7 @@ class Block(nn.Module):
 class Encoder(nn.Module):
     """Embeddings, the blocks, and (crammed) a final LayerNorm: input ids [B, S] -> hidden [B, S, d]."""
 
-    def __init__(self, cfg: EncoderConfig):
+    def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
         self.embeddings = Embeddings(cfg)

@@ -2,10 +2,10 @@
 (the same learning-rate at every step, optimizer settings, subsets) and the results in the table and card."""
 
 import json
-import random
 
 import pytest
 import torch
+from test_glue_run import _sentiment  # SST-2 rows whose label one word carries
 
 import glue
 from glueval import hf_backend, protocol
@@ -17,22 +17,6 @@ from model.io import save_pretrained
 from pipeline.tokenize import train_tokenizer
 
 transformers = pytest.importorskip("transformers")
-
-WORDS = ("the film was great awful fine dull witty charming bleak a an and of to is it story actors plot "
-         "ending music scenes long short funny sad people love hate watch again never always").split()
-
-
-def _sentiment(n: int, seed: int) -> list[list[str]]:
-    """SST-2 rows whose label is carried by one word: a task a working loop learns."""
-    rng = random.Random(seed)
-    rows = [["sentence", "label"]]
-    for _ in range(n):
-        label = rng.randint(0, 1)
-        words = rng.sample(WORDS[5:], 6) + ["great" if label else "awful"]
-        rng.shuffle(words)
-        rows.append([" ".join(words), str(label)])
-    return rows
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

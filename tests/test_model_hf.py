@@ -286,3 +286,18 @@ def test_an_old_folder_is_re_exported_for_transformers(exported, tmp_path):
     assert export.main([str(tmp_path / "bert")]) == 1  # not in place: cramkit would no longer read it
     assert export.main([str(tmp_path / "bert"), "--out", str(tmp_path / "bert-hf")]) == 0
     assert json.loads((tmp_path / "bert-hf" / "config.json").read_text())["model_type"] == "bert"
+
+
+def test_transformers_config_has_cramkits_fields_and_the_crammed_bert_defaults():
+    """configuration_crammed.py cannot import cramkit, so it repeats ModelConfig's fields: they must agree."""
+    import dataclasses
+
+    from model.configuration_crammed import CrammedConfig
+
+    ours = ModelConfig.preset("crammed-bert").to_dict()
+    theirs = CrammedConfig()
+    assert {k: getattr(theirs, k) for k in ours} == ours
+    assert theirs.num_hidden_layers == ours["num_layers"] and theirs.initializer_range == ours["init_std"]
+    assert {f.name for f in dataclasses.fields(CrammedConfig)} >= set(ours)
+    with pytest.raises(ValueError, match="arch must be 'crammed'"):
+        CrammedConfig(arch="bert")
