@@ -60,7 +60,7 @@ def make_shards(out: Path, vocab: int = 1024, seq_len: int = SEQ) -> Path:
     tok = train_tokenizer(paragraphs, vocab)
     out.mkdir(parents=True)
     tok.save(str(out / "tokenizer.json"))
-    ids = np.concatenate(encode(tok, paragraphs))
+    ids = np.concatenate(encode(tok, paragraphs, tok.token_to_id("[SEP]")))
     n = len(ids) // seq_len
     rows = ids[: n * seq_len].reshape(n, seq_len).astype(dtype_for_vocab(tok.get_vocab_size()))
     shards = [write_shard(out / f"shard-{i:06d}.arrow", rows[s : s + 500]) for i, s in enumerate(range(0, n, 500))]
