@@ -16,7 +16,8 @@ from glueval import protocol, report, tasks
 from glueval.checkpoint import INITS
 from glueval.data import GlueDataError
 from glueval.encode import TokenizerError
-from glueval.run import evaluate
+from glueval.hf_backend import BackendUnavailable
+from glueval.run import BACKENDS, evaluate
 from model.io import CheckpointError
 
 EPILOG = """\
@@ -39,6 +40,9 @@ examples:
   python glue.py runs/cram/final --glue-dir ../glue_data --tasks rte,mrpc,stsb,cola --init both
   python glue.py runs/cram/final --tasks rte --seeds 0 epochs=1 max_train_examples=500
   python glue.py runs/cram/final --config bert-base     # BERT-base baseline protocol of the paper
+  python glue.py runs/cram/final --tasks rte --backend hf   # the same protocol through transformers' Trainer
+
+The table also goes into the checkpoint's model card (README.md written by train.py), if it has one.
 """
 
 
@@ -57,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--init", choices=[*INITS, "both"], default="pretrained",
                     help="pretrained weights, random weights (the no-pretraining baseline, same architecture), "
                          "or both side by side (default: pretrained)")
+    ap.add_argument("--backend", choices=BACKENDS, default="cramkit",
+                    help="cramkit: glueval's own fine-tuning loop (default); hf: transformers' Trainer on the "
+                         "folder loaded with AutoModelForSequenceClassification (a crammed export; same protocol)")
     ap.add_argument("--config", default="sane",
                     help="protocol: a name under configs/glue/ (sane, bert-base) or a YAML path (default: sane)")
     ap.add_argument("--out", type=Path, default=Path("runs/glue"), help="output folder (default: runs/glue)")
@@ -85,13 +92,16 @@ def main(argv: list[str] | None = None) -> int:
             report.write_json(report.summarize(results), out)
 
         results = evaluate(args.checkpoint, chosen, proto, args.glue_dir, inits, device, on_update=save,
-                           log=lambda s: print(s, file=sys.stderr))
-    except (protocol.ProtocolError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError) as e:
+                           log=lambda s: print(s, file=sys.stderr), backend=args.backend)
+    except (protocol.ProtocolError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError,
+            BackendUnavailable) as e:
         print(f"glue.py: error: {e}", file=sys.stderr)
         return 2
     paths = report.write_all(results, out)
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    if card := report.update_card(results):
+        print(f"updated the model card {card}", file=sys.stderr)
     return 0
 
 

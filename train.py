@@ -8,7 +8,7 @@ The schedule follows the progress p = budget spent / budget, checked after every
 stops at p = 1. Start-up, compilation and checkpoint writes count against a time budget; opening the
 shards and checking their sha256 do not.
 Writes runs/<name>/: config.yaml, metrics.jsonl, train.png, checkpoints/ckpt-N/ and final/ (the model
-folder `make glue` reads).
+folder `make glue` reads; transformers loads a crammed one too; README.md is its model card).
 """
 
 from __future__ import annotations
@@ -295,8 +295,11 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             save_checkpoint()  # also checks the loss of the last window
             bar.n = 1000
             bar.close()
+            card = {"data": shards.manifest.get("content_hash"), "shards": str(cfg.shards), "budget": cfg.budget,
+                    "tokens": meter.tokens, "steps": step, "minutes": round(meter.elapsed() / 60, 1),
+                    "device": str(device), "loss": current["loss"]}
             with checkpoint.disk_full_error(run / "final", checkpoint.nbytes(model.state_dict())):
-                final = save_pretrained(model, run / "final", tokenizer_file=shards.tokenizer_file)
+                final = save_pretrained(model, run / "final", tokenizer_file=shards.tokenizer_file, card=card)
             png = metrics.plot(run / "metrics.jsonl", run / "train.png")
             print(f"done: {meter.tokens:,} tokens, {step} optimizer steps, {meter.elapsed() / 60:.1f} min, "
                   f"last loss {current['loss']:.3f}; model in {final}, "

@@ -8,23 +8,14 @@ import torch
 
 from model.config import ModelConfig
 from model.heads import SequenceClassifier
-from model.io import CONFIG, CheckpointError, load_pretrained, read_json
+from model.io import load_pretrained, read_config
 
 INITS = ("pretrained", "random")
 
 
 def model_config(checkpoint: str | Path) -> ModelConfig:
     """The checkpoint's ModelConfig (from its config.json, written by model.io.save_pretrained)."""
-    path = Path(checkpoint)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such checkpoint folder (expected model.safetensors, {CONFIG}, "
-                              "tokenizer.json, as written by train.py / model.io.save_pretrained)")
-    values = read_json(path / CONFIG)
-    values.pop("cramkit", None)
-    try:
-        return ModelConfig.from_dict(values, source=str(path / CONFIG))
-    except ValueError as err:
-        raise CheckpointError(str(err)) from err
+    return read_config(checkpoint)[0]
 
 
 def build(checkpoint: str | Path, num_labels: int, init: str, dropout: float) -> torch.nn.Module:

@@ -9,7 +9,9 @@ import numpy as np
 
 from glueval import metrics
 from glueval.tasks import TASKS
+from model import card
 
+BACKEND_NAMES = {"cramkit": "cramkit's (glueval.finetune)", "hf": "transformers' Trainer (glueval.hf_backend)"}
 _METRIC_NAMES = {"accuracy": "acc", "f1": "F1", "mcc": "MCC", "pearson": "Pearson", "spearman": "Spearman"}
 
 
@@ -68,7 +70,8 @@ def markdown(results: dict) -> str:
              f"wd {p['weight_decay']:g}, batch {p['batch_size']}, {p['epochs']} epoch(s), {p['schedule']} decay "
              f"with {p['warmup']:.0%} warm-up per task, dropout {p['dropout']:g}, max length {p['max_length']}, "
              f"seeds {p['seeds']}; score after the last epoch, median over seeds, spread = max − min. "
-             f"Data: {results['data']}. Device: {results['machine']['device']}.", ""]
+             f"Data: {results['data']}. Device: {results['machine']['device']}. "
+             f"Fine-tuning loop: {BACKEND_NAMES[results.get('backend', 'cramkit')]}.", ""]
     if p["max_train_examples"] is not None or p["max_eval_examples"] is not None:
         cut = [f"{p[k]} {what}" for k, what in (("max_train_examples", "training"), ("max_eval_examples", "dev"))
                if p[k] is not None]
@@ -111,6 +114,16 @@ def markdown(results: dict) -> str:
             bad = ", ".join(f"{r}: {n}" for r, n in s["malformed"].items()) or "0"
             lines.append(f"| {e['title']} | {split} | {s['source']} | {s['rows']} | {s['used']} | {bad} |")
     return "\n".join(lines) + "\n"
+
+
+def update_card(results: dict) -> Path | None:
+    """Put the table into the checkpoint's model card (model.card), keyed by protocol and backend; None when
+    the checkpoint has no cramkit model card."""
+    p = results["protocol"]
+    subset = p["max_train_examples"] is not None or p["max_eval_examples"] is not None
+    key = f"protocol {p['name']}{' (subset)' if subset else ''}, {results.get('backend', 'cramkit')} backend"
+    table = markdown(results).split("\n", 1)[1].split("\nData rows per file")[0]  # no title, no file list
+    return card.update_glue(results["checkpoint"], key, table)
 
 
 def bar_chart(results: dict, path: Path) -> Path:

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glueval import checkpoint, data, metrics
+from glueval import checkpoint, data, hf_backend, metrics
 from glueval.encode import encode, load_tokenizer
 from glueval.finetune import predict, train
 from glueval.protocol import Protocol
 from glueval.tasks import Task
+
+BACKENDS = ("cramkit", "hf")
 
 
 def _scores(task: Task, dev: dict, preds: dict) -> dict:
@@ -29,13 +31,18 @@ def majority_scores(task: Task, train: data.Split, dev: dict) -> dict:
 
 def evaluate(ckpt: str | Path, tasks: list[Task], p: Protocol, glue_dir: str | Path | None,
              inits: list[str], device: torch.device, on_update: Callable[[dict], None] = lambda r: None,
-             log: Callable[[str], None] = print) -> dict:
-    """Fine-tune and score; `on_update` gets the growing results after each run (to save them).
-    `results["predictions"]` keeps every run's dev predictions with the gold labels, for re-checking."""
+             log: Callable[[str], None] = print, backend: str = "cramkit") -> dict:
+    """Fine-tune and score with cramkit's loop or (backend="hf") transformers' Trainer on the same data;
+    `on_update` gets the growing results after each run (to save them). `results["predictions"]` keeps
+    every run's dev predictions with the gold labels, for re-checking."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend == "hf":
+        hf_backend.check_installed()
     cfg = checkpoint.model_config(ckpt)
     tok = load_tokenizer(ckpt, cfg.vocab_size)
     pad_id = tok.token_to_id("[PAD]")
-    results = {"checkpoint": str(ckpt), "protocol": p.to_dict(), "inits": list(inits),
+    results = {"checkpoint": str(ckpt), "protocol": p.to_dict(), "inits": list(inits), "backend": backend,
                "data": str(glue_dir) if glue_dir else f"hf:{data.HF_DATASET}",
                "machine": {"device": str(device), "threads": torch.get_num_threads(),
                            "platform": platform.platform(), "torch": torch.__version__},
@@ -60,13 +67,16 @@ def evaluate(ckpt: str | Path, tasks: list[Task], p: Protocol, glue_dir: str | P
         dev_enc = {k: encode(tok, s, p.max_length, task.is_regression) for k, s in dev.items()}
         for init in inits:
             for seed in p.seeds:
-                torch.manual_seed(seed)
-                model = checkpoint.build(ckpt, task.num_labels, init, p.dropout).to(device)
                 desc = f"{task.title} {init} seed {seed}"
-                info = train(model, train_enc, p, seed, pad_id, device, task.is_regression, desc)
-                t0 = time.perf_counter()
-                preds = {k: predict(model, e, p, pad_id, device, task.is_regression) for k, e in dev_enc.items()}
-                info["eval_seconds"] = time.perf_counter() - t0
+                if backend == "hf":
+                    info, preds = hf_backend.finetune(ckpt, task, train_split, dev, p, seed, init, device)
+                else:
+                    torch.manual_seed(seed)
+                    model = checkpoint.build(ckpt, task.num_labels, init, p.dropout).to(device)
+                    info = train(model, train_enc, p, seed, pad_id, device, task.is_regression, desc)
+                    t0 = time.perf_counter()
+                    preds = {k: predict(model, e, p, pad_id, device, task.is_regression) for k, e in dev_enc.items()}
+                    info["eval_seconds"] = time.perf_counter() - t0
                 info["scores"] = _scores(task, dev, preds)
                 for k, pred in preds.items():
                     results["predictions"].append({"task": task.name, "dev": k, "init": init, "seed": seed,

@@ -1,4 +1,9 @@
-"""The encoder body shared by every head: embeddings, self-attention, FFN, blocks (crammed or BERT)."""
+"""The encoder body shared by every head: embeddings, self-attention, FFN, blocks (crammed or BERT).
+
+Imports torch only: model.io copies this file verbatim into every exported crammed model folder, where
+modeling_crammed.py builds the transformers classes on it, so cramkit and transformers run the same code.
+`cfg` is cramkit's ModelConfig or that folder's CrammedConfig: the same field names, and `cfg.crammed`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from model.config import ModelConfig
 
 
 def sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -24,7 +27,7 @@ def sinusoid(length: int, dim: int) -> torch.Tensor:
 class Embeddings(nn.Module):
     """Token (+ position, + token type) embeddings, then LayerNorm and dropout."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg):
         super().__init__()
         d = cfg.hidden_size
         self.word = nn.Embedding(cfg.vocab_size, d, padding_idx=cfg.pad_token_id)
@@ -51,7 +54,7 @@ class Embeddings(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention: one fused QKV projection, SDPA, an output projection."""
 
-    def __init__(self, cfg: ModelConfig, bias: bool):
+    def __init__(self, cfg, bias: bool):
         super().__init__()
         self.num_heads = cfg.num_heads
         self.dropout = cfg.dropout
@@ -70,7 +73,7 @@ class FeedForward(nn.Module):
     """Crammed: Linear(d, I) split into value and gate halves, value * GELU(gate), Linear(I/2, d).
     BERT: Linear(d, I), GELU, Linear(I, d)."""
 
-    def __init__(self, cfg: ModelConfig, bias: bool):
+    def __init__(self, cfg, bias: bool):
         super().__init__()
         self.gated = cfg.crammed
         inner = cfg.intermediate_size // 2 if self.gated else cfg.intermediate_size
@@ -90,7 +93,7 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """Attention then FFN, each residual; pre-LN (crammed) or post-LN (BERT)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg):
         super().__init__()
         self.pre_norm = cfg.crammed
         bias = not cfg.crammed
@@ -111,7 +114,7 @@ class Block(nn.Module):
 class Encoder(nn.Module):
     """Embeddings, the blocks, and (crammed) a final LayerNorm: input ids [B, S] -> hidden [B, S, d]."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
         self.embeddings = Embeddings(cfg)
@@ -123,13 +126,23 @@ class Encoder(nn.Module):
         """attention_mask [B, S]: 1 for real tokens, 0 for padding (keys at 0 are not attended to).
         token_type_ids are ignored by a config without token types (type_vocab_size=0)."""
         if input_ids.shape[1] > self.cfg.max_seq_len:
-            raise ValueError(f"input has {input_ids.shape[1]} positions, more than ModelConfig.max_seq_len="
+            raise ValueError(f"input has {input_ids.shape[1]} positions, more than the config's max_seq_len="
                              f"{self.cfg.max_seq_len}; truncate the input or build a model with a longer one")
         mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
         x = self.embeddings(input_ids, token_type_ids)
         for layer in self.layers:
             x = layer(x, mask)
         return x if self.final_norm is None else self.final_norm(x)
+
+
+def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:
+    """[B, d] from hidden states [B, S, d]: the first token (how="first") or the mean of the unpadded ones."""
+    if how == "first":
+        return hidden[:, 0]
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    weight = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
 
 
 def init_weights(module: nn.Module, std: float) -> None:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.bert import Encoder, init_weights
+from model.bert import Encoder, init_weights, pool_tokens
 from model.config import ModelConfig
 
 
@@ -73,11 +73,4 @@ class SequenceClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.encoder(input_ids, attention_mask, token_type_ids)
-        if self.cfg.pool == "first":
-            pooled = hidden[:, 0]
-        elif attention_mask is None:
-            pooled = hidden.mean(dim=1)
-        else:
-            weight = attention_mask.to(hidden.dtype).unsqueeze(-1)
-            pooled = (hidden * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
-        return self.out(self.drop(torch.tanh(self.pool(pooled))))
+        return self.out(self.drop(torch.tanh(self.pool(pool_tokens(hidden, attention_mask, self.cfg.pool)))))

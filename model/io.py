@@ -1,9 +1,15 @@
-"""Checkpoints as safetensors + config.json (+ tokenizer.json); never pickle. BERT to/from transformers' layout.
+"""Checkpoints as safetensors + config.json (+ tokenizer); never pickle. BERT to/from transformers' layout.
 
 A cramkit checkpoint folder holds `model.safetensors` (clean names: no `_orig_mod.` from torch.compile),
 `config.json` (the ModelConfig fields plus a "cramkit" entry: kind, num_labels, sha256 of the weights) and,
-when given, `tokenizer.json`. Each file is written to a temporary name and renamed into place, config.json
-last, so a folder is never left half-written; the recorded sha256 catches a tampered or corrupt weight file.
+when given, the tokenizer: `tokenizer.json` (its post-processor set to the GLUE encoding, `[CLS] A [SEP]`
+and `[CLS] A [SEP] B [SEP]` with B's segment 1) and `tokenizer_config.json` (special tokens, max length),
+which `transformers.AutoTokenizer` reads. A crammed model's folder is also a transformers model folder:
+config.json carries `model_type`, `architectures` and an `auto_map` to configuration_crammed.py and
+modeling_crammed.py, copied in with bert.py (the architecture), so `AutoModelForMaskedLM.from_pretrained(
+folder, trust_remote_code=True)` loads the same weights file. Each file is written to a temporary name and
+renamed into place, config.json last, so a folder is never left half-written; the recorded sha256 catches a
+tampered or corrupt weight file.
 """
 
 from __future__ import annotations
@@ -19,14 +25,27 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from model import card as model_card
 from model.config import ModelConfig
 from model.heads import MaskedLM, SequenceClassifier
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
 KINDS = {"mlm": MaskedLM, "classifier": SequenceClassifier}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# transformers' side of a crammed folder: the code files copied in, and the config.json keys that point to them
+CODE_DIR = Path(__file__).resolve().parent
+CODE_FILES = ("bert.py", "configuration_crammed.py", "modeling_crammed.py")
+MODEL_TYPE = "crammed_bert"
+HF_CLASSES = {"mlm": "CrammedForMaskedLM", "classifier": "CrammedForSequenceClassification"}
+AUTO_MAP = {"AutoConfig": "configuration_crammed.CrammedConfig", "AutoModel": "modeling_crammed.CrammedModel",
+            **{f"AutoModelFor{task}": f"modeling_crammed.{HF_CLASSES[kind]}"
+               for task, kind in (("MaskedLM", "mlm"), ("SequenceClassification", "classifier"))}}
+HF_KEYS = ("model_type", "architectures", "auto_map", "id2label", "label2id")
+SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                  "mask_token": "[MASK]"}
 
 
 class CheckpointError(ValueError):
@@ -86,19 +105,63 @@ def write_atomic(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def save_pretrained(module: nn.Module, out_dir: str | Path, tokenizer_file: str | Path | None = None) -> Path:
-    """Write model.safetensors, config.json and (copied) tokenizer.json to out_dir; returns out_dir."""
+def hf_tokenizer(src: Path, out_dir: Path, cfg: ModelConfig) -> None:
+    """tokenizer.json with the GLUE post-processor (glueval.encode's layout: `[CLS] A [SEP]`, `[CLS] A [SEP]
+    B [SEP]`, segment 1 from B on), no padding or truncation, and tokenizer_config.json (the special tokens
+    present, model_max_length = max_seq_len) so that AutoTokenizer encodes exactly as cramkit fine-tunes. A
+    tokenizer without [CLS] and [SEP] keeps its own post-processor."""
+    from tokenizers import Tokenizer, processors
+
+    tok = Tokenizer.from_file(str(src))
+    tok.no_padding()
+    tok.no_truncation()
+    ids = {name: tok.token_to_id(token) for name, token in SPECIAL_TOKENS.items()}
+    if ids["cls_token"] is not None and ids["sep_token"] is not None:
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", ids["cls_token"]), ("[SEP]", ids["sep_token"])])
+    settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_seq_len,
+                "padding_side": "right", "truncation_side": "right", "clean_up_tokenization_spaces": False,
+                "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
+                **{name: SPECIAL_TOKENS[name] for name, i in ids.items() if i is not None}}
+    write_atomic(out_dir / TOKENIZER, lambda tmp: tok.save(str(tmp)))
+    write_atomic(out_dir / TOKENIZER_CONFIG, lambda tmp: tmp.write_text(json.dumps(settings, indent=2) + "\n"))
+
+
+def hf_entries(cfg: ModelConfig, kind: str, num_labels: int | None) -> dict:
+    """The config.json keys by which transformers loads a crammed folder with trust_remote_code=True."""
+    entries = {"model_type": MODEL_TYPE, "architectures": [HF_CLASSES[kind]], "auto_map": AUTO_MAP}
+    if kind == "classifier":
+        labels = {str(i): f"LABEL_{i}" for i in range(num_labels)}
+        entries |= {"id2label": labels, "label2id": {v: int(k) for k, v in labels.items()}}
+    return entries
+
+
+def save_pretrained(module: nn.Module, out_dir: str | Path, tokenizer_file: str | Path | None = None,
+                    card: dict | None = None) -> Path:
+    """Write model.safetensors, config.json and the tokenizer (from tokenizer_file) to out_dir; for a crammed
+    model also the transformers code files, and with `card` (facts about the training, see model.card) a
+    README.md model card. Returns out_dir."""
     model, out_dir = unwrap(module), Path(out_dir)
+    cfg, kind = model.cfg, kind_of(model)
+    num_labels = getattr(model, "num_labels", None)
     if tokenizer_file is not None:
-        check_tokenizer(Path(tokenizer_file), model.cfg)
+        check_tokenizer(Path(tokenizer_file), cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / WEIGHTS
     write_atomic(weights, lambda tmp: save_file(clean_state_dict(model), str(tmp), metadata={"format": "pt"}))
-    if tokenizer_file is not None and Path(tokenizer_file).resolve() != (out_dir / TOKENIZER).resolve():
-        write_atomic(out_dir / TOKENIZER, lambda tmp: shutil.copyfile(tokenizer_file, tmp))
-    meta = {"kind": kind_of(model), "num_labels": getattr(model, "num_labels", None),
-            "weights_sha256": sha256(weights)}
-    text = json.dumps({**model.cfg.to_dict(), "cramkit": meta}, indent=2) + "\n"
+    if tokenizer_file is not None:
+        hf_tokenizer(Path(tokenizer_file), out_dir, cfg)
+    entries = {}
+    if cfg.crammed:
+        for name in CODE_FILES:
+            write_atomic(out_dir / name, lambda tmp, name=name: shutil.copyfile(CODE_DIR / name, tmp))
+        entries = hf_entries(cfg, kind, num_labels)
+    if card is not None:
+        text = model_card.render(cfg, kind, card)
+        write_atomic(out_dir / model_card.README, lambda tmp: tmp.write_text(text))
+    meta = {"kind": kind, "num_labels": num_labels, "weights_sha256": sha256(weights)}
+    text = json.dumps({**cfg.to_dict(), **entries, "cramkit": meta}, indent=2) + "\n"
     write_atomic(out_dir / CONFIG, lambda tmp: tmp.write_text(text))
     return out_dir
 
@@ -160,21 +223,39 @@ def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], with_head: boo
     model.load_state_dict(given, strict=with_head)
 
 
+def read_config(folder: str | Path) -> tuple[ModelConfig, dict]:
+    """The ModelConfig and the "cramkit" entry of a save_pretrained folder's config.json (the keys that
+    transformers reads are set aside; any other unknown key is an error)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such checkpoint folder (expected {WEIGHTS}, {CONFIG} and a "
+                              "tokenizer, as written by train.py / model.io.save_pretrained)")
+    values = read_json(folder / CONFIG)
+    meta = values.pop("cramkit", None)
+    if not isinstance(meta, dict) or "weights_sha256" not in meta:
+        hint = ("saved by transformers; cramkit loads the folders it writes itself"
+                if values.get("model_type") == MODEL_TYPE else
+                "not written by model.io.save_pretrained (a transformers BERT folder loads with model.io.load_hf)")
+        raise CheckpointError(f"{folder / CONFIG}: no 'cramkit' entry with weights_sha256; {hint}")
+    try:
+        cfg = ModelConfig.from_dict({k: v for k, v in values.items() if k not in HF_KEYS}, source=str(folder / CONFIG))
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
+    return cfg, meta
+
+
 def load_pretrained(folder: str | Path, kind: str = "mlm", num_labels: int | None = None,
                     **config_overrides) -> MaskedLM | SequenceClassifier:
     """A module from a save_pretrained folder, in eval mode. The head is loaded when the checkpoint has the
     same kind (and num_labels); otherwise the encoder weights are taken and the head is fresh, e.g. a
     classifier from an MLM checkpoint. config_overrides change fields such as dropout."""
     folder = Path(folder)
-    values = read_json(folder / CONFIG)
-    meta = values.pop("cramkit", None)
-    if not isinstance(meta, dict) or "weights_sha256" not in meta:
-        raise CheckpointError(f"{folder / CONFIG}: no 'cramkit' entry with weights_sha256; not written by "
-                              "model.io.save_pretrained (a transformers BERT folder loads with model.io.load_hf)")
-    try:
-        cfg = ModelConfig.from_dict({**values, **config_overrides}, source=str(folder / CONFIG))
-    except ValueError as err:
-        raise CheckpointError(str(err)) from err
+    cfg, meta = read_config(folder)
+    if config_overrides:
+        try:
+            cfg = ModelConfig.from_dict({**cfg.to_dict(), **config_overrides}, source=str(folder / CONFIG))
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
     if (folder / TOKENIZER).is_file():
         check_tokenizer(folder / TOKENIZER, cfg)
     tensors = read_weights(folder, meta["weights_sha256"])
@@ -248,7 +329,7 @@ def export_hf(module: nn.Module, out_dir: str | Path, tokenizer_file: str | Path
     write_atomic(out_dir / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     if tokenizer_file is not None:
         check_tokenizer(Path(tokenizer_file), cfg)
-        write_atomic(out_dir / TOKENIZER, lambda tmp: shutil.copyfile(tokenizer_file, tmp))
+        hf_tokenizer(Path(tokenizer_file), out_dir, cfg)
     write_atomic(out_dir / CONFIG, lambda tmp: tmp.write_text(json.dumps(hf_config, indent=2) + "\n"))
     return out_dir
 

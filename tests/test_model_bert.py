@@ -120,7 +120,7 @@ def test_positions_matter_and_are_bounded():
         out = model.logits(ids)
         flipped = model.logits(ids.flip(1)).flip(1)
     assert not torch.allclose(out, flipped, atol=1e-4)
-    with pytest.raises(ValueError, match="more than ModelConfig.max_seq_len=32"):
+    with pytest.raises(ValueError, match="more than the config's max_seq_len=32"):
         model.logits(torch.ones(1, 33, dtype=torch.long))
 
 

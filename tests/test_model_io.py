@@ -42,7 +42,9 @@ def test_mlm_round_trip_is_exact(tmp_path, arch):
         intermediate_size=128, head_dim=64)
     model = perturbed(MaskedLM(config)).eval()
     folder = save_pretrained(model, tmp_path / "ckpt", tokenizer_file=tokenizer_file(tmp_path / "t.json", 500))
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    code = ["bert.py", "configuration_crammed.py", "modeling_crammed.py"] if arch == "crammed" else []
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", *code])
     loaded = load_pretrained(folder)
     assert loaded.cfg == config and not loaded.training
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
@@ -89,7 +91,8 @@ def test_compiled_module_saves_clean_names(tmp_path):
 def test_overwrite_leaves_no_temporary_files(tmp_path):
     save_pretrained(MaskedLM(cfg()), tmp_path)
     save_pretrained(MaskedLM(cfg()), tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bert.py", "config.json", "configuration_crammed.py", "model.safetensors", "modeling_crammed.py"]
 
 
 def test_tampered_weights_are_refused(tmp_path):
@@ -146,6 +149,10 @@ def test_bad_config_json_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
         load_pretrained(tmp_path)
     del meta["cramkit"]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="no 'cramkit' entry.*saved by transformers"):
+        load_pretrained(tmp_path)
+    del meta["model_type"]
     (tmp_path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="not written by model.io.save_pretrained"):
         load_pretrained(tmp_path)

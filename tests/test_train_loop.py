@@ -122,7 +122,11 @@ def test_loss_falls_and_final_folder_loads_for_finetuning(shards, tmp_path):
     assert all(np.isfinite(r["tokens_per_s"]) and r["tokens_per_s"] > 0 for r in logged)
     assert (run / "train.png").stat().st_size > 10_000
     final = run / "final"
-    assert sorted(p.name for p in final.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in final.iterdir()) == [
+        "README.md", "bert.py", "config.json", "configuration_crammed.py", "model.safetensors",
+        "modeling_crammed.py", "tokenizer.json", "tokenizer_config.json"]  # a transformers folder too
+    card = (final / "README.md").read_text()
+    assert f"| tokens seen | {160 * 8 * SEQ:,} |" in card and "content_hash of the shard manifest" in card
     classifier = load_pretrained(final, kind="classifier", num_labels=2, dropout=0.1)
     mlm = load_pretrained(final, kind="mlm")
     ids = torch.randint(5, 1024, (2, SEQ))
