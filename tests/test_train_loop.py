@@ -259,7 +259,8 @@ def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(small_shards,
         json.loads((ckpt / "state.json").read_text())
     resumed = run_train([*common, f"name={run.name}", "--resume"])
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stderr
+    # a kill after the last checkpoint (while final/ is written or the process exits) finds the run finished
+    assert "resumed from" in resumed.stderr or "the run is finished" in resumed.stderr, resumed.stderr
     a = load_file(tmp_path / "whole" / "final" / "model.safetensors")
     b = load_file(run / "final" / "model.safetensors")
     assert a.keys() == b.keys()
