@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
+pytest_plugins = ["servers"]  # real S3 server and portable cluster fixtures
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", ROOT / ".." / "shared" / "data"))
 

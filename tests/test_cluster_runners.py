@@ -1,0 +1,46 @@
+"""The setup the pipeline's cluster tests stand on, proved with a tiny Beam pipeline: PortableRunner
+through a separate job service to an external worker pool whose workers have a private /tmp, reading
+and writing only through FileSystems on a local S3-compatible server."""
+
+import json
+import os
+import tempfile
+import uuid
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import storage
+
+
+def probe(source: str, launcher_file: str, dest: str) -> str:
+    """Runs on a worker: read `source`, look for the launcher's file, leave one in this /tmp, write
+    what it saw to `dest`."""
+    own = os.path.join(tempfile.gettempdir(), f"worker-{uuid.uuid4().hex}")
+    with open(own, "w") as f:
+        f.write("worker only")
+    seen = {"text": storage.read_text(source).upper(), "sees_launcher_file": os.path.exists(launcher_file),
+            "tmp": sorted(os.listdir(tempfile.gettempdir())), "own_file": own, "pid": os.getpid(),
+            "mount_ns": os.readlink("/proc/self/ns/mnt"), "storage_module": storage.__file__}
+    storage.write_text(dest, json.dumps(seen))
+    return dest
+
+
+def test_external_workers_share_no_disk_and_use_s3(portable_cluster, s3_server, s3_bucket, tmp_path):
+    launcher_file = tempfile.NamedTemporaryFile(dir="/tmp", prefix="launcher-", delete=False).name
+    try:
+        source, dest = f"{s3_bucket}/in/words.txt", f"{s3_bucket}/out/seen.json"
+        storage.write_text(source, "hello from the bucket\n")
+        options = PipelineOptions([*portable_cluster.options, *s3_server.options])
+        with beam.Pipeline(options=options) as p:
+            _ = p | beam.Create([source]) | beam.Map(probe, launcher_file, dest)
+        seen = json.loads(storage.read_text(dest))
+    finally:
+        os.unlink(launcher_file)
+    assert seen["text"] == "HELLO FROM THE BUCKET\n"
+    assert seen["sees_launcher_file"] is False
+    assert os.path.basename(launcher_file) not in seen["tmp"] and os.path.basename(seen["own_file"]) in seen["tmp"]
+    assert not os.path.exists(seen["own_file"])
+    assert seen["mount_ns"] != os.readlink("/proc/self/ns/mnt") and seen["pid"] != os.getpid()
+    assert seen["storage_module"] == storage.__file__
+    assert not (tmp_path / "s3:").exists() and not os.path.exists("s3:")
