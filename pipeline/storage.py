@@ -29,12 +29,13 @@ Costs on S3 (Beam 2.77): every call builds a new boto3 client (~0.1-0.3 s on 2 b
 file once and seek rather than reopening; an open reader buffers up to 16 MB, an open writer ~5 MB.
 """
 
+import errno
 import importlib.util
 import os
 import re
 import stat
 
-from apache_beam.io.filesystem import CompressionTypes, FileSystem
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -80,8 +81,8 @@ def check(path: str) -> None:
         raise StorageError(f"{path}: a {scheme}:// path needs a bucket: {scheme}://BUCKET/...")
     try:
         FileSystems.get_filesystem(path)
-    except Exception as e:  # noqa: BLE001 -- Beam raises ValueError or BeamIOError wrapping anything
-        raise StorageError(f"{path}: {_one_line(e)}") from e
+    except Exception as e:  # noqa: BLE001 -- Beam raises ValueError, or BeamIOError around anything
+        raise StorageError(f"{path}: {type(e).__name__}: {e}".splitlines()[0]) from e
 
 
 def configure(options) -> None:
@@ -112,23 +113,24 @@ def join(base: str, *parts: str) -> str:
 
 
 def exists(path: str) -> bool:
-    """True for an existing file (on object stores: object; a prefix is not a file)."""
-    return _fs(path).exists(path)
+    """True for an existing file (a local folder or an object-store prefix is not a file)."""
+    return _beam(path, lambda: _fs(path).exists(path)) and not (is_local(path) and os.path.isdir(path))
 
 
 def size(path: str) -> int:
-    """The file's size in bytes."""
-    return _fs(path).size(path)
+    """The file's size in bytes (FileNotFoundError if missing)."""
+    return _beam(path, lambda: _fs(path).size(path))
 
 
 def open_read(path: str):
-    """A seekable binary reader of the file's raw bytes (no decompression)."""
+    """A seekable binary reader of the file's raw bytes (no decompression); FileNotFoundError if missing."""
     return _fs(path).open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 def create(path: str):
     """A binary writer to `path` (replaced if present; local parent folders are created). The file
-    exists under its name only once the writer is closed on object stores."""
+    exists under its name only once the writer is closed on object stores, and there it must not be
+    empty: Beam's S3 upload cannot complete with no bytes (use write_bytes, which says so)."""
     return _fs(path).create(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
@@ -138,6 +140,8 @@ def read_bytes(path: str) -> bytes:
 
 
 def write_bytes(path: str, data: bytes) -> None:
+    if not data and FileSystems.get_scheme(path) == "s3":
+        raise StorageError(f"{path}: Beam cannot write an empty object to S3 (its multipart upload needs a part)")
     with create(path) as f:
         f.write(data)
 
@@ -167,11 +171,11 @@ def delete_tree(path: str) -> None:
     path = _norm(path)
     if is_local(path):
         if os.path.lexists(path):
-            fs.delete([path])
-    elif fs.exists(path):
-        fs.delete([path])
+            _beam(path, lambda: fs.delete([path]))
+    elif exists(path):
+        _beam(path, lambda: fs.delete([path]))
     else:
-        fs.delete([_as_folder(path)])
+        _beam(path, lambda: fs.delete([_as_folder(path)]))
 
 
 def rename_tree(src: str, dst: str) -> None:
@@ -179,14 +183,11 @@ def rename_tree(src: str, dst: str) -> None:
     have no such operation: StorageError, and the caller writes in place instead."""
     if not (is_local(src) and is_local(dst)):
         raise StorageError(f"{src} -> {dst}: folders can be renamed atomically only on local disk")
-    _fs(src).rename([_norm(src)], [_norm(dst)])
+    _beam(src, lambda: _fs(src).rename([_norm(src)], [_norm(dst)]))
 
 
 def _match(pattern: str):
-    try:
-        return FileSystems.match([pattern])[0].metadata_list
-    except Exception as e:  # noqa: BLE001 -- BeamIOError wrapping the filesystem's own error
-        raise StorageError(f"{pattern}: {_one_line(e)}") from e
+    return _beam(pattern, lambda: FileSystems.match([pattern])[0].metadata_list)
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -238,9 +239,15 @@ def match_inputs(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]
     return sorted(files), sorted(skipped)
 
 
-def _one_line(e: BaseException) -> str:
-    """The innermost message of a Beam error (BeamIOError wraps {path: exception})."""
-    inner = getattr(e, "exception_details", None)
-    if isinstance(inner, dict) and inner:
-        return _one_line(next(iter(inner.values())))
-    return f"{type(e).__name__}: {e}".splitlines()[0]
+def _beam(path: str, call):
+    """call(), with Beam's BeamIOError (a {path: exception} wrapper) turned into FileNotFoundError for a
+    missing file and StorageError (one line) for anything else."""
+    try:
+        return call()
+    except BeamIOError as e:
+        inner = e
+        while isinstance(getattr(inner, "exception_details", None), dict) and inner.exception_details:
+            inner = next(iter(inner.exception_details.values()))
+        if isinstance(inner, FileNotFoundError) or getattr(inner, "code", None) == 404:
+            raise FileNotFoundError(errno.ENOENT, "no such file", path) from e
+        raise StorageError(f"{path}: {type(inner).__name__}: {inner}".splitlines()[0]) from e
