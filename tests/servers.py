@@ -181,20 +181,22 @@ def _popen(cmd, log: Path, env: dict) -> subprocess.Popen:
                                 env=env, start_new_session=True)
 
 
-def _start_job_service(logs: Path, env: dict) -> tuple[subprocess.Popen, int]:
-    port_file = logs / "job_service.port"
-    log = logs / "job_service.log"
-    proc = _popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-                   "--port", "0", "--port_file", str(port_file)], log, env)
+def _job_service(logs: Path, env: dict) -> subprocess.Popen:
+    return _popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+                   "--port", "0", "--port_file", str(logs / "job_service.port")], logs / "job_service.log", env)
+
+
+def _job_service_port(proc: subprocess.Popen, logs: Path) -> int:
+    """The port the job service picked (it writes --port_file once it serves), once it accepts connections."""
+    port_file, log = logs / "job_service.port", logs / "job_service.log"
     deadline = time.monotonic() + 60
     while not port_file.is_file():
         if proc.poll() is not None or time.monotonic() > deadline:
-            stop_group(proc)
             raise RuntimeError(f"job service did not start: {tail(log)}")
         time.sleep(0.1)
     port = int(port_file.read_text())
     wait_listening(port, proc, 30, log)
-    return proc, port
+    return port
 
 
 def _start_worker_pool(logs: Path, env: dict, tries: int = 3) -> tuple[subprocess.Popen, int]:
@@ -225,10 +227,11 @@ def portable_cluster(tmp_path_factory):
                PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), PYTHONUNBUFFERED="1")
     procs = []
     try:
-        job, job_port = _start_job_service(logs, env)
+        job = _job_service(logs, env)
         procs.append(job)
-        pool, pool_port = _start_worker_pool(logs, env)
+        pool, pool_port = _start_worker_pool(logs, env)  # while the job service starts
         procs.append(pool)
+        job_port = _job_service_port(job, logs)
         yield PortableCluster(job_port, pool_port, logs, [
             "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}",
             "--environment_type=EXTERNAL", f"--environment_config=localhost:{pool_port}"])
