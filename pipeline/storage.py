@@ -10,6 +10,8 @@ written to a local folder named `s3:`. Local paths are returned absolute (worker
 Object stores have no folders: a "folder" is a key prefix ending in `/`; `exists` is true for files
 (objects) only; `create` on a local path makes the parent folders; `rename_tree` exists only where the
 output is local (one atomic rename), elsewhere the caller writes in place and marks completion last.
+Workers: Beam's own workers on a cluster (and the portable runner's) configure their FileSystems from
+the pipeline options; local multi-process runs need `fnapi_runner(options)` for that.
 `open_read` never decompresses (Beam would by file extension) and returns a seekable binary stream
 (SEEK_SET, SEEK_CUR, SEEK_END; on S3 each seek is a ranged GET), so pyarrow can read an Arrow IPC file
 at random through `pa.PythonFile(storage.open_read(p))`.
@@ -91,6 +93,21 @@ def configure(options) -> None:
     --s3_access_key_id, ...), as Beam's workers do. Call it in the launcher before any other function
     here: Beam sets it only when a Pipeline is built, and the launcher expands inputs before that."""
     FileSystems.set_options(options)
+
+
+def fnapi_runner(options):
+    """Beam's local FnApiRunner whose worker processes get this pipeline's options. Beam's own gives the
+    processes of --direct_running_mode=multi_processing an empty set (its provision info carries none),
+    so their FileSystems would miss --s3_endpoint_url and the credentials. Only text and flag options
+    travel: the workers' option parser refuses the floats that numbers become on the way."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.job import utils as job_utils
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    carried = {f"beam:option:{k}:v1": v for k, v in options.get_all_options(drop_default=True).items()
+               if isinstance(v, (str, bool))}
+    info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=job_utils.dict_to_struct(carried))
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
 
 
 def is_local(path: str) -> bool:

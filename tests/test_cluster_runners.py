@@ -44,3 +44,21 @@ def test_external_workers_share_no_disk_and_use_s3(portable_cluster, s3_server, 
     assert seen["mount_ns"] != os.readlink("/proc/self/ns/mnt") and seen["pid"] != os.getpid()
     assert seen["storage_module"] == storage.__file__
     assert not (tmp_path / "s3:").exists() and not os.path.exists("s3:")
+
+
+def write_pid(i: int, dest: str) -> int:
+    storage.write_text(f"{dest}/{i}.txt", str(os.getpid()))
+    return i
+
+
+def test_local_worker_processes_get_the_s3_options(s3_server, s3_bucket, monkeypatch):
+    """FnApiRunner in multi_processing mode through storage.fnapi_runner: the worker processes reach
+    the S3 server with the launcher's endpoint and credentials."""
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))  # the workers unpickle write_pid from here
+    options = PipelineOptions(["--direct_num_workers=2", "--direct_running_mode=multi_processing", *s3_server.options])
+    with beam.Pipeline(runner=storage.fnapi_runner(options), options=options) as p:
+        _ = p | beam.Create(list(range(6))) | beam.Map(write_pid, f"{s3_bucket}/out")
+    files = storage.list_files(f"{s3_bucket}/out")
+    assert [path.rsplit("/", 1)[1] for path, _ in files] == [f"{i}.txt" for i in range(6)]
+    pids = {int(storage.read_text(path)) for path, _ in files}
+    assert os.getpid() not in pids
