@@ -10,8 +10,6 @@ written to a local folder named `s3:`. Local paths are returned absolute (worker
 Object stores have no folders: a "folder" is a key prefix ending in `/`; `exists` is true for files
 (objects) only; `create` on a local path makes the parent folders; `rename_tree` exists only where the
 output is local (one atomic rename), elsewhere the caller writes in place and marks completion last.
-Workers: Beam's own workers on a cluster (and the portable runner's) configure their FileSystems from
-the pipeline options; local multi-process runs need `fnapi_runner(options)` for that.
 `open_read` never decompresses (Beam would by file extension) and returns a seekable binary stream
 (SEEK_SET, SEEK_CUR, SEEK_END; on S3 each seek is a ranged GET), so pyarrow can read an Arrow IPC file
 at random through `pa.PythonFile(storage.open_read(p))`.
@@ -26,6 +24,10 @@ returned with reason "hidden"; name them in the spec's fixed part to read them. 
 devices are returned with reason "fifo"/"socket"/"device" and never opened (opening a FIFO blocks).
 Object-store folder markers (keys ending in "/") are not files. Beam's local listing does not follow
 symlinked folders and drops dangling symlinks.
+
+Options: the launcher calls `configure(options)` before touching a file (Beam applies the options only
+once a Pipeline exists). Workers on a cluster, and the portable runner's, get them from the job's
+provision info; FnApiRunner's multi_processing workers get them only through `fnapi_runner(options)`.
 
 Costs on S3 (Beam 2.77): every call here builds a new boto3 client (measured 0.3-0.5 s each on 2 busy
 cores, against 5 ms for the request itself), so touch few, large files, and open a file once and seek

@@ -237,4 +237,5 @@ def test_s3_matching_and_delete(s3_server, s3_bucket):
         f"{r}/.git/HEAD", f"{r}/.hidden.jsonl", f"{r}/a.jsonl", f"{r}/b.txt", f"{s3_bucket}/inx/other.jsonl"]
     storage.delete_tree(f"{r}/a.jsonl")
     storage.delete_tree(r)
+    storage.delete_tree(f"{s3_bucket}/nothing")  # nothing there: no error
     assert storage.list_files(s3_bucket) == [(f"{s3_bucket}/inx/other.jsonl", 15)]
