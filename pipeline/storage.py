@@ -7,8 +7,8 @@ hdfs:// `cramkit[hdfs]` (apache-beam[hadoop], i.e. the `hdfs` client), azfs:// `
 scheme or a local path that looks like a URL with its `//` lost (`s3:/bucket/x`), so nothing is ever
 written to a local folder named `s3:`. Local paths are returned absolute (workers have another cwd).
 
-Object stores have no folders: a "folder" is a key prefix ending in `/`; `exists` is true for files
-(objects) only; `create` on a local path makes the parent folders; `rename_tree` exists only where the
+Object stores have no folders: a "folder" is a key prefix ending in `/`, which `exists` does not see
+(use `list_files`); `create` on a local path makes the parent folders; `rename_tree` exists only where the
 output is local (one atomic rename), elsewhere the caller writes in place and marks completion last.
 `open_read` never decompresses (Beam would by file extension) and returns a seekable binary stream
 (SEEK_SET, SEEK_CUR, SEEK_END; on S3 each seek is a ranged GET), so pyarrow can read an Arrow IPC file
@@ -133,8 +133,8 @@ def join(base: str, *parts: str) -> str:
 
 
 def exists(path: str) -> bool:
-    """True for an existing file (a local folder or an object-store prefix is not a file)."""
-    return _beam(path, lambda: _fs(path).exists(path)) and not (is_local(path) and os.path.isdir(path))
+    """True for an existing file, or a local folder; an object-store prefix is not a file (list it)."""
+    return _beam(path, lambda: _fs(path).exists(path))
 
 
 def size(path: str) -> int:

@@ -26,7 +26,7 @@ def check_round_trips(base: str):
     assert storage.read_text(storage.join(base, "b.txt")) == "héllo\n"
     assert storage.size(storage.join(base, "c.bin")) == 15
     assert storage.exists(storage.join(base, "c.bin")) and not storage.exists(storage.join(base, "nope"))
-    assert not storage.exists(storage.join(base, "deep")), "a folder or prefix is not a file"
+    assert storage.exists(storage.join(base, "deep")) == storage.is_local(base), "a prefix is not a file"
     assert storage.list_files(base) == [(storage.join(base, "b.txt"), 7), (storage.join(base, "c.bin"), 15),
                                         (storage.join(base, "deep", "er", "a.bin"), len(DATA))]
     with pytest.raises(FileNotFoundError):
