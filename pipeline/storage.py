@@ -255,7 +255,7 @@ def match_inputs(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]
         else:
             files.append((path, m.size_in_bytes))
     if not files and not skipped:
-        raise StorageError(f"{spec}: no such file, folder or matching files")
+        raise StorageError(f"{spec}: no such file or folder, or the pattern matches no file")
     return sorted(files), sorted(skipped)
 
 
