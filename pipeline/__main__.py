@@ -162,6 +162,7 @@ def main(argv=None) -> int:
             return 0
         options = beam_options(args, beam_args)
         storage.configure(options)
+        storage.check(args.output)
         for spec in specs:
             if spec.startswith("hf:"):
                 inputs.check_hf(spec)
@@ -195,7 +196,8 @@ def main(argv=None) -> int:
     extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": specs}
     stats_path = storage.join(folders.final, accounting.STATS)
     try:
-        with beam.Pipeline(options=options) as p:
+        runner = storage.fnapi_runner(options) if args.runner == "FnApiRunner" else None
+        with beam.Pipeline(runner=runner, options=options) as p:
             build(p, cfg, run_plan, found.units, found.skipped, extra)
         result = json.loads(storage.read_text(stats_path))
         result["wall_seconds"] = round(time.perf_counter() - start, 3)

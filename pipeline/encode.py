@@ -38,6 +38,26 @@ def lengths_file(plan, unit: int) -> str:
     return plan.unit_file(unit, "lengths.bin")
 
 
+class _Lazy:
+    """A file created at its first write: a unit that keeps nothing writes no file (object stores cannot
+    hold an empty one)."""
+
+    def __init__(self, path: str):
+        self.path, self.f = path, None
+
+    def write(self, data: bytes) -> None:
+        if self.f is None:
+            self.f = storage.create(self.path)
+        self.f.write(data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.f is not None:
+            self.f.close()
+
+
 class Encoder:
     """The per-process tokenizer, parsed once from its JSON."""
 
@@ -56,8 +76,7 @@ class Encoder:
         counts = np.zeros(self.vocab, np.int64)
         hists = {name: np.zeros(len(e) - 1, np.int64) for name, e in report.EDGES.items()}
         kept_tokens = kept_docs = kept_chars = rows = 0
-        with storage.create(tokens_file(plan, scan.unit)) as tokens, \
-                storage.create(lengths_file(plan, scan.unit)) as lengths:
+        with _Lazy(tokens_file(plan, scan.unit)) as tokens, _Lazy(lengths_file(plan, scan.unit)) as lengths:
             for ids, _, texts in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs):
                 live = ~np.isin(ids, gone)
                 texts = [t for t, keep in zip(texts, live, strict=True) if keep]

@@ -85,17 +85,17 @@ def prepare(out: str, overwrite: bool) -> Folders:
     out = out.rstrip("/")
     storage.check(out)
     tmp = _sibling(out, "tmp")
-    if storage.exists(tmp) and _names(tmp):
+    if _names(tmp):
         if not storage.exists(storage.join(tmp, STAGING_MARKER)):
             raise OutputError(f"{tmp}: exists and was not made by cramkit (no {STAGING_MARKER} marker), so it "
                               "will not be deleted; move it away or choose another --output")
         storage.delete_tree(tmp)  # a killed run's staging folder
     if storage.is_local(out):
         old = _sibling(out, "old")
-        if storage.exists(old):
+        if _names(old):
             _check_ours(old, "leftover folder")
             storage.delete_tree(old)
-    if storage.exists(out) and _names(out):
+    if _names(out):
         if not overwrite:
             raise OutputError(f"--output {out}: exists and is not empty; pass --overwrite to replace a previous "
                               "run's output, or choose another folder")
@@ -137,26 +137,26 @@ def write_docs(scan, cfg: OutputConfig, plan, decisions) -> dict | None:
 
     gone = losers_of(scan.unit, decisions)
     name = f"docs-{scan.unit:05d}-of-{plan.units:05d}.{cfg.format}"
-    path, docs = storage.join(plan.out, name), 0
-    with storage.create(path) as fh:
+    path, docs, fh, sink = storage.join(plan.out, name), 0, None, None
+    for ids, names, texts in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs):
+        live = np.flatnonzero(~np.isin(ids, gone))
+        if not len(live):
+            continue
+        names, texts = [names[i] for i in live], [texts[i] for i in live]
+        if sink is None:  # opened at the first kept document: object stores cannot hold an empty file
+            fh = storage.create(path)
+            sink = (pq.ParquetWriter(pa.PythonFile(fh, mode="w"), pa.schema([("id", pa.string()), ("text", pa.string())]),
+                                     compression="zstd") if cfg.format == "parquet"
+                    else zstandard.ZstdCompressor(level=cfg.zstd_level).stream_writer(fh, closefd=False))
+        docs += len(names)
         if cfg.format == "parquet":
-            sink = pq.ParquetWriter(pa.PythonFile(fh, mode="w"), pa.schema([("id", pa.string()), ("text", pa.string())]),
-                                    compression="zstd")
+            sink.write_table(pa.table({"id": names, "text": texts}))
         else:
-            sink = zstandard.ZstdCompressor(level=cfg.zstd_level).stream_writer(fh, closefd=False)
-        for ids, names, texts in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs):
-            live = np.flatnonzero(~np.isin(ids, gone))
-            names, texts = [names[i] for i in live], [texts[i] for i in live]
-            docs += len(names)
-            if cfg.format == "parquet":
-                if names:
-                    sink.write_table(pa.table({"id": names, "text": texts}))
-            else:
-                sink.write("".join(json.dumps({"id": n, "text": t}, ensure_ascii=False) + "\n"
-                                   for n, t in zip(names, texts, strict=True)).encode("utf-8"))
-        sink.close()
+            sink.write("".join(json.dumps({"id": n, "text": t}, ensure_ascii=False) + "\n"
+                               for n, t in zip(names, texts, strict=True)).encode("utf-8"))
     progress.advance("write docs", plan.units)
-    if not docs:
-        storage.delete_tree(path)
+    if sink is None:
         return None
+    sink.close()
+    fh.close()
     return {"file": name, "docs": docs, "bytes": storage.size(path)}
