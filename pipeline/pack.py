@@ -37,7 +37,7 @@ def _read(path: str, start: int, count: int, dtype: np.dtype) -> np.ndarray:
         return np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
 
 
-ROWS_CHUNK = 1 << 18  # rows a unit produces at a time: 64 MB at 128 x uint16
+ROWS_CHUNK = 1 << 16  # rows a unit produces at a time: 16 MB at 128 x uint16
 
 
 class Layout:

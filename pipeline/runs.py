@@ -15,7 +15,7 @@ import numpy as np
 from pipeline import storage
 
 MAGIC = b"CRAMRUN1"
-CHUNK_RECORDS = 1 << 20  # a writer flushes a sorted run file at this many records
+CHUNK_BYTES = 32 << 20  # a writer flushes a run file once it holds this many bytes of records
 
 
 def write(path: str, records: np.ndarray, parts: np.ndarray, n_parts: int) -> None:
@@ -65,7 +65,7 @@ def read_all(paths, part: int, dtype: np.dtype) -> np.ndarray:
 
 class Writer:
     """Collects records with their partitions and writes them as runs `<prefix>-NNN.run`, a new one every
-    CHUNK_RECORDS records, so a writer never holds more than that. `close()` returns the paths."""
+    CHUNK_BYTES of records, so a writer never holds more than that. `close()` returns the paths."""
 
     def __init__(self, prefix: str, dtype: np.dtype, n_parts: int):
         self.prefix, self.dtype, self.n_parts = prefix, np.dtype(dtype), n_parts
@@ -77,7 +77,7 @@ class Writer:
             self._records.append(records)
             self._parts.append(np.asarray(parts, dtype=np.int64))
             self._count += len(records)
-            if self._count >= CHUNK_RECORDS:
+            if self._count * self.dtype.itemsize >= CHUNK_BYTES:
                 self._flush()
 
     def _flush(self) -> None:
