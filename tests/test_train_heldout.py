@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train_loop import SEQ, SMALL, make_shards, records, tokens
+from test_train_loop import SEQ, SMALL, make_shards, tokens
 
 import train
 from pipeline.shards import Batches, ShardSet
+from trainer import metrics
 from trainer.data import special_token_ids
 from trainer.heldout import HELDOUT_MASK_FRACTION, HeldOut, TrainRows, heldout_indices, unigram_entropy
 
@@ -44,8 +45,6 @@ def test_unigram_entropy_is_the_entropy_of_the_token_counts(shards):
     total = sum(counts.values())
     expected = -sum(c / total * math.log(c / total) for c in counts.values())
     assert unigram_entropy(shards) == pytest.approx(expected, rel=1e-9)
-    pad = special_token_ids(shards.tokenizer_file)["[PAD]"]
-    assert unigram_entropy(shards, pad_id=pad) == pytest.approx(expected)  # no padding in packed rows
 
 
 class Unigram(torch.nn.Module):
@@ -65,14 +64,14 @@ class Unigram(torch.nn.Module):
 def test_heldout_task_masks_every_target_and_a_context_free_model_scores_the_entropy(shards):
     specials = special_token_ids(shards.tokenizer_file)
     held = heldout_indices(len(shards), len(shards) // 10)
-    task = HeldOut(shards, held, specials["[MASK]"], tuple(specials.values()), None, 32)
+    task = HeldOut(shards, held, specials["[MASK]"], tuple(specials.values()), 32)
     assert task.targets == len(held) * round(HELDOUT_MASK_FRACTION * SEQ)
     counts = np.bincount(shards.take(np.arange(len(shards))).ravel(), minlength=shards.vocab_size) + 1e-9
     model = Unigram(torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32), specials["[MASK]"])
     loss = task.loss(model, torch.device("cpu"), contextlib.nullcontext)
     assert all((s == specials["[MASK]"]).all() for s in model.seen)  # every target replaced by [MASK]
     assert loss == pytest.approx(unigram_entropy(shards), abs=0.15)  # the entropy, up to the sampled targets
-    again = HeldOut(shards, held, specials["[MASK]"], tuple(specials.values()), None, 7)
+    again = HeldOut(shards, held, specials["[MASK]"], tuple(specials.values()), 7)
     assert again.loss(model, torch.device("cpu"), contextlib.nullcontext) == pytest.approx(loss, rel=1e-6)
     # the same targets whatever the batch size: the task is fixed
 
@@ -89,7 +88,7 @@ def test_run_logs_heldout_loss_prints_header_and_verdict_and_plots_it(tmp_path, 
                  f"{rows:,} rows x {SEQ} = {rows * SEQ:,} tokens", f"{rows - 64:,} rows train, 64 held out",
                  "unigram entropy of the rows", f"{120 * 8 * SEQ / ((rows - 64) * SEQ):.2f} epochs"):
         assert text in err, text
-    logged = records(tmp_path / "r")
+    logged = metrics.read(tmp_path / "r" / "metrics.jsonl")
     held = [r for r in logged if "heldout_loss" in r]
     assert held[0]["step"] == 0 and held[0]["heldout_loss"] > 0.9 * math.log(1024)  # untrained: ~ln(vocab)
     assert len(held) >= 3 and held[-1]["tokens"] == 120 * 8 * SEQ  # at the start, every step here, the end
@@ -100,3 +99,29 @@ def test_run_logs_heldout_loss_prints_header_and_verdict_and_plots_it(tmp_path, 
     train_recs = [r for r in logged if "loss" in r]
     assert train_recs[-1]["epoch"] == pytest.approx(120 * 8 * SEQ / ((rows - 64) * SEQ), abs=1e-3)
     assert (tmp_path / "r" / "train.png").stat().st_size > 10_000
+
+
+def test_padding_is_neither_counted_nor_a_heldout_target(shards, tmp_path):
+    """A padded shard set (its attention_mask column) leaves padding out of the entropy and the targets."""
+    from pipeline.shards import write_manifest, write_shard
+
+    rows = shards.take(np.arange(200))
+    keep = np.arange(SEQ)[None, :] < np.random.default_rng(0).integers(8, SEQ, size=len(rows))[:, None]
+    rows[~keep] = 7  # a real id under a zero mask: only the stored column says it is padding
+    folder = tmp_path / "padded"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes(shards.tokenizer_file.read_bytes())
+    entry = write_shard(folder / "shard-000000.arrow", rows, attention_mask=keep.astype(np.uint8))
+    write_manifest(folder, seq_len=SEQ, vocab_size=shards.vocab_size, shards=[entry], config={}, order={},
+                   packing={"cross_documents": False}, counts={}, tokens={}, columns=("input_ids", "attention_mask"))
+    padded = ShardSet(folder)
+    counts = Counter(rows[keep].tolist())
+    total = sum(counts.values())
+    assert unigram_entropy(padded) == pytest.approx(-sum(c / total * math.log(c / total) for c in counts.values()))
+    specials = special_token_ids(shards.tokenizer_file)
+    held = heldout_indices(len(padded), 20)
+    task = HeldOut(padded, held, specials["[MASK]"], tuple(specials.values()), 8)
+    for ids, positions, targets, attention, live in task.batches:
+        real = attention.gather(1, positions)
+        assert ((targets != -100) == real).all() and live == int(real.sum())  # targets only on real tokens
+        assert (ids.gather(1, positions)[real] == specials["[MASK]"]).all()
