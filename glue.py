@@ -12,19 +12,25 @@ from pathlib import Path
 
 import torch
 
-from glueval import protocol, report, tasks
-from glueval.checkpoint import INITS
+from glueval import data, protocol, report, run, tasks
+from glueval.checkpoint import INITS, model_config
 from glueval.data import GlueDataError
 from glueval.encode import TokenizerError
 from glueval.hf_backend import BackendUnavailable
-from glueval.run import BACKENDS, evaluate
+from glueval.run import BACKENDS
+from model.config import describe_presets
 from model.io import CheckpointError
 
 EPILOG = """\
+protocols (--config NAME, configs/glue/NAME.yaml):
+{protocols}
+
 protocol keys (override with key=value; defaults from --config):
   lr, betas, eps, weight_decay, batch_size, epochs, schedule (cosine|linear), warmup (fraction of the
   task's own steps), dropout, max_length, pad_multiple, grad_clip, seeds, eval_batch_size,
-  max_train_examples / max_eval_examples (a fixed-seed subset per task, for quick runs; marked in the table)
+  max_train_examples / max_eval_examples (a fixed-seed subset per task, for quick runs; marked in the table),
+  precision (bf16 autocast, fp32, or auto: bf16 on a GPU that has it and on a CPU where a matmul probe
+  finds it faster, as train.py)
 
 tasks: cola, sst2, mrpc, stsb, qqp, mnli (scored matched and mismatched), qnli, rte, wnli (reported,
   left out of the averages); all; or available (the task folders present in --glue-dir).
@@ -35,21 +41,28 @@ data: --glue-dir DIR reads the official GLUE download layout (DIR/CoLA/train.tsv
 
 outputs in --out: results.json (everything, per seed), results.md (the table), results.png (bar chart),
   predictions.jsonl (every run's dev predictions with the gold labels, to re-check the metrics).
+  Each (task, init, seed) run is saved as it finishes; run the same command again after Ctrl-C and the
+  finished runs are kept, not repeated (results of another checkpoint, protocol or data are replaced).
+
+time: on a CPU, the time of the runs to do (steps x a measured step per task) is printed before the first;
+  the full `sane` protocol takes hours there, `--config demo` minutes.
 
 examples:
   python glue.py runs/cram/final --glue-dir ../glue_data --tasks rte,mrpc,stsb,cola --init both
   python glue.py runs/cram/final --tasks rte --seeds 0 epochs=1 max_train_examples=500
   python glue.py runs/cram/final --config bert-base     # BERT-base baseline protocol of the paper
   python glue.py runs/cram/final --tasks rte --backend hf   # the same protocol through transformers' Trainer
+  python glue.py --check-data --glue-dir ../glue_data --tasks available   # is the data there? (seconds)
 
 The table also goes into the checkpoint's model card (README.md written by train.py), if it has one.
 """
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="glue.py", description=__doc__.splitlines()[0], epilog=EPILOG,
+    ap = argparse.ArgumentParser(prog="glue.py", description=__doc__.splitlines()[0],
+                                 epilog=EPILOG.format(protocols=describe_presets(protocol.CONFIG_DIR, 10)),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", type=Path,
+    ap.add_argument("checkpoint", type=Path, nargs="?",
                     help="pretrained checkpoint folder (model.safetensors, config.json, tokenizer.json)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="protocol overrides, e.g. epochs=3")
     ap.add_argument("--tasks", default="all",
@@ -65,38 +78,72 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="cramkit: glueval's own fine-tuning loop (default); hf: transformers' Trainer on the "
                          "folder loaded with AutoModelForSequenceClassification (a crammed export; same protocol)")
     ap.add_argument("--config", default="sane",
-                    help="protocol: a name under configs/glue/ (sane, bert-base) or a YAML path (default: sane)")
+                    help="protocol: a name listed below or a YAML path (default: sane)")
     ap.add_argument("--out", type=Path, default=Path("runs/glue"), help="output folder (default: runs/glue)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for torch (default: the cores this process may use)")
-    return ap.parse_intermixed_args(argv)
+    ap.add_argument("--check-data", action="store_true",
+                    help="only check that the tasks' data is reachable (--glue-dir files or the Hub), then exit")
+    args = ap.parse_intermixed_args(argv)
+    if args.checkpoint is None and not args.check_data:
+        ap.error("the checkpoint folder is required (or --check-data)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    out = args.out
+    finished = 0
     try:
         overrides = list(args.overrides) + ([f"seeds=[{args.seeds}]"] if args.seeds else [])
         proto = protocol.load(args.config, overrides)
         chosen = tasks.resolve(args.tasks, args.glue_dir)
+        if not args.check_data:
+            model_config(args.checkpoint)  # the checkpoint folder and its config.json
+        data.check_reachable(chosen, args.glue_dir)  # both before any other work
+        if args.check_data:
+            print(f"GLUE data reachable: {', '.join(t.title for t in chosen)} from "
+                  f"{args.glue_dir or 'the Hugging Face Hub'}", file=sys.stderr)
+            return 0
         device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                               else "cpu" if args.device == "auto" else args.device)
         if device.type == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
             torch.set_num_threads(args.threads or cores or 1)
         inits = list(INITS) if args.init == "both" else [args.init]
-        out = args.out
+        previous = report.read_previous(out)
 
         def save(results: dict) -> None:  # after each run: the numbers so far (table and chart at the end)
+            nonlocal finished
+            finished += 1
             out.mkdir(parents=True, exist_ok=True)
             report.write_json(report.summarize(results), out)
 
-        results = evaluate(args.checkpoint, chosen, proto, args.glue_dir, inits, device, on_update=save,
-                           log=lambda s: print(s, file=sys.stderr), backend=args.backend)
+        def announce(prepared, runs_left, pad_id) -> None:
+            todo, total = sum(runs_left.values()), len(chosen) * len(inits) * len(proto.seeds)
+            if todo < total:
+                print(f"{out / 'results.json'}: {total - todo} of {total} runs already finished, kept; "
+                      f"{todo} to do (delete that file to redo them)", file=sys.stderr)
+            if todo and device.type == "cpu":
+                seconds, steps = run.estimate_seconds(args.checkpoint, prepared, runs_left, proto, pad_id, device)
+                print(f"estimated time on this CPU ({torch.get_num_threads()} threads): {todo} fine-tuning runs, "
+                      f"{steps:,} steps, about {seconds / 60:.0f} min (a measured step per task)", file=sys.stderr)
+                if not proto.is_subset:
+                    print("  that is every training example of every task; for a look in minutes use "
+                          "--config demo (a few thousand examples per task, 3 seeds)", file=sys.stderr)
+
+        results = run.evaluate(args.checkpoint, chosen, proto, args.glue_dir, inits, device, on_update=save,
+                               log=lambda s: print(s, file=sys.stderr), previous=previous, announce=announce,
+                               backend=args.backend)
     except (protocol.ProtocolError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError,
             BackendUnavailable) as e:
         print(f"glue.py: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {finished} run(s) finished in this session are saved in {out / 'results.json'}; "
+              "run the same command again to continue", file=sys.stderr)
+        return 130
     paths = report.write_all(results, out)
     print(paths["markdown"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)

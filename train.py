@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import errno
 import math
+import os
 import shutil
 import signal
 import sys
@@ -27,7 +28,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from model.config import ModelConfig
+from model.config import ModelConfig, describe_presets
 from model.decay import weight_decay_groups
 from model.flops import train_flops_per_token
 from model.heads import MaskedLM
@@ -35,9 +36,10 @@ from model.io import CheckpointError, save_pretrained
 from pipeline.shards import ShardError, ShardSet
 from trainer import checkpoint, data, metrics
 from trainer.budget import Budget, Meter
-from trainer.config import TrainConfig, load, parse_value
+from trainer.config import CONFIG_DIR, TrainConfig, load, parse_value
 from trainer.data import Prefetcher, special_token_ids
 from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops
+from trainer.heldout import HeldOut, TrainRows, heldout_indices, unigram_entropy
 from trainer.masking import Masker
 from trainer.schedule import batch_size, lr_multiplier
 
@@ -139,13 +141,16 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     masked = masker.count(seq_len) / seq_len if cfg.mask_mode == "exact" else cfg.mask_fraction
     budget = Budget.parse(cfg.budget)
     meter = Meter(budget, train_flops_per_token(mcfg, masked, seq_len), saved and saved["spent"])
+    held = heldout_indices(len(shards), min(cfg.heldout_rows, len(shards) // 10))
+    train_rows = TrainRows(shards, held)
+    heldout = HeldOut(shards, held, specials["[MASK]"], tuple(specials.values()), cfg.micro_batch) if len(held) else None
+    entropy = unigram_entropy(shards)
 
     meter.start()  # start-up and compilation are inside the budget
     device = pick_device(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     precision = Precision(cfg.precision, device, saved and saved.get("precision"))
-    print(f"precision: {precision}", file=sys.stderr)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -154,7 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     model = MaskedLM(mcfg).to(device).train()
     optimizer = build_optimizer(model, cfg, device)
     step, micro_index = 0, 0
-    reader = data.epoch_batches(shards, cfg.micro_batch, cfg.shuffle, cfg.seed)
+    reader = data.epoch_batches(train_rows, cfg.micro_batch, cfg.shuffle, cfg.seed)
     if saved:
         checkpoint.load(latest, model, optimizer)
         step, micro_index = saved["step"], saved["micro_index"]
@@ -174,9 +179,12 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     window = {"micro": 0, "tokens": meter.tokens, "real": 0, "time": time.perf_counter(), "stall": 0.0}
     p_start, t_start = meter.progress(), time.perf_counter()
     last_checkpoint, last_log = time.perf_counter(), 0.0
+    held_logged = [r for r in metrics.read(run / "metrics.jsonl") if "heldout_loss" in r][-1:]
     current = {"loss": logged[0]["loss"] if logged else float("nan"), "lr": 0.0, "batch_size": cfg.micro_batch,
-               "tokens_per_s": 0.0, "mfu": "n/a", "epoch": reader_state["epoch"], "warned": False}
-    one_pass = len(shards) * shards.seq_len  # tokens
+               "tokens_per_s": 0.0, "mfu": "n/a", "epoch": reader_state["epoch"], "warned": False,
+               "heldout": held_logged[0]["heldout_loss"] if held_logged else float("nan")}
+    one_pass = len(train_rows) * shards.seq_len  # tokens
+    last_eval = time.perf_counter()
 
     def warn_repeats(tokens_per_s: float | None = None) -> None:
         """Once: say so when the budget reads the data more than once (a time budget: at a measured rate)."""
@@ -203,7 +211,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
         record = {"step": step, "tokens": meter.tokens, "progress": round(meter.progress(), 6),
                   "epoch": round(data.passes(reader_state), 4), "loss": loss, "lr": current["lr"],
                   "batch_size": current["batch_size"], "tokens_per_s": tok_s, "elapsed_s": round(meter.elapsed(), 2),
-                  "stall_s": round(loader.stall_seconds - window["stall"], 3)}
+                  "stall_s": round(loader.stall_seconds - window["stall"], 3),
+                  "load_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
         if peak:  # padding is computed too: MFU counts every position
             record["mfu"] = positions_s * meter.flops_per_token / peak
             current["mfu"] = f"{100 * record['mfu']:.1f}%"
@@ -213,6 +222,14 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
         loss_sum, bad = torch.zeros_like(loss_sum), torch.zeros_like(bad)
         window.update(micro=0, tokens=meter.tokens, real=0, time=now, stall=loader.stall_seconds)
         return record
+
+    def evaluate() -> None:  # on the clock too; a metrics record of its own
+        nonlocal last_eval
+        if heldout is not None:
+            current["heldout"] = heldout.loss(model, device, precision.autocast)
+            log.write({"step": step, "tokens": meter.tokens, "elapsed_s": round(meter.elapsed(), 2),
+                       "heldout_loss": current["heldout"], "unigram_entropy": entropy})
+        last_eval = time.perf_counter()
 
     def save_checkpoint() -> None:  # on the clock: a time budget is the user's wall-clock time
         if window["micro"]:
@@ -232,6 +249,10 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             return "?"
         return time.strftime("%H:%M:%S", time.gmtime(max(0.0, left)))
 
+    print(metrics.header(cfg, mcfg, device, str(precision), compiled, len(shards), len(held), seq_len, entropy,
+                         budget, meter.flops_per_token), file=sys.stderr)
+    if not saved:
+        evaluate()  # the untrained model: about ln(vocab)
     stop = Stop()
     bar = tqdm(total=1000, initial=int(1000 * meter.progress()), desc=cfg.name, unit="‰", dynamic_ncols=True,
                bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}")
@@ -274,7 +295,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
                 write_log()
                 last_log = now
             bar.n = int(1000 * meter.progress())
-            bar.set_postfix_str(f"loss {current['loss']:.3f} lr {current['lr']:.2e} bs {current['batch_size']} "
+            bar.set_postfix_str(f"loss {current['loss']:.3f} held-out {current['heldout']:.3f} (unigram "
+                                f"{entropy:.3f}) lr {current['lr']:.2e} bs {current['batch_size']} "
                                 f"epoch {data.passes(reader_state):.2f} tok/s {current['tokens_per_s']:,.0f} "
                                 f"MFU {current['mfu']} left {time_left()}", refresh=False)
             bar.update(0)
@@ -285,6 +307,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
                       "continue with --resume", file=sys.stderr)
                 status = 128 + stop.signum
                 break
+            if now - last_eval >= cfg.eval_seconds and meter.progress() < 1.0:
+                evaluate()
             if now - last_checkpoint >= cfg.checkpoint_seconds and meter.progress() < 1.0:
                 save_checkpoint()
                 last_checkpoint = time.perf_counter()
@@ -293,17 +317,21 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
                 raise ValueError(f"the budget {cfg.budget} was used up by start-up (model build, compilation) "
                                  "before the first micro-batch; give a larger budget")
             save_checkpoint()  # also checks the loss of the last window
+            evaluate()
             bar.n = 1000
             bar.close()
             card = {"data": shards.manifest.get("content_hash"), "shards": str(cfg.shards), "budget": cfg.budget,
                     "tokens": meter.tokens, "steps": step, "minutes": round(meter.elapsed() / 60, 1),
-                    "device": str(device), "loss": current["loss"]}
+                    "device": str(device), "loss": current["loss"], "unigram_entropy": entropy}
+            if heldout is not None:
+                card["heldout_loss"] = current["heldout"]
             with checkpoint.disk_full_error(run / "final", checkpoint.nbytes(model.state_dict())):
                 final = save_pretrained(model, run / "final", tokenizer_file=shards.tokenizer_file, card=card)
             png = metrics.plot(run / "metrics.jsonl", run / "train.png")
             print(f"done: {meter.tokens:,} tokens, {step} optimizer steps, {meter.elapsed() / 60:.1f} min, "
                   f"last loss {current['loss']:.3f}; model in {final}, "
-                  f"{f'plot in {png}' if png else 'no plot (matplotlib missing)'}", file=sys.stderr)
+                  f"{f'plot in {png}' if png else 'no plot (matplotlib missing)'}\n"
+                  f"{metrics.verdict(current['heldout'], entropy)}", file=sys.stderr)
     except torch.OutOfMemoryError:
         raise OutOfMemory(out_of_memory_message(device, cfg.micro_batch, cfg.batch_size, step)) from None
     finally:
@@ -322,9 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"settings (key=value; built-in defaults shown, the --config file and then key=value "
                f"override them):\n{fields}\n\n"
-               "configs: configs/train/tiny.yaml (CPU default), configs/train/crammed-bert.yaml (cramming "
-               "bert-o4 recipe).\nOutput: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, "
-               "final/}.\n")
+               f"presets (--config NAME, configs/train/NAME.yaml):\n{describe_presets(CONFIG_DIR)}\n\n"
+               "Output: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, final/}.\n")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting listed below")
     ap.add_argument("--config", default="tiny", help="configs/train/<name>.yaml or a YAML path (default: tiny)")
     ap.add_argument("--shards", help="shard folder (setting `shards`)")

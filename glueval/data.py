@@ -180,14 +180,38 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+HOW_TO_PASS = ("pass a folder in the official GLUE layout (DIR/CoLA/train.tsv, DIR/RTE/dev.tsv, ...) with --glue-dir DIR; "
+               "with make: `make demo GLUE_DIR=DIR` or `make glue GLUE_DIR=DIR`")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def check_reachable(tasks: list[Task], glue_dir: str | Path | None) -> None:
+    """Fail in seconds, before any other work, when the tasks' data cannot be had: a file missing under
+    `glue_dir`, or (without it) the Hub not answering. HF_HUB_OFFLINE=1 trusts the local cache."""
+    if glue_dir is not None:
+        folder = Path(glue_dir)
+        if not folder.is_dir():
+            raise GlueDataError(f"--glue-dir {folder}: no such folder; {HOW_TO_PASS}")
+        missing = [f"{t.title}/{name}" for t in tasks for name in ("train.tsv", *(f for f, _ in t.dev.values()))
+                   if not (folder / t.title / name).is_file()]
+        if missing:
+            raise GlueDataError(f"--glue-dir {folder}: missing {', '.join(missing)}; drop those tasks from --tasks "
+                                "(--tasks available picks the task folders present) or add the official files")
+    elif not _offline() and not _hub_reachable():
+        raise GlueDataError(f"no GLUE data: no --glue-dir given and the Hugging Face Hub ({HF_DATASET}) does not "
+                            f"answer; {HOW_TO_PASS}")
+
+
 def load_hub(task: Task) -> TaskData:
     """A task from the Hugging Face Hub (or its local cache when HF_HUB_OFFLINE=1)."""
     import datasets
 
     hint = (f"pass --glue-dir DIR with the official GLUE TSV layout (DIR/{task.title}/train.tsv), "
             "or set HF_HUB_OFFLINE=1 to use a cached copy")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    if not offline and not _hub_reachable():
+    if not _offline() and not _hub_reachable():
         raise GlueDataError(f"cannot reach the Hugging Face Hub for {HF_DATASET}/{task.name}; {hint}")
     try:
         ds = datasets.load_dataset(HF_DATASET, task.name)

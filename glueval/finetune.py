@@ -34,15 +34,15 @@ def lr_lambda(total_steps: int, warmup: float, schedule: str):
     return f
 
 
-def _optimizer(model: torch.nn.Module, p: Protocol) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, p: Protocol) -> torch.optim.Optimizer:
     groups = weight_decay_groups(model, p.weight_decay)
     # fused: the same AdamW update in one kernel per step (on CPU ~6x faster than the per-tensor loop)
     return torch.optim.AdamW(groups, lr=p.lr, betas=p.betas, eps=p.eps, fused=True)
 
 
-def _autocast(device: torch.device):
-    # bf16 only where it is fast (CUDA); on CPU bf16 matmuls are far slower than fp32.
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def _autocast(device: torch.device, precision: str):
+    """bf16 autocast for precision bf16 (run.evaluate resolves auto to bf16 or fp32 first)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
 
 
 def _forward(model, batch: dict, device: torch.device) -> torch.Tensor:
@@ -58,13 +58,27 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> tor
     return torch.nn.functional.cross_entropy(logits, labels)
 
 
+def train_step(model, opt: torch.optim.Optimizer, batch: dict, device: torch.device, regression: bool,
+               p: Protocol) -> torch.Tensor:
+    """One optimizer step on one collated batch; returns the loss."""
+    with _autocast(device, p.precision):
+        logits = _forward(model, batch, device)
+    loss = loss_fn(logits, batch["labels"].to(device), regression)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if p.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
+    opt.step()
+    return loss
+
+
 def train(model, data: Encoded, p: Protocol, seed: int, pad_id: int, device: torch.device,
           regression: bool, desc: str = "") -> dict:
     """Fine-tune `model` in place: shuffled batches, AdamW, warm-up + decay over this task's steps."""
     gen = torch.Generator().manual_seed(seed)
     per_epoch = math.ceil(len(data) / p.batch_size)
     total = per_epoch * p.epochs
-    opt = _optimizer(model, p)
+    opt = make_optimizer(model, p)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, p.warmup, p.schedule))
     model.train()
     start, last_loss = time.perf_counter(), float("nan")
@@ -73,14 +87,7 @@ def train(model, data: Encoded, p: Protocol, seed: int, pad_id: int, device: tor
             order = torch.randperm(len(data), generator=gen).tolist()
             for b in range(per_epoch):
                 batch = collate(data, order[b * p.batch_size:(b + 1) * p.batch_size], pad_id, p.pad_multiple)
-                with _autocast(device):
-                    logits = _forward(model, batch, device)
-                loss = loss_fn(logits, batch["labels"].to(device), regression)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if p.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), p.grad_clip)
-                opt.step()
+                loss = train_step(model, opt, batch, device, regression, p)
                 sched.step()
                 last_loss = loss.item()
                 bar.update(1)
@@ -97,7 +104,7 @@ def predict(model, data: Encoded, p: Protocol, pad_id: int, device: torch.device
     out = np.empty(len(data), dtype=np.float64 if regression else np.int64)
     for b in range(0, len(order), p.eval_batch_size):
         idx = order[b:b + p.eval_batch_size]
-        with _autocast(device):
+        with _autocast(device, p.precision):
             logits = _forward(model, collate(data, idx.tolist(), pad_id, p.pad_multiple), device).float()
         out[idx] = (logits.squeeze(-1) if regression else logits.argmax(-1)).cpu().numpy()
     return out

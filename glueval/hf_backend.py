@@ -61,7 +61,7 @@ def training_arguments(p: Protocol, seed: int, n_train: int, device: torch.devic
         adam_epsilon=p.eps, weight_decay=p.weight_decay, per_device_train_batch_size=p.batch_size,
         per_device_eval_batch_size=p.eval_batch_size, num_train_epochs=p.epochs, lr_scheduler_type=p.schedule,
         warmup_steps=int(round(p.warmup * total)), max_grad_norm=p.grad_clip or 0.0, seed=seed, data_seed=seed,
-        use_cpu=device.type == "cpu", bf16=device.type == "cuda", save_strategy="no", eval_strategy="no",
+        use_cpu=device.type == "cpu", bf16=p.precision == "bf16", save_strategy="no", eval_strategy="no",
         logging_strategy="steps", logging_steps=1, report_to="none", disable_tqdm=True)
 
 

@@ -35,6 +35,7 @@ class Protocol:
     max_train_examples: int | None = None  # per task, drawn with a fixed seed; reported in the table
     max_eval_examples: int | None = None  # per dev set, idem
     eval_batch_size: int = 128
+    precision: str = "auto"  # bf16 autocast | fp32 | auto: trainer.device.Precision's choice for the device
 
     def __post_init__(self):
         for name in ("lr", "eps", "weight_decay", "warmup", "dropout"):
@@ -43,6 +44,8 @@ class Protocol:
             setattr(self, name, int(getattr(self, name)))
         self.betas = tuple(float(b) for b in self.betas)
         self.seeds = [int(s) for s in self.seeds]
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ProtocolError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
         if self.schedule not in ("cosine", "linear"):
             raise ProtocolError(f"schedule must be 'cosine' or 'linear', not {self.schedule!r}")
         if not 0.0 <= self.warmup < 1.0:

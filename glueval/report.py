@@ -41,7 +41,51 @@ def summarize(results: dict) -> dict:
         board, n_board = metrics.leaderboard_average(scores)
         results["averages"][col] = {"cramming": {"value": cram, "terms": n_cram, "of": 9},
                                     "leaderboard": {"value": board, "terms": n_board, "of": 8}}
+        if col != "majority":
+            for kind, average in (("cramming", metrics.cramming_average), ("leaderboard", metrics.leaderboard_average)):
+                per_seed = _per_seed(results, col, average)
+                results["averages"][col][kind]["per_seed"] = per_seed
+                if per_seed:
+                    results["averages"][col][kind]["spread"] = max(per_seed.values()) - min(per_seed.values())
     return results
+
+
+def _per_seed(results: dict, init: str, average) -> dict[str, float]:
+    """The average of each seed's own scores, for the seeds that finished on every task."""
+    runs = [e["runs"].get(init, {}) for e in results["tasks"].values()]
+    seeds = [s for s in map(str, results["protocol"]["seeds"]) if runs and all(s in r for r in runs)]
+    out = {}
+    for seed in seeds:
+        value, _ = average({name: e["runs"][init][seed]["scores"] for name, e in results["tasks"].items()})
+        if value is not None:
+            out[seed] = value
+    return out
+
+
+def comparable(old: dict, new: dict) -> str | None:
+    """Why an earlier results.json cannot lend its runs to this evaluation (None: it can): another
+    checkpoint (weights hash), protocol (any key but the seeds) or data source."""
+    for key, what in (("checkpoint_sha256", "checkpoint weights"), ("data", "data source"),
+                      ("backend", "fine-tuning backend")):
+        if old.get(key) != new.get(key):
+            return f"another {what}"
+    mine, theirs = json.loads(json.dumps(new["protocol"])), dict(old.get("protocol", {}))  # tuples as in JSON
+    mine.pop("seeds"), theirs.pop("seeds", None)
+    changed = sorted(k for k in mine if mine[k] != theirs.get(k))
+    return f"another protocol ({', '.join(changed)})" if changed else None
+
+
+def read_previous(out_dir: Path) -> dict | None:
+    """results.json and predictions.jsonl of an earlier (maybe interrupted) run in out_dir, or None."""
+    path, preds = out_dir / "results.json", out_dir / "predictions.jsonl"
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+        old["predictions"] = [json.loads(x) for x in preds.read_text().splitlines()] if preds.is_file() else []
+    except (OSError, ValueError):
+        return None
+    return old
 
 
 def write_json(results: dict, out_dir: Path) -> tuple[Path, Path]:
@@ -54,6 +98,23 @@ def write_json(results: dict, out_dir: Path) -> tuple[Path, Path]:
 
 def _f(v) -> str:
     return "–" if v is None else f"{v:.1f}"
+
+
+def _cell(e: dict, init: str, dev: str, m: str) -> tuple[float | None, float | None]:
+    """(median, spread) of one init's runs on one metric; (None, None) without finished runs."""
+    if init not in e["median"]:
+        return None, None
+    return e["median"][init][dev][m], e["max"][init][dev][m] - e["min"][init][dev][m]
+
+
+def _difference(pretrained: tuple, random: tuple) -> str:
+    """`+4.2 (> spread)` when the gap of the medians exceeds both inits' seed spreads, else `+1.0`."""
+    (a, spread_a), (b, spread_b) = pretrained, random
+    if a is None or b is None:
+        return "–"
+    gap = a - b
+    clear = spread_a is not None and spread_b is not None and abs(gap) > max(spread_a, spread_b)
+    return f"{gap:+.1f}" + (" (> spread)" if clear else "")
 
 
 def _avg_cell(a: dict) -> str:
@@ -69,6 +130,7 @@ def markdown(results: dict) -> str:
              f"Protocol **{p['name']}**: AdamW lr {p['lr']:g}, betas {tuple(p['betas'])}, eps {p['eps']:g}, "
              f"wd {p['weight_decay']:g}, batch {p['batch_size']}, {p['epochs']} epoch(s), {p['schedule']} decay "
              f"with {p['warmup']:.0%} warm-up per task, dropout {p['dropout']:g}, max length {p['max_length']}, "
+             f"precision {p.get('precision', 'auto')}, "
              f"seeds {p['seeds']}; score after the last epoch, median over seeds, spread = max − min. "
              f"Data: {results['data']}. Device: {results['machine']['device']}. "
              f"Fine-tuning loop: {BACKEND_NAMES[results.get('backend', 'cramkit')]}.", ""]
@@ -80,6 +142,9 @@ def markdown(results: dict) -> str:
     head = ["Task", "Metric", "n train/dev", "Majority"]
     for init in inits:
         head += [f"{init} median", "spread", f"{init} per seed"]
+    compare = inits == ["pretrained", "random"]
+    if compare:
+        head.append("pretrained − random")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, e in results["tasks"].items():
         for dev in e["dev_sets"]:
@@ -94,19 +159,29 @@ def markdown(results: dict) -> str:
                     spread = e["max"][init][dev][m] - e["min"][init][dev][m]
                     per_seed = " · ".join(f"{r['scores'][dev][m]:.1f}" for r in runs.values())
                     row += [f"**{_f(e['median'][init][dev][m])}**", _f(spread), per_seed]
+                if compare:
+                    row.append(_difference(*(_cell(e, i, dev, m) for i in inits)))
                 lines.append("| " + " | ".join(row) + " |")
     avg = results["averages"]
     for key, label in (("cramming", "Average, cramming (mean of 9 numbers)"),
                        ("leaderboard", "Average, GLUE leaderboard (per-task mean, 8 tasks)")):
         row = [label, "", "", _avg_cell(avg["majority"][key])]
         for init in inits:
-            row += [f"**{_avg_cell(avg[init][key])}**" if init in avg else "–", "", ""]
+            a = avg.get(init, {}).get(key, {})
+            per_seed = " · ".join(f"{v:.1f}" for v in a.get("per_seed", {}).values())
+            row += [f"**{_avg_cell(a)}**" if a else "–", _f(a.get("spread")), per_seed]
+        if compare:
+            row.append(_difference(*((avg[i][key]["value"], avg[i][key].get("spread")) if i in avg else (None, None)
+                                     for i in inits)))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "\\* WNLI is reported but left out of both averages, as in BERT and cramming. The cramming average "
               "takes MNLI-m, MNLI-mm, QQP F1, MRPC F1, STS-B Pearson, CoLA MCC and the accuracy of SST-2, QNLI, "
               "RTE; the leaderboard average first averages each task's metrics (MNLI m and mm too). "
               "(k/n) = only k of the n terms were run. Majority = always the most frequent training label "
-              "(STS-B: the mean score, whose correlations are 0 by convention).", ""]
+              "(STS-B: the mean score, whose correlations are 0 by convention). Averages: the average of the "
+              "medians; its spread and per-seed values are the averages of each seed's own scores."
+              + (" pretrained − random: the difference of the medians, marked (> spread) where it exceeds the "
+                 "seed spread of both inits." if compare else ""), ""]
     lines += ["Data rows per file (malformed rows are skipped and counted):", "",
               "| Task | split | source | rows | used | malformed |", "|---|---|---|---|---|---|"]
     for e in results["tasks"].values():
@@ -126,37 +201,53 @@ def update_card(results: dict) -> Path | None:
     return card.update_glue(results["checkpoint"], key, table)
 
 
+def chart_rows(results: dict) -> list[tuple[str, float, dict]]:
+    """One bar group per task, dev set and metric: (label, majority score, {init: (median, min, max)})."""
+    rows = []
+    for e in results["tasks"].values():
+        for dev in e["dev_sets"]:
+            for m in e["metrics"]:
+                inits = {i: (e["median"][i][dev][m], e["min"][i][dev][m], e["max"][i][dev][m])
+                         for i in results["inits"] if i in e["median"]}
+                rows.append((f"{e['title']}{'' if dev == 'dev' else '-' + dev}\n{_METRIC_NAMES[m]}",
+                             e["majority"][dev][m], inits))
+    return rows
+
+
+def chart_title(results: dict) -> str:
+    p = results["protocol"]
+    title = (f"GLUE dev, {Path(results['checkpoint']).name}, protocol {p['name']}, {len(p['seeds'])} seed(s): "
+             "median over seeds (bars: min–max)")
+    if p["max_train_examples"] is not None or p["max_eval_examples"] is not None:
+        cut = ", ".join(f"<= {p[k]} {what}" for k, what in (("max_train_examples", "train"),
+                                                               ("max_eval_examples", "dev")) if p[k] is not None)
+        title += f"\nSUBSET RUN ({cut} examples per task): not comparable to full GLUE"
+    return title
+
+
 def bar_chart(results: dict, path: Path) -> Path:
-    """Median of each task's first metric per init, seed range as error bars, majority baseline beside."""
+    """Every metric of every task (`chart_rows`): the median per init with the seed range as error bars,
+    the majority baseline beside it; a subset run says so in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels, series = [], {"majority": []}
-    lo, hi = {i: [] for i in results["inits"]}, {i: [] for i in results["inits"]}
-    for e in results["tasks"].values():
-        m = e["metrics"][0]
-        for dev in e["dev_sets"]:
-            labels.append(f"{e['title']}{'' if dev == 'dev' else '-' + dev}\n{_METRIC_NAMES[m]}")
-            series["majority"].append(e["majority"][dev][m])
-            for init in results["inits"]:
-                med = e["median"].get(init, {}).get(dev, {}).get(m, np.nan)
-                series.setdefault(init, []).append(med)
-                lo[init].append(med - e["min"].get(init, {}).get(dev, {}).get(m, med))
-                hi[init].append(e["max"].get(init, {}).get(dev, {}).get(m, med) - med)
-    x = np.arange(len(labels))
+    rows = chart_rows(results)
+    series = {"majority": ([r[1] for r in rows], None)}
+    for init in results["inits"]:
+        stats = [r[2].get(init, (np.nan, np.nan, np.nan)) for r in rows]
+        series[init] = ([m for m, _, _ in stats], [[m - lo for m, lo, _ in stats], [hi - m for m, _, hi in stats]])
+    x = np.arange(len(rows))
     width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels) + 2), 4.2))
-    for k, (name, vals) in enumerate(series.items()):
-        err = None if name == "majority" else [lo[name], hi[name]]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2), 4.4))
+    for k, (name, (vals, err)) in enumerate(series.items()):
         ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width, label=name, yerr=err, capsize=3,
                color="lightgray" if name == "majority" else None)
-    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xticks(x, [r[0] for r in rows], fontsize=8)
     ax.set_ylabel("dev score (x100)")
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_title(f"GLUE dev, {Path(results['checkpoint']).name}, protocol {results['protocol']['name']}: "
-                 "median over seeds (bars: min–max)", fontsize=10)
+    ax.set_title(chart_title(results), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

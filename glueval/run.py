@@ -1,22 +1,44 @@
-"""The evaluation: every task x init x seed, fine-tuned and scored, collected into one results dict."""
+"""The evaluation: every task x init x seed, fine-tuned and scored, collected into one results dict.
+
+Every task's data is read and encoded before the first fine-tuning step (bad data fails at once). Runs
+already in `previous` (a results dict of the same checkpoint, protocol and data, see
+`report.read_previous`) are kept, not repeated.
+"""
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from glueval import checkpoint, data, hf_backend, metrics
-from glueval.encode import encode, load_tokenizer
-from glueval.finetune import predict, train
+from glueval import checkpoint, data, hf_backend, metrics, report
+from glueval.encode import Encoded, collate, encode, load_tokenizer
+from glueval.finetune import make_optimizer, predict, train, train_step
 from glueval.protocol import Protocol
 from glueval.tasks import Task
+from model.io import WEIGHTS, sha256
+from trainer.device import Precision
 
 BACKENDS = ("cramkit", "hf")
+
+
+@dataclass
+class Prepared:
+    """One task's data, cut to the protocol's subset and encoded; `steps` per fine-tuning run."""
+
+    task: Task
+    data: data.TaskData
+    train: data.Split
+    dev: dict[str, data.Split]
+    train_enc: Encoded
+    dev_enc: dict[str, Encoded]
+    steps: int
 
 
 def _scores(task: Task, dev: dict, preds: dict) -> dict:
@@ -29,58 +51,115 @@ def majority_scores(task: Task, train: data.Split, dev: dict) -> dict:
     return _scores(task, dev, {k: np.full(len(s), answer) for k, s in dev.items()})
 
 
+def prepare(task: Task, p: Protocol, glue_dir: str | Path | None, tok, log: Callable[[str], None]) -> Prepared:
+    td = data.load_task(task, glue_dir)
+    for name, split in {"train": td.train, **td.dev}.items():
+        if split.malformed:
+            log(f"{split.source}: {sum(split.malformed.values())} malformed row(s) skipped: "
+                + "; ".join(f"{r} x{n} (e.g. line {split.malformed_lines[r][0]})" for r, n in split.malformed.items()))
+        if len(split) == 0:
+            raise data.GlueDataError(f"{split.source}: no usable rows in the {task.title} {name} split")
+    train_split = data.subset(td.train, p.max_train_examples)
+    dev = {k: data.subset(s, p.max_eval_examples) for k, s in td.dev.items()}
+    train_enc = encode(tok, train_split, p.max_length, task.is_regression)
+    return Prepared(task, td, train_split, dev, train_enc,
+                    {k: encode(tok, s, p.max_length, task.is_regression) for k, s in dev.items()},
+                    p.epochs * math.ceil(len(train_enc) / p.batch_size))
+
+
+def estimate_seconds(ckpt, prepared: list[Prepared], runs: dict[str, int], p: Protocol, pad_id: int,
+                     device: torch.device) -> tuple[float, int]:
+    """(seconds, optimizer steps) of the runs still to do: per task, steps x the median of 3 timed training
+    steps on that task's batches (after one untimed), plus its dev sets at a third of a step per example."""
+    total, steps = 0.0, 0
+    for prep in prepared:
+        if not runs.get(prep.task.name):
+            continue
+        torch.manual_seed(0)
+        model = checkpoint.build(ckpt, prep.task.num_labels, "random", p.dropout).to(device)
+        opt = make_optimizer(model, p)
+        order = torch.randperm(len(prep.train_enc), generator=torch.Generator().manual_seed(0)).tolist()
+        times, n = [], len(order)
+        for i in range(4):
+            index = [order[(i * p.batch_size + j) % n] for j in range(min(p.batch_size, n))]
+            batch = collate(prep.train_enc, index, pad_id, p.pad_multiple)
+            t0 = time.perf_counter()
+            train_step(model, opt, batch, device, prep.task.is_regression, p)
+            times.append(time.perf_counter() - t0)
+        step = float(np.median(times[1:]))
+        dev_examples = sum(len(e) for e in prep.dev_enc.values())
+        per_run = prep.steps * step + dev_examples * step / p.batch_size / 3
+        total += runs[prep.task.name] * per_run
+        steps += runs[prep.task.name] * prep.steps
+    return total, steps
+
+
 def evaluate(ckpt: str | Path, tasks: list[Task], p: Protocol, glue_dir: str | Path | None,
              inits: list[str], device: torch.device, on_update: Callable[[dict], None] = lambda r: None,
-             log: Callable[[str], None] = print, backend: str = "cramkit") -> dict:
+             log: Callable[[str], None] = print, previous: dict | None = None,
+             announce: Callable[[list[Prepared], dict[str, int], int], None] = lambda *a: None,
+             backend: str = "cramkit") -> dict:
     """Fine-tune and score with cramkit's loop or (backend="hf") transformers' Trainer on the same data;
-    `on_update` gets the growing results after each run (to save them). `results["predictions"]` keeps
-    every run's dev predictions with the gold labels, for re-checking."""
+    `on_update` gets the growing results after each run (to save them).
+    `announce(prepared, runs_left_per_task, pad_id)` is called once, after the data is read and before the
+    first run (glue.py prints the time estimate there).
+    `results["predictions"]` keeps every run's dev predictions with the gold labels, for re-checking."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if backend == "hf":
         hf_backend.check_installed()
+    precision = Precision(p.precision, device)
+    log(f"precision: {precision}")
+    p = replace(p, precision=precision.name)  # auto resolved once: what every run uses, as recorded
     cfg = checkpoint.model_config(ckpt)
     tok = load_tokenizer(ckpt, cfg.vocab_size)
     pad_id = tok.token_to_id("[PAD]")
-    results = {"checkpoint": str(ckpt), "protocol": p.to_dict(), "inits": list(inits), "backend": backend,
-               "data": str(glue_dir) if glue_dir else f"hf:{data.HF_DATASET}",
+    results = {"checkpoint": str(ckpt), "checkpoint_sha256": sha256(Path(ckpt) / WEIGHTS), "protocol": p.to_dict(),
+               "inits": list(inits), "backend": backend, "data": str(glue_dir) if glue_dir else f"hf:{data.HF_DATASET}",
                "machine": {"device": str(device), "threads": torch.get_num_threads(),
                            "platform": platform.platform(), "torch": torch.__version__},
                "tasks": {}, "predictions": []}
-    for task in tasks:
-        td = data.load_task(task, glue_dir)
-        for name, split in {"train": td.train, **td.dev}.items():
-            if split.malformed:
-                log(f"{split.source}: {sum(split.malformed.values())} malformed row(s) skipped: "
-                    + "; ".join(f"{r} x{n} (e.g. line {split.malformed_lines[r][0]})"
-                                for r, n in split.malformed.items()))
-            if len(split) == 0:
-                raise data.GlueDataError(f"{split.source}: no usable rows in the {task.title} {name} split")
+    prepared = [prepare(task, p, glue_dir, tok, log) for task in tasks]
+    why = previous and report.comparable(previous, results)
+    if why:
+        log(f"the earlier results in the output folder come from {why}: none of their runs is reused, they "
+            "will be replaced")
+    done = previous if previous and not why else {"tasks": {}, "predictions": []}
+    runs_left = {}
+    for prep in prepared:
+        task = prep.task
+        kept = done["tasks"].get(task.name, {}).get("runs", {})
         entry = {"title": task.title, "metrics": list(task.metrics), "dev_sets": list(task.dev),
-                 "data": td.summary(), "runs": {i: {} for i in inits}}
+                 "data": prep.data.summary(),
+                 "runs": {i: {str(s): kept[i][str(s)] for s in p.seeds if str(s) in kept.get(i, {})} for i in inits},
+                 "used": {"train": len(prep.train), **{k: len(s) for k, s in prep.dev.items()}},
+                 "majority": majority_scores(task, prep.train, prep.dev)}
         results["tasks"][task.name] = entry
-        train_split = data.subset(td.train, p.max_train_examples)
-        dev = {k: data.subset(s, p.max_eval_examples) for k, s in td.dev.items()}
-        entry["used"] = {"train": len(train_split), **{k: len(s) for k, s in dev.items()}}
-        entry["majority"] = majority_scores(task, train_split, dev)
-        train_enc = encode(tok, train_split, p.max_length, task.is_regression)
-        dev_enc = {k: encode(tok, s, p.max_length, task.is_regression) for k, s in dev.items()}
+        results["predictions"] += [r for r in done["predictions"] if r["task"] == task.name
+                                   and str(r["seed"]) in entry["runs"].get(r["init"], {})]
+        runs_left[task.name] = sum(len(p.seeds) - len(entry["runs"][i]) for i in inits)
+    announce(prepared, runs_left, pad_id)
+    for prep in prepared:
+        task, entry = prep.task, results["tasks"][prep.task.name]
         for init in inits:
             for seed in p.seeds:
+                if str(seed) in entry["runs"][init]:
+                    continue
                 desc = f"{task.title} {init} seed {seed}"
                 if backend == "hf":
-                    info, preds = hf_backend.finetune(ckpt, task, train_split, dev, p, seed, init, device)
+                    info, preds = hf_backend.finetune(ckpt, task, prep.train, prep.dev, p, seed, init, device)
                 else:
                     torch.manual_seed(seed)
                     model = checkpoint.build(ckpt, task.num_labels, init, p.dropout).to(device)
-                    info = train(model, train_enc, p, seed, pad_id, device, task.is_regression, desc)
+                    info = train(model, prep.train_enc, p, seed, pad_id, device, task.is_regression, desc)
                     t0 = time.perf_counter()
-                    preds = {k: predict(model, e, p, pad_id, device, task.is_regression) for k, e in dev_enc.items()}
+                    preds = {k: predict(model, e, p, pad_id, device, task.is_regression)
+                             for k, e in prep.dev_enc.items()}
                     info["eval_seconds"] = time.perf_counter() - t0
-                info["scores"] = _scores(task, dev, preds)
+                info["scores"] = _scores(task, prep.dev, preds)
                 for k, pred in preds.items():
                     results["predictions"].append({"task": task.name, "dev": k, "init": init, "seed": seed,
-                                                   "pred": pred.tolist(), "gold": list(dev[k].labels)})
+                                                   "pred": pred.tolist(), "gold": list(prep.dev[k].labels)})
                 entry["runs"][init][str(seed)] = info
                 log(f"{desc}: " + ", ".join(f"{k} {m} {v:.1f}" for k, d in info["scores"].items()
                                             for m, v in d.items())

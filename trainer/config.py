@@ -16,7 +16,7 @@ from trainer.schedule import LR_SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
 RESUMABLE = {"name", "out", "checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "threads",
-             "compile", "peak_tflops", "prefetch", "verify", "micro_batch", "precision"}
+             "compile", "peak_tflops", "prefetch", "verify", "micro_batch", "precision", "eval_every"}
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -51,6 +51,9 @@ class TrainConfig:
     compile: str = opt("auto: on for cuda; true / false", "auto")
     precision: str = opt("autocast: bf16 or fp32; auto: bf16 on cuda, and on a cpu where a start-up matmul "
                          "probe finds it faster", "auto")
+    heldout_rows: int = opt("shard rows kept out of training for the held-out loss (at most a tenth); 0: none",
+                            512)
+    eval_every: str = opt("wall-clock between held-out evaluations (also at the start and the end)", "5m")
     checkpoint_every: str = opt("wall-clock between checkpoints; 0s: after every optimizer step", "30m")
     keep_checkpoints: int = opt("newest checkpoints kept", 2)
     log_every: float = opt("seconds between log lines (the only host syncs in the loop)", 10.0)
@@ -67,7 +70,8 @@ class TrainConfig:
             if not isinstance(value, kind) or (f.type in ("int", "float") and isinstance(value, bool)):
                 raise ValueError(f"train config: {f.name}={value!r} must be of type {f.type}")
         Budget.parse(self.budget)
-        Budget.parse(self.checkpoint_every) if self.checkpoint_every.strip() not in ("0", "0s") else None
+        for key in ("checkpoint_every", "eval_every"):
+            _seconds(key, getattr(self, key))
         if self.schedule not in LR_SCHEDULES:
             raise ValueError(f"train config: schedule={self.schedule!r}, choose one of {LR_SCHEDULES}")
         if self.shuffle not in SHUFFLE:
@@ -86,16 +90,16 @@ class TrainConfig:
             raise ValueError(f"train config: compile={self.compile!r}, choose auto, true or false")
         if self.precision not in PRECISIONS:
             raise ValueError(f"train config: precision={self.precision!r}, choose one of {PRECISIONS}")
+        if self.heldout_rows < 0:
+            raise ValueError(f"train config: heldout_rows={self.heldout_rows} must be >= 0")
 
     @property
     def checkpoint_seconds(self) -> float:
-        text = self.checkpoint_every.strip()
-        if text in ("0", "0s"):
-            return 0.0
-        budget = Budget.parse(text)
-        if budget.kind != "seconds":
-            raise ValueError(f"checkpoint_every={text!r} must be a time such as 30m")
-        return budget.amount
+        return _seconds("checkpoint_every", self.checkpoint_every)
+
+    @property
+    def eval_seconds(self) -> float:
+        return _seconds("eval_every", self.eval_every)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -105,6 +109,17 @@ class TrainConfig:
         mine = self.to_dict()
         return sorted(k for k in set(mine) | set(saved)
                       if k not in RESUMABLE and mine.get(k) != saved.get(k))
+
+
+def _seconds(key: str, text: str) -> float:
+    """A time setting (30m, 45s) in seconds; 0 or 0s is 0."""
+    text = text.strip()
+    if text in ("0", "0s"):
+        return 0.0
+    budget = Budget.parse(text)
+    if budget.kind != "seconds":
+        raise ValueError(f"train config: {key}={text!r} must be a time such as 30m")
+    return budget.amount
 
 
 def parse_value(text: str):

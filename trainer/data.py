@@ -42,15 +42,16 @@ def verify(shards: ShardSet, enabled: bool) -> None:
           f"({shards.nbytes / 2**20 / max(seconds, 1e-9):,.0f} MiB/s)", file=sys.stderr)
 
 
-def epoch_batches(shards: ShardSet, micro_batch: int, shuffle: str, seed: int) -> Batches:
-    """Endless micro-batches of rows (a dict of the input_ids and, in a padded set, attention_mask
-    columns) in the order the `shuffle` setting names: later = epoch 1 as stored (a curriculum), then a
-    seeded permutation per epoch; never = as stored every epoch; always = a permutation from epoch 1."""
+def epoch_batches(rows, micro_batch: int, shuffle: str, seed: int) -> Batches:
+    """Endless micro-batches of `rows` (a ShardSet, or the training rows of one: trainer.heldout.TrainRows)
+    as a dict of the input_ids and, in a padded set, attention_mask columns, in the order the `shuffle`
+    setting names: later = epoch 1 as stored (a curriculum), then a seeded permutation per epoch; never =
+    as stored every epoch; always = a permutation from epoch 1."""
     if shuffle not in SHUFFLE:
         raise ValueError(f"shuffle={shuffle!r}: choose one of {SHUFFLE}")
-    columns = tuple(c for c in ("input_ids", "attention_mask") if c in shards.columns)
-    return shards.batches(micro_batch, shuffle=shuffle != "never", seed=seed,
-                          stored_epochs=1 if shuffle == "later" else 0, columns=columns)
+    columns = tuple(c for c in ("input_ids", "attention_mask") if c in rows.columns)
+    return Batches(rows, micro_batch, shuffle=shuffle != "never", seed=seed,
+                   stored_epochs=1 if shuffle == "later" else 0, columns=columns)
 
 
 def epoch_order(shuffle: str, epoch: int) -> str:

@@ -1,9 +1,14 @@
-"""What a run reports: metrics.jsonl (one JSON object per log point), optional TensorBoard, a PNG plot."""
+"""What a run reports: the header before its bar, metrics.jsonl (one JSON object per log point or held-out
+evaluation), optional TensorBoard, the closing verdict and a PNG plot."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import torch
+
+from model.flops import param_count
 
 
 class MetricsLog:
@@ -59,11 +64,49 @@ def truncate(path: Path, step: int, tokens: int) -> None:
     tmp.replace(path)
 
 
+def header(cfg, mcfg, device, precision: str, compiled: bool, rows: int, heldout_rows: int, seq_len: int,
+           entropy: float, budget, flops_per_token: float) -> str:
+    """What a run is about to do, printed before its progress bar."""
+    train_tokens = (rows - heldout_rows) * seq_len
+    if budget.kind == "seconds":
+        epochs = "a time budget: the epochs depend on the speed (the bar counts them)"
+    else:
+        tokens = budget.amount if budget.kind == "tokens" else budget.amount / flops_per_token
+        epochs = f"{tokens / train_tokens:.2f} epochs of the training rows ({tokens:,.0f} tokens)"
+    heldout = (f"{heldout_rows:,} held out for the held-out loss" if heldout_rows
+               else "none held out (heldout_rows=0 or too few rows): no held-out loss")
+    return "\n".join([
+        f"model {cfg.model}: {mcfg.num_layers} layers x {mcfg.hidden_size} ({mcfg.num_heads} heads), FFN "
+        f"{mcfg.intermediate_size}, vocab {mcfg.vocab_size:,}: {param_count(mcfg):,} parameters "
+        f"({param_count(mcfg, non_embedding=True):,} without embeddings)",
+        f"device {device} ({torch.get_num_threads()} threads), precision {precision}, compile {'on' if compiled else 'off'}",
+        f"shards {cfg.shards}: {rows:,} rows x {seq_len} = {rows * seq_len:,} tokens; {rows - heldout_rows:,} rows "
+        f"train, {heldout}; unigram entropy of the rows {entropy:.3f} nats",
+        f"budget {cfg.budget}: {epochs}; batch {cfg.micro_batch} -> {cfg.batch_size} sequences, lr {cfg.lr:g} "
+        f"({cfg.schedule}), {cfg.mask_fraction:.0%} of positions masked",
+    ])
+
+
+def verdict(heldout_loss: float, entropy: float) -> str:
+    """One line: where the held-out loss ended against the unigram entropy."""
+    if heldout_loss != heldout_loss:  # NaN: no held-out rows
+        return f"no held-out loss (no rows held out); unigram entropy {entropy:.3f} nats"
+    gap = entropy - heldout_loss
+    if gap > 0:
+        return (f"held-out loss {heldout_loss:.3f} is {gap:.3f} nats below the unigram entropy {entropy:.3f}: "
+                "the model uses the context")
+    return (f"held-out loss {heldout_loss:.3f} is not below the unigram entropy {entropy:.3f}: the model is still "
+            "on the plateau where it guesses token frequencies; train longer or see configs/train/desktop.yaml")
+
+
 def plot(path: Path, png: Path) -> Path | None:
-    """Loss, learning rate with batch size, and tokens/s against tokens seen; None without records or
-    without matplotlib (a lean GPU machine: metrics.jsonl holds the same numbers)."""
-    records = [r for r in read(path) if "loss" in r]
-    if not records:
+    """Loss (training and held-out, with the unigram entropy as a line), learning rate with batch size,
+    and tokens/s against tokens seen; None without records or without matplotlib (a lean GPU machine:
+    metrics.jsonl holds the same numbers)."""
+    records = read(path)
+    train = [r for r in records if "loss" in r]
+    held = [r for r in records if "heldout_loss" in r]
+    if not train:
         return None
     try:
         import matplotlib
@@ -73,16 +116,23 @@ def plot(path: Path, png: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tokens = [r["tokens"] / 1e6 for r in records]
+    tokens = [r["tokens"] / 1e6 for r in train]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    axes[0].plot(tokens, [r["loss"] for r in records])
-    axes[0].set(title="MLM loss", xlabel="tokens (M)", ylabel="loss")
-    axes[1].plot(tokens, [r["lr"] for r in records], color="tab:orange")
+    axes[0].plot(tokens, [r["loss"] for r in train], label="training loss (80/10/10 corruption)")
+    if held:
+        axes[0].plot([r["tokens"] / 1e6 for r in held], [r["heldout_loss"] for r in held], "o-", color="tab:red",
+                     label="held-out loss (every target [MASK])")
+        axes[0].axhline(held[-1]["unigram_entropy"], color="gray", linestyle="--",
+                        label=f"unigram entropy {held[-1]['unigram_entropy']:.2f} (context-free best)")
+    axes[0].set(title="MLM loss (nats)", xlabel="tokens (M)", ylabel="loss")
+    axes[0].legend(fontsize=8)
+    lr_line = axes[1].plot(tokens, [r["lr"] for r in train], color="tab:orange", label="learning rate")
     axes[1].set(title="learning rate and batch size", xlabel="tokens (M)", ylabel="lr")
     twin = axes[1].twinx()
-    twin.plot(tokens, [r["batch_size"] for r in records], color="tab:green")
+    bs_line = twin.plot(tokens, [r["batch_size"] for r in train], color="tab:green", label="batch size")
     twin.set_ylabel("batch size (sequences)")
-    axes[2].plot(tokens, [r["tokens_per_s"] for r in records], color="tab:purple")
+    axes[1].legend(handles=lr_line + bs_line, fontsize=8, loc="upper left")
+    axes[2].plot(tokens, [r["tokens_per_s"] for r in train], color="tab:purple")
     axes[2].set(title="throughput", xlabel="tokens (M)", ylabel="tokens/s")
     fig.tight_layout()
     fig.savefig(png, dpi=100)
