@@ -1,5 +1,6 @@
-"""Corpus pipeline benchmark: cramkit's dedup stages (and `python -m pipeline --until clean` where it
-exists) side by side with datatrove in one run, with near-dup precision and recall against ground truth.
+"""Corpus pipeline benchmark: cramkit's dedup stages (`python -m pipeline --until exact/near`, filters
+off) and `--until clean` side by side with datatrove in one run, with near-dup precision and recall
+against ground truth.
 
 Corpora (built under --work by benchmarks/neardup_corpus.py):
 - text: the real documents of ../shared/data/text (paragraph runs of 300-1,500 words), no copies added;
@@ -59,41 +60,45 @@ def child(cmd, log, clean: Path | None = None):
     return wall, usage.ru_maxrss / 1024
 
 
-# ---- the cramkit dedup stages alone (run in a child process) ----
+# ---- cramkit: `python -m pipeline --until ...` per stage set (filters off, text as read) ----
 
-def run_stages(corpus: Path, out: Path, stages: list[str]):
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
+STAGE_SETS = {  # name -> pipeline arguments
+    "read": ["--until", "read"],
+    "read+exact": ["--until", "exact", "dedup.near=false"],
+    "read+near": ["--until", "near", "dedup.exact=false"],
+    "read+exact+near": ["--until", "near"],
+}
 
-    from pipeline.dedup import DedupConfig, ExactDedup, NearDedup
-    from pipeline.document import Doc
 
-    cfg = DedupConfig()
-    opts = PipelineOptions(runner="FnApiRunner")
-    with beam.Pipeline(options=opts) as p:
-        docs = (p | beam.io.ReadFromText(str(corpus / "*.jsonl"))
-                | "Parse" >> beam.Map(lambda line: Doc(**json.loads(line))))
-        drops = []
-        for stage in stages:
-            docs, dropped = docs | stage >> (ExactDedup if stage == "exact" else NearDedup)(cfg)
-            drops.append(dropped)
-        kept = docs | "KeptCount" >> beam.combiners.Count.Globally()
-        kept | "WriteKept" >> beam.io.WriteToText(str(out / "kept"), shard_name_template="")
-        if drops:
-            (drops | beam.Flatten() | "DropJson" >> beam.Map(lambda d: json.dumps(d._asdict()))
-             | "WriteDrops" >> beam.io.WriteToText(str(out / "dropped"), shard_name_template=""))
+def names_to_ids(corpus: Path) -> dict[str, str]:
+    """The pipeline's document names ("jsonl:<file>:<byte offset>") -> the corpus's own ids."""
+    out = {}
+    for path in sorted(corpus.glob("*.jsonl")):
+        at = 0
+        with open(path, "rb") as f:
+            for line in f:
+                out[f"jsonl:{path.name}:{at:012d}"] = json.loads(line)["id"]
+                at += len(line)
+    return out
+
+
+def kept_names(out: Path) -> set[str]:
+    import zstandard
+
+    return {json.loads(line)["id"] for f in sorted(out.glob("docs-*.jsonl.zst"))
+            for line in zstandard.ZstdDecompressor().stream_reader(f.open("rb")).read().decode().splitlines()}
 
 
 def cramkit_runs(corpus: Path, work: Path, repeats: int) -> dict:
     """Each stage set `repeats` times; the fastest run counts (the machine is shared and noisy)."""
+    ids = names_to_ids(corpus)
     runs = {}
-    for name, stages in (("read", []), ("read+exact", ["exact"]), ("read+near", ["near"]),
-                         ("read+exact+near", ["exact", "near"])):
+    for name, extra in STAGE_SETS.items():
         out = work / name.replace("+", "_")
-        out.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, __file__, "--_stages", ",".join(stages) or "-", str(corpus), str(out)]
-        wall, rss = min(child(cmd, out / "log.txt") for _ in range(repeats))
-        dropped = [json.loads(line) for line in (out / "dropped").open()] if stages else []
+        cmd = [sys.executable, "-m", "pipeline", "--input", str(corpus), "--output", str(out), *extra,
+               "filters.enabled=false", "normalize.preset=none"]
+        wall, rss = min(child(cmd, work / f"{out.name}_log.txt", clean=out) for _ in range(repeats))
+        dropped = [{"id": ids[n]} for n in sorted(set(ids) - kept_names(out))]
         runs[name] = {"seconds": wall, "rss_mb": rss, "dropped": dropped}
     return runs
 
@@ -133,9 +138,9 @@ def true_pairs(texts: dict[str, str], threshold=0.8) -> dict[tuple[str, str], fl
     usable = [i for i in ids if len(sets[i])]
     sigs = minhash.MinHasher(112, seed=12345).sign([sets[i] for i in usable])
     buckets = defaultdict(list)
-    for i, sig in zip(usable, sigs, strict=True):
-        for key in minhash.band_keys(sig, 28, 4):
-            buckets[key].append(i)
+    for i, keys in zip(usable, minhash.band_hashes(sigs, 28, 4), strict=True):
+        for b, key in enumerate(keys.tolist()):
+            buckets[(b, key)].append(i)
     candidates = {(a, b) for members in buckets.values() if len(members) > 1
                   for n, a in enumerate(members) for b in members[n + 1:]}
     pairs = {}
@@ -158,6 +163,16 @@ def components(pairs) -> dict[str, int]:
     for a, b in pairs:
         parent[find(a)] = find(b)
     return {x: hash(find(x)) for x in list(parent)}
+
+
+def backed(dropped: set[str], pairs: dict, all_ids: set[str]) -> float:
+    """Share of removed documents with a true near-duplicate among the kept ones (1.0 when none removed)."""
+    kept = all_ids - dropped
+    partners = defaultdict(set)
+    for a, b in pairs:
+        partners[a].add(b)
+        partners[b].add(a)
+    return sum(bool(partners[d] & kept) for d in dropped) / len(dropped) if dropped else 1.0
 
 
 def score(dropped: set[str], comp: dict[str, int]) -> dict:
@@ -287,11 +302,12 @@ def corpus_section(name, corpus, work, args, lines):
     systems = {"cramkit exact+near": ours}
     if dt:
         systems["datatrove MinHash"] = set(dt["removed_ids"])
-    lines += ["| system | dropped as duplicates | correct | should go | precision | recall |", "|---|---|---|---|---|---|"]
+    lines += ["| system | dropped as duplicates | correct | should go | precision | recall | removed with a kept "
+              "true duplicate |", "|---|---|---|---|---|---|---|"]
     for label, dropped in systems.items():
         s = score(dropped, comp)
         lines.append(f"| {label} | {s['dropped']} | {s['correct']} | {s['should']} | {fmt(s['precision'], 4)} | "
-                     f"{fmt(s['recall'], 4)} |")
+                     f"{fmt(s['recall'], 4)} | {fmt(backed(dropped, pairs, set(texts)), 4)} |")
     lines.append("")
     copies_file = corpus.parent / "copies.jsonl"
     copies = [json.loads(line) for line in copies_file.open()] if copies_file.is_file() else []
@@ -320,11 +336,7 @@ def main():
     ap.add_argument("--datatrove-dedup-only", action="store_true", help="also run datatrove without its filter")
     ap.add_argument("--no-cli", action="store_true", help="skip `python -m pipeline --until clean`")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each cramkit stage set (fastest counts)")
-    ap.add_argument("--_stages", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args._stages:
-        stages, corpus, out = args._stages
-        return run_stages(Path(corpus), Path(out), [] if stages == "-" else stages.split(","))
     if args.setup:
         subprocess.run([sys.executable, "-m", "venv", str(DT_VENV)], check=True)
         subprocess.run([str(DT_VENV / "bin" / "pip"), "install", "-q", "datatrove[io,processing]==0.10.1", "spacy"],
@@ -339,7 +351,7 @@ def main():
              f"Command: `{' '.join(['python', 'benchmarks/corpus_pipeline.py', *sys.argv[1:]])}`  ",
              f"Machine: 2-core x86_64 VM ({platform.processor() or platform.machine()}), CPU only, shared with "
              f"other jobs; load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min).  ",
-             "cramkit: Beam FnApiRunner in_memory (one process); datatrove 0.10.1 LocalPipelineExecutor, 2 workers, "
+             "cramkit: `python -m pipeline`, Beam FnApiRunner in_memory (one process); datatrove 0.10.1 LocalPipelineExecutor, 2 workers, "
              "one task per input file; both with word 5-grams and 14 bands x 8 rows.", ""]
     for name in args.corpora.split(","):
         work = WORK / f"bench_{name}"

@@ -1,9 +1,10 @@
 """Tokenize + pack throughput, side by side with raw HF `tokenizers` `encode_batch` (the floor: the
 same tokenizer, text, batch size and cores), interleaved in one run and reported as a ratio.
 
-cramkit's path is what the pipeline runs per batch of documents: the Tokenize DoFn (encode_batch,
-token arrays, the compression filter, zstd ratio for the report) and `pack` of the kept documents into
-rows of 128. Also timed once: learning the 32768-token vocabulary (`learn_vocab`, deterministic) next to
+cramkit's path is what the pipeline runs on a staged unit of documents: the encode stage
+(pipeline.encode: encode_batch, the document-end token, the compression filter, the zstd ratio and
+histograms for the report, unigram counts, the token file) and packing (pipeline.pack: rows of 128 read
+back from the token files). The documents are staged (scanned into docstores) before the timing. Also timed once: learning the 32768-token vocabulary (`learn_vocab`, deterministic) next to
 HF's WordPieceTrainer on the same text, and (with --e2e) the whole `python -m pipeline` on the same
 files into shards (default config), as MB/s of input.
 
@@ -20,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from tokenizers import trainers
 
-from pipeline import pack
 from pipeline import tokenize as T
 from pipeline.document import Doc
+from pipeline.encode import Encoder
+from pipeline.pack import Layout
 
 OUT = Path(__file__).resolve().parent / "results" / "tokenize_pack.md"
 
@@ -45,10 +46,10 @@ def load_docs(text_dir: Path, doc_chars: int = 4000) -> list[Doc]:
         for para in text.replace("\r\n", "\n").split("\n\n"):
             buf.append(para)
             if sum(map(len, buf)) >= doc_chars:
-                docs.append(Doc(f"{path.name}:{len(docs):08d}", "\n\n".join(buf)))
+                docs.append(Doc(len(docs), f"{path.name}:{len(docs):08d}", "\n\n".join(buf)))
                 buf = []
         if buf:
-            docs.append(Doc(f"{path.name}:{len(docs):08d}", "\n\n".join(buf)))
+            docs.append(Doc(len(docs), f"{path.name}:{len(docs):08d}", "\n\n".join(buf)))
     return docs
 
 
@@ -59,15 +60,29 @@ def raw_encode(tok, batches):
     return n
 
 
-def cramkit(tok_json, batches):
-    fn = T._EncodeFn(0.25)
-    ids = T.special_ids(T.Tokenizer.from_str(tok_json))
-    n = 0
-    for batch in batches:
-        kept = [x for x in fn.process(batch, tok_json) if isinstance(x, T.TokenizedDoc)]
-        rows, _, _ = pack.pack(kept, 128, ids["pad"], True, np.uint16)
-        n += rows.size
-    return n
+def staged(docs: list[Doc], root: Path):
+    """The documents scanned into a staging folder as the pipeline does it (outside the timing):
+    (cfg, plan, scans); no normalizing, filtering or dedup, so both sides see the same text."""
+    from pipeline import config, inputs, plan
+    from pipeline.scan import Scanner
+
+    (root / "in").mkdir(parents=True)
+    with open(root / "in" / "docs.jsonl", "w") as f:
+        f.writelines(json.dumps({"text": d.text}) + "\n" for d in docs)
+    cfg = config.load("default", ["filters.enabled=false", "normalize.preset=none", "dedup.exact=false",
+                                  "dedup.near=false", "tokenizer.compression_cutoff=0.25"])
+    found = inputs.expand([str(root / "in")], split_bytes=4_000_000)
+    run = plan.make(found, str(root / "out"), str(root / "stage"), "shards", cfg.tokenizer.sample_chars, "")
+    scan = Scanner(cfg, run)
+    return cfg, run, [scan(u) for u in found.units]
+
+
+def cramkit(cfg, plan, scans, tok_json) -> int:
+    """Encode every staged unit and pack the rows; the number of tokens in rows."""
+    enc = Encoder(cfg, plan, tok_json)
+    done = [enc(s, []) for s in scans]
+    layout = Layout(cfg.seq_len, cfg.pack, [e.tokens for e in done], [e.rows for e in done], [e.docs for e in done])
+    return sum(rows.size for u in range(plan.units) for _, rows, _, _ in layout.chunks(plan, u, enc.dtype, 0))
 
 
 def end_to_end(text_dir: Path) -> list[str]:
@@ -112,17 +127,20 @@ def main():
 
     tok_json = tok.to_str()
     batches = [docs[i : i + args.batch_size] for i in range(0, len(docs), args.batch_size)]
+    work = Path(tempfile.mkdtemp())
+    cfg, plan, scans = staged(docs, work)
     times = {"raw encode_batch": [], "cramkit tokenize+pack": []}
     for r in range(args.rounds):  # interleaved, alternating which goes first
         runs = [("raw encode_batch", lambda: raw_encode(tok, batches)),
-                ("cramkit tokenize+pack", lambda: cramkit(tok_json, batches))]
+                ("cramkit tokenize+pack", lambda: cramkit(cfg, plan, scans, tok_json))]
         for name, fn in runs if r % 2 == 0 else runs[::-1]:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["raw encode_batch"] / med["cramkit tokenize+pack"]
-    rows = cramkit(tok_json, batches) // 128
+    rows = cramkit(cfg, plan, scans, tok_json) // 128
+    subprocess.run(["rm", "-rf", str(work)], check=True)
     e2e = end_to_end(args.text_dir) if args.e2e else []
     cmd = f"PYTHONPATH=. .venv/bin/python benchmarks/tokenize_pack.py --rounds {args.rounds}" + (
         " --e2e" if args.e2e else "")
@@ -131,7 +149,8 @@ def main():
         "",
         f"{len(docs):,} documents, {mb:.1f} MB of English text (../shared/data/text, ~4 KB documents), "
         f"vocab {tok.get_vocab_size():,} (trained here), batches of {args.batch_size}, "
-        f"{rows:,} rows of 128 packed. Both use the tokenizer's own threads on the same 2 cores.",
+        f"{rows:,} rows of 128 packed (staged in {len(scans)} units). Both use the tokenizer's own threads on "
+        "the same 2 cores.",
         "",
         f"| path | median of {args.rounds} (s) | MB/s |",
         "|---|---|---|",
