@@ -172,10 +172,11 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal to fp32 rounding: |a - b| <= TOL * (1 + |b|). A padded row and the same row alone take
-    different attention kernels, so their sums run in another order; a logit near 5 differs by ~1e-5."""
+    """Equal to fp32 rounding over a deep stack: |a - b| <= 1e-4 * (1 + |b|). A padded row and the same
+    row alone take different attention kernels, so their sums run in another order, and crammed-bert's 16
+    layers carry that on (a logit near 5 differs by ~1e-5; one CPU showed 2e-5 at a logit near 0)."""
     assert a.shape == b.shape, (a.shape, b.shape)
-    return bool(((a - b).abs() <= TOL * (1 + b.abs())).all())
+    return bool(((a - b).abs() <= 1e-4 * (1 + b.abs())).all())
 
 
 def _real(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

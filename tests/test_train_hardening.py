@@ -17,6 +17,7 @@ from test_train_loop import REPO, SEQ, SMALL, first_rows, make_shards, records, 
 
 import train
 from pipeline.shards import ShardSet
+from trainer.heldout import TrainRows
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +40,16 @@ def edit_manifest(folder: Path, change) -> None:
 
 
 def rows_read(monkeypatch) -> list[int]:
-    """The list that every row index the shard reader is asked for gets appended to, in order."""
-    read, take = [], ShardSet.take
+    """The list that every training row index the reader is asked for gets appended to, in order (rows of
+    the shard set: with heldout_rows=0 the training rows are all of them)."""
+    read, take = [], TrainRows.take
 
     def recording(self, indices, column="input_ids"):
-        read.extend(np.asarray(indices).tolist())
+        if column == "input_ids":
+            read.extend(self.index[np.asarray(indices, dtype=np.int64)].tolist())
         return take(self, indices, column)
 
-    monkeypatch.setattr(ShardSet, "take", recording)
+    monkeypatch.setattr(TrainRows, "take", recording)
     return read
 
 
@@ -315,7 +318,7 @@ def test_bf16_and_fp32_reach_the_same_loss_in_50_steps(small_shards, tmp_path, c
         assert train.main(["--config", "tiny", "--shards", str(small_shards), "--budget", f"{50 * 8 * SEQ}tok",
                            "micro_batch=8", "batch_size=8", "threads=2", "log_every=0", f"precision={precision}",
                            f"out={tmp_path}", f"name={precision}"]) == 0
-        assert f"precision: {'bf16 autocast' if precision == 'bf16' else 'fp32'} (as set)" in capsys.readouterr().err
+        assert f"precision {'bf16 autocast' if precision == 'bf16' else 'fp32'} (as set)" in capsys.readouterr().err
         logged = records(tmp_path / precision)
         assert logged[-1]["step"] == 50
         losses[precision] = np.mean([r["loss"] for r in logged[-10:]])  # steps 41-50

@@ -25,7 +25,8 @@ DATA = Path(os.environ.get("CRAMKIT_SHARED_DATA", REPO.parent / "shared" / "data
 BOOKS = ["shakespeare-caesar.txt", "shakespeare-hamlet.txt", "shakespeare-macbeth.txt", "blake-poems.txt"]
 SEQ = 64
 # tiny-2 (2 x 128, vocab 4096), 8-row micro-batches ramped to 32, budget in tokens: deterministic on CPU
-SMALL = ["--model", "tiny-2", "micro_batch=8", "batch_size=32", "threads=1", "log_every=0", "lr=2e-3"]
+SMALL = ["--model", "tiny-2", "micro_batch=8", "batch_size=32", "threads=1", "log_every=0", "lr=2e-3",
+         "heldout_rows=0", "precision=fp32"]  # the held-out split and the precision probe have their own tests
 
 
 def real_paragraphs(max_chars: int = 400_000) -> list[str]:
