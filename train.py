@@ -53,6 +53,12 @@ def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> ShardSet:
     if not Path(cfg.shards).is_dir():
         raise ShardError(f"{cfg.shards}: no shard folder; build one with `make corpus` or pass --shards DIR")
     shards = ShardSet(cfg.shards)
+    if (objective := shards.manifest.get("objective", "mlm")) != "mlm":
+        raise ShardError(f"{cfg.shards}: shards for objective {objective!r}, and train.py pretrains masked LMs only; "
+                         "build them with objective=mlm, or see examples/tiny_gpt.py for a causal LM on them")
+    if cfg.document_mask and "segment_ids" not in shards.columns:
+        raise ShardError(f"{cfg.shards}: document_mask=true needs a segment_ids column, and these shards have "
+                         f"{', '.join(shards.columns)}; rebuild them with pack.segments=true or set document_mask=false")
     if shards.vocab_size > mcfg.vocab_size:
         raise ShardError(f"{cfg.shards}: the shards use {shards.vocab_size} token ids but model {cfg.model!r} "
                          f"has vocab_size {mcfg.vocab_size}; pick a model with a vocabulary that large or "
@@ -159,7 +165,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     model = MaskedLM(mcfg).to(device).train()
     optimizer = build_optimizer(model, cfg, device)
     step, micro_index = 0, 0
-    reader = data.epoch_batches(train_rows, cfg.micro_batch, cfg.shuffle, cfg.seed)
+    reader = data.epoch_batches(train_rows, cfg.micro_batch, cfg.shuffle, cfg.seed, cfg.document_mask)
     if saved:
         checkpoint.load(latest, model, optimizer)
         step, micro_index = saved["step"], saved["micro_index"]
@@ -269,7 +275,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             for i in range(accumulate):
                 batch = next(loader).to(device)
                 with precision.autocast():
-                    loss = forward(batch.input_ids, batch.positions, batch.targets, batch.attention_mask)
+                    loss = forward(batch.input_ids, batch.positions, batch.targets, batch.attention_mask,
+                                   batch.segment_ids)
                 (loss / accumulate).backward()
                 loss_sum += loss.detach()
                 window["micro"] += 1

@@ -122,17 +122,36 @@ class Encoder(nn.Module):
         self.final_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps) if cfg.crammed else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
         """attention_mask [B, S]: 1 for real tokens, 0 for padding (keys at 0 are not attended to).
-        token_type_ids are ignored by a config without token types (type_vocab_size=0)."""
+        token_type_ids are ignored by a config without token types (type_vocab_size=0).
+        segment_ids [B, S]: the document of each token in a packed row (the shards' segment_ids column);
+        given, a token attends only to tokens of its own document (see `sdpa_mask`)."""
         if input_ids.shape[1] > self.cfg.max_seq_len:
             raise ValueError(f"input has {input_ids.shape[1]} positions, more than the config's max_seq_len="
                              f"{self.cfg.max_seq_len}; truncate the input or build a model with a longer one")
-        mask = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+        if segment_ids is not None and segment_ids.shape != input_ids.shape:
+            raise ValueError(f"segment_ids {tuple(segment_ids.shape)} must have the shape of input_ids "
+                             f"{tuple(input_ids.shape)}")
+        mask = sdpa_mask(attention_mask, segment_ids)
         x = self.embeddings(input_ids, token_type_ids)
         for layer in self.layers:
             x = layer(x, mask)
         return x if self.final_norm is None else self.final_norm(x)
+
+
+def sdpa_mask(attention_mask: torch.Tensor | None, segment_ids: torch.Tensor | None) -> torch.Tensor | None:
+    """The boolean SDPA mask (True: may attend) from a padding mask [B, S] and document ids [B, S]: None
+    (attend everywhere), [B, 1, 1, S] (padding only) or the block-diagonal [B, 1, S, S] of the documents,
+    without padded keys. With documents every token also sees itself, so no query row is empty (an
+    empty row gives NaN, which would reach the real tokens through the values of the next layer)."""
+    keys = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+    if segment_ids is None:
+        return keys
+    mask = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]
+    if keys is not None:
+        mask = mask & keys
+    return mask | torch.eye(segment_ids.shape[1], dtype=torch.bool, device=segment_ids.device)
 
 
 def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor | None, how: str) -> torch.Tensor:

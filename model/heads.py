@@ -37,20 +37,21 @@ class MaskedLM(nn.Module):
         return F.linear(hidden, self.encoder.embeddings.word.weight, self.decoder_bias)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean cross-entropy over the masked positions [B, k] (targets [B, k]; -100 is ignored)."""
+                attention_mask: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean cross-entropy over the masked positions [B, k] (targets [B, k]; -100 is ignored);
+        `segment_ids` keep attention within documents (see Encoder)."""
         if positions.shape != targets.shape or positions.shape[0] != input_ids.shape[0]:
             raise ValueError(f"positions {tuple(positions.shape)} and targets {tuple(targets.shape)} must "
                              f"both be [batch={input_ids.shape[0]}, k]")
-        hidden = self.encoder(input_ids, attention_mask)
+        hidden = self.encoder(input_ids, attention_mask, segment_ids=segment_ids)
         picked = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
         logits = self.predict(picked)
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-               token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+               token_type_ids: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Dense logits [B, S, V] at every position."""
-        return self.predict(self.encoder(input_ids, attention_mask, token_type_ids))
+        return self.predict(self.encoder(input_ids, attention_mask, token_type_ids, segment_ids))
 
 
 class SequenceClassifier(nn.Module):

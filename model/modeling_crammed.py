@@ -4,6 +4,8 @@ AutoModelForSequenceClassification load an exported folder with `trust_remote_co
 model.io copies this file into the folder with configuration_crammed.py and bert.py (the architecture,
 torch only), so nothing here needs cramkit. Every class keeps cramkit's tensor names (`encoder.*`, and
 `pool.*`, `out.*` for the classifier), so the folder's model.safetensors loads in both without renaming.
+The encoder and MLM classes take optional `segment_ids` [B, S] (a document number per token of a packed
+row): attention then stays within each document, as in a run trained with `document_mask=true`.
 """
 
 import torch
@@ -47,8 +49,9 @@ class CrammedModel(CrammedPreTrainedModel):
         self.post_init()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None, return_dict: bool | None = None) -> BaseModelOutput:
-        return BaseModelOutput(last_hidden_state=self.encoder(input_ids, attention_mask, token_type_ids))
+                token_type_ids: torch.Tensor | None = None, segment_ids: torch.Tensor | None = None,
+                return_dict: bool | None = None) -> BaseModelOutput:
+        return BaseModelOutput(last_hidden_state=self.encoder(input_ids, attention_mask, token_type_ids, segment_ids))
 
 
 class CrammedForMaskedLM(CrammedPreTrainedModel):
@@ -62,8 +65,8 @@ class CrammedForMaskedLM(CrammedPreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                return_dict: bool | None = None) -> MaskedLMOutput:
-        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+                segment_ids: torch.Tensor | None = None, return_dict: bool | None = None) -> MaskedLMOutput:
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids, segment_ids)
         logits = F.linear(hidden, self.encoder.embeddings.word.weight)
         loss = None
         if labels is not None:

@@ -110,12 +110,13 @@ def write_stream(f, rows: np.ndarray, attention_mask: np.ndarray | None = None,
     return {"rows": int(len(rows)), "bytes": sink.size, "sha256": sink.sha.hexdigest()}
 
 
-def write_shard(path, rows: np.ndarray, attention_mask: np.ndarray | None = None) -> dict:
+def write_shard(path, rows: np.ndarray, attention_mask: np.ndarray | None = None,
+                segment_ids: np.ndarray | None = None) -> dict:
     """Write one shard to a local file, atomically (temp + rename); its manifest entry."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{path.name}")
     with open(tmp, "wb") as f:
-        entry = write_stream(f, rows, attention_mask)
+        entry = write_stream(f, rows, attention_mask, segment_ids)
     os.replace(tmp, path)
     return {"file": path.name, **entry}
 

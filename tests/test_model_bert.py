@@ -113,6 +113,35 @@ def test_padding_mask_hides_padded_keys(arch):
     assert not torch.allclose(a[:, :12], c[:, :12], atol=1e-3)  # without the mask the padding is seen
 
 
+@pytest.mark.parametrize("arch", ["crammed", "bert"])
+def test_segment_ids_keep_attention_within_each_document(arch):
+    """A packed row with segment ids gives, at each document's tokens, what that document gives alone at
+    the same positions (the others replaced by padding keys); without them the documents see each other."""
+    model = MaskedLM(small(arch)).eval()
+    ids = batch(model.cfg, rows=2, seq=24)[0]
+    segments = torch.tensor([[0] * 7 + [1] * 12 + [2] * 5, [0] * 24])
+    with torch.no_grad():
+        packed = model.logits(ids, segment_ids=segments)
+        for row in range(2):
+            for doc in segments[row].unique():
+                alone = model.logits(ids[row : row + 1], attention_mask=(segments[row : row + 1] == doc).long())
+                where = segments[row] == doc
+                assert torch.allclose(packed[row, where], alone[0, where], atol=1e-5), (row, doc)
+        assert torch.allclose(packed[1], model.logits(ids[1:])[0], atol=1e-5)  # one document: no change
+        assert not torch.allclose(packed[0], model.logits(ids[:1])[0], atol=1e-3)
+        # with padding too: padded keys stay hidden and the padded queries do not turn into NaN
+        mask = torch.ones_like(ids)
+        mask[0, 19:] = 0
+        both = model.logits(ids, mask, segment_ids=segments)
+        assert torch.isfinite(both).all()
+        assert torch.allclose(both[0, :19], packed[0, :19], atol=1e-5)
+        sparse = model(ids, torch.tensor([[3, 10], [0, 5]]), torch.tensor([[1, 2], [3, 4]]), segment_ids=segments)
+        dense = F.cross_entropy(packed[[0, 0, 1, 1], [3, 10, 0, 5]], torch.tensor([1, 2, 3, 4]))
+        assert torch.allclose(sparse, dense, atol=1e-5)  # the MLM loss takes them too
+    with pytest.raises(ValueError, match="segment_ids .* must have the shape of input_ids"):
+        model.logits(ids, segment_ids=segments[:, :10])
+
+
 def test_positions_matter_and_are_bounded():
     model = MaskedLM(small()).eval()
     ids = batch(model.cfg)[0]

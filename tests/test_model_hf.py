@@ -226,6 +226,22 @@ def test_classifier_from_an_mlm_folder_has_its_encoder_and_a_fresh_head(exported
         assert _diff(out["classifier"], clf.eval()(**batch)) < TOL
 
 
+def test_exported_encoder_and_mlm_take_segment_ids_like_cramkit(exported):
+    """Document-masked attention (`segment_ids`, as `document_mask=true` trains) in the exported classes."""
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    model, folder, batch, *_ = exported["mlm tiny-2"]
+    segments = (torch.arange(batch["input_ids"].shape[1]) >= 9).long().expand_as(batch["input_ids"])
+    with torch.no_grad():
+        mine = model.logits(**batch, segment_ids=segments)
+        hf = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True).eval()
+        assert _diff(hf(**batch, segment_ids=segments).logits, mine) < TOL
+        assert _diff(hf(**batch).logits, mine) > 1e-3  # across documents by default
+        encoder = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+        assert _diff(encoder(**batch, segment_ids=segments).last_hidden_state,
+                     model.encoder(**batch, segment_ids=segments)) < TOL
+
+
 def test_auto_tokenizer_encodes_like_cramkits_encoder(exported):
     split, info = exported["tokenizer"]
     folder = exported["mlm tiny"][1]

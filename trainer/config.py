@@ -46,6 +46,8 @@ class TrainConfig:
     shuffle: str = opt("row order per epoch: later (epoch 1 as stored, e.g. the curriculum, then a seeded "
                        "permutation per epoch), never (as stored every epoch), always (permuted from epoch 1)",
                        "later")
+    document_mask: bool = opt("attention only within each document of a packed row (needs shards built with "
+                              "pack.segments=true); false: across documents, as cramming", False)
     verify: bool = opt("check the sha256 of every shard and the tokenizer before training", True)
     device: str = opt("auto: cuda if available, else cpu", "auto")
     compile: str = opt("auto: on for cuda; true / false", "auto")

@@ -42,14 +42,15 @@ def verify(shards: ShardSet, enabled: bool) -> None:
           f"({shards.nbytes / 2**20 / max(seconds, 1e-9):,.0f} MiB/s)", file=sys.stderr)
 
 
-def epoch_batches(rows, micro_batch: int, shuffle: str, seed: int) -> Batches:
+def epoch_batches(rows, micro_batch: int, shuffle: str, seed: int, document_mask: bool = False) -> Batches:
     """Endless micro-batches of `rows` (a ShardSet, or the training rows of one: trainer.heldout.TrainRows)
-    as a dict of the input_ids and, in a padded set, attention_mask columns, in the order the `shuffle`
-    setting names: later = epoch 1 as stored (a curriculum), then a seeded permutation per epoch; never =
-    as stored every epoch; always = a permutation from epoch 1."""
+    as a dict of the input_ids and, in a padded set, attention_mask columns (with `document_mask` also
+    segment_ids), in the order the `shuffle` setting names: later = epoch 1 as stored (a curriculum), then a
+    seeded permutation per epoch; never = as stored every epoch; always = a permutation from epoch 1."""
     if shuffle not in SHUFFLE:
         raise ValueError(f"shuffle={shuffle!r}: choose one of {SHUFFLE}")
     columns = tuple(c for c in ("input_ids", "attention_mask") if c in rows.columns)
+    columns += ("segment_ids",) if document_mask else ()
     return Batches(rows, micro_batch, shuffle=shuffle != "never", seed=seed,
                    stored_epochs=1 if shuffle == "later" else 0, columns=columns)
 
@@ -92,18 +93,19 @@ class MicroBatch:
     attention_mask: torch.Tensor | None
     tokens: int
     reader_state: dict
+    segment_ids: torch.Tensor | None = None  # the document of each token (document_mask=true)
 
     def to(self, device: torch.device) -> MicroBatch:
         def move(t):
             return None if t is None else t.to(device, non_blocking=True)
         return MicroBatch(self.index, move(self.input_ids), move(self.positions), move(self.targets),
-                          move(self.attention_mask), self.tokens, self.reader_state)
+                          move(self.attention_mask), self.tokens, self.reader_state, move(self.segment_ids))
 
 
 class Prefetcher:
     """Iterates MicroBatch objects numbered from `start_index`, `depth` ahead in a daemon thread, from
     `batches` of {column: rows} (see `epoch_batches`); a padded set's attention mask is its stored
-    `attention_mask` column.
+    `attention_mask` column, and a `segment_ids` column becomes the model's segment ids.
 
     `stall_seconds` is the time the consumer waited for data: the loader's share of the run time.
     """
@@ -121,13 +123,16 @@ class Prefetcher:
         batch = next(self.batches)
         rows, attention = batch["input_ids"], batch.get("attention_mask")
         attention = None if attention is None else attention != 0
+        segments = batch.get("segment_ids")
         masked = self.masker(rows, index, attention)
         tensors = [torch.from_numpy(masked.input_ids), torch.from_numpy(masked.positions),
-                   torch.from_numpy(masked.targets), None if attention is None else torch.from_numpy(attention)]
+                   torch.from_numpy(masked.targets), None if attention is None else torch.from_numpy(attention),
+                   None if segments is None else torch.from_numpy(segments.astype(np.int32))]
         if self.pin:
             tensors = [None if t is None else t.pin_memory() for t in tensors]
         tokens = rows.size if attention is None else int(np.count_nonzero(attention))
-        return MicroBatch(index, *tensors, tokens=tokens, reader_state=self.batches.state_dict())
+        return MicroBatch(index, *tensors[:4], tokens=tokens, reader_state=self.batches.state_dict(),
+                          segment_ids=tensors[4])
 
     def _run(self) -> None:
         index = self.index
