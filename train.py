@@ -149,7 +149,8 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     meter = Meter(budget, train_flops_per_token(mcfg, masked, seq_len), saved and saved["spent"])
     held = heldout_indices(len(shards), min(cfg.heldout_rows, len(shards) // 10))
     train_rows = TrainRows(shards, held)
-    heldout = HeldOut(shards, held, specials["[MASK]"], tuple(specials.values()), cfg.micro_batch) if len(held) else None
+    heldout = HeldOut(shards, held, specials["[MASK]"], tuple(specials.values()), cfg.micro_batch,
+                      cfg.document_mask) if len(held) else None
     entropy = unigram_entropy(shards)
 
     meter.start()  # start-up and compilation are inside the budget

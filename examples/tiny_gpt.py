@@ -13,7 +13,6 @@ shard set's tokenizer.json. --document-mask keeps attention within documents (ne
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -26,7 +25,8 @@ from torch import nn
 
 
 def read_shards(folder: Path) -> tuple[dict, dict]:
-    """(manifest, {column: int64 array [rows, seq_len]}) of a clm shard set, as docs/shard-format.md reads it."""
+    """(manifest, {column: array [rows, seq_len] in its stored dtype}) of a clm shard set, as
+    docs/shard-format.md reads it."""
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest.get("format") != "cramkit-shards" or manifest["format_version"] > 2:
         raise SystemExit(f"{folder}: not a cramkit shard set of format_version <= 2")
@@ -37,7 +37,7 @@ def read_shards(folder: Path) -> tuple[dict, dict]:
         table = pa.ipc.open_stream(pa.memory_map(str(folder / shard["file"]))).read_all()
         for c in parts:
             parts[c].append(table.column(c).combine_chunks().flatten().to_numpy().reshape(-1, manifest["seq_len"]))
-    return manifest, {c: np.concatenate(v).astype(np.int64) for c, v in parts.items()}
+    return manifest, {c: np.concatenate(v) for c, v in parts.items()}
 
 
 class Block(nn.Module):
@@ -79,8 +79,8 @@ class TinyGPT(nn.Module):
 
 
 def loss_on(model: TinyGPT, rows: dict, idx: np.ndarray, use_segments: bool) -> torch.Tensor:
-    ids = torch.from_numpy(rows["input_ids"][idx])
-    segments = torch.from_numpy(rows["segment_ids"][idx][:, :-1]) if use_segments else None
+    ids = torch.from_numpy(rows["input_ids"][idx].astype(np.int64))
+    segments = torch.from_numpy(rows["segment_ids"][idx][:, :-1].astype(np.int64)) if use_segments else None
     logits = model(ids[:, :-1], segments)
     return F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
 

@@ -128,7 +128,18 @@ def test_segment_ids_keep_attention_within_each_document(arch):
                 where = segments[row] == doc
                 assert torch.allclose(packed[row, where], alone[0, where], atol=1e-5), (row, doc)
         assert torch.allclose(packed[1], model.logits(ids[1:])[0], atol=1e-5)  # one document: no change
+        ones = torch.ones_like(segments)  # all-one segments: the same as no segment ids at all
+        assert torch.allclose(model.logits(ids, segment_ids=ones), model.logits(ids), atol=1e-5)
         assert not torch.allclose(packed[0], model.logits(ids[:1])[0], atol=1e-3)
+        # other tokens in the middle document: the first and last documents' outputs stay as they were
+        other = ids.clone()
+        other[0, 7:19] = (other[0, 7:19] + 1) % model.cfg.vocab_size
+        changed = model.logits(other, segment_ids=segments)
+        keep = segments[0] != 1
+        assert torch.allclose(changed[0, keep], packed[0, keep], atol=1e-5)
+        assert not torch.allclose(changed[0, ~keep], packed[0, ~keep], atol=1e-3)
+        unmasked = model.logits(other)  # without segment ids the change reaches every document
+        assert (unmasked[0, keep] - model.logits(ids)[0, keep]).abs().max() > 1e-4  # 100x the tolerance above
         # with padding too: padded keys stay hidden and the padded queries do not turn into NaN
         mask = torch.ones_like(ids)
         mask[0, 19:] = 0

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline.__main__ import main
-from pipeline.shards import FORMAT_VERSION, ShardSet
+from pipeline.shards import COLUMN_DTYPES, FORMAT_VERSION, ShardSet
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "shard-format.md"
 TYPES = {"string": str, "integer": int, "boolean": bool, "object": dict, "list of strings": list,
@@ -163,7 +163,9 @@ def _arrow_type(documented: str, seq_len: int, dtype: str) -> pa.DataType:
 @pytest.mark.parametrize("name", ["clm", "padded"])
 def test_columns_have_the_documented_types_and_meaning(built, name):
     documented = table("Columns")
-    assert list(documented) == ["input_ids", "attention_mask", "segment_ids"]
+    assert list(documented) == ["input_ids", *COLUMN_DTYPES]
+    for column, dtype in COLUMN_DTYPES.items():  # the writer's dtypes, as the document names them
+        assert _arrow_type(documented[column][0], 8, "-").value_type == pa.from_numpy_dtype(dtype), column
     manifest = json.loads((built[name] / "manifest.json").read_text())
     seq_len, packing = manifest["seq_len"], manifest["packing"]
     assert manifest["columns"] == ["input_ids", "segment_ids"] if name == "clm" else list(documented)

@@ -43,7 +43,7 @@ def test_imports_nothing_of_cramkit():
     tree = ast.parse(EXAMPLE.read_text())
     modules = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     modules |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert modules <= {"argparse", "json", "math", "time", "pathlib", "numpy", "pyarrow", "torch", "tokenizers"}
+    assert modules <= {"argparse", "json", "time", "pathlib", "numpy", "pyarrow", "torch", "tokenizers"}
 
 
 @pytest.mark.parametrize("mask", [[], ["--document-mask"]])

@@ -66,9 +66,11 @@ def unigram_entropy(shards) -> float:
 class HeldOut:
     """The fixed held-out task, built once: `loss(model, ...)` is its mean cross-entropy in nats. Row i of
     the shard set is masked by its own generator (seed HELDOUT_SEED, index i), so the task depends on
-    neither the batch size nor the run's settings."""
+    neither the batch size nor the run's settings. With `document_mask` the model reads the rows' segment_ids
+    (attention within documents, as such a run trains)."""
 
-    def __init__(self, shards, rows: np.ndarray, mask_id: int, special_ids: tuple[int, ...], batch_size: int):
+    def __init__(self, shards, rows: np.ndarray, mask_id: int, special_ids: tuple[int, ...], batch_size: int,
+                 document_mask: bool = False):
         masker = Masker(mask_id, shards.vocab_size, HELDOUT_MASK_FRACTION, "exact", special_ids, HELDOUT_SEED)
         padded = "attention_mask" in shards.columns
         masks = shards.take(rows, "attention_mask") != 0 if padded else [None] * len(rows)
@@ -87,8 +89,10 @@ class HeldOut:
             live = int((targets[part] != IGNORE).sum())
             if live:
                 attention = torch.from_numpy(masks[part]) if padded else None
+                segments = torch.from_numpy(shards.take(rows[part], "segment_ids").astype(np.int32)) \
+                    if document_mask else None
                 self.batches.append((torch.from_numpy(ids[part]), torch.from_numpy(positions[part]),
-                                     torch.from_numpy(targets[part]), attention, live))
+                                     torch.from_numpy(targets[part]), attention, segments, live))
         self.rows = len(rows)
         self.targets = sum(b[-1] for b in self.batches)
 
@@ -98,10 +102,11 @@ class HeldOut:
         model.eval()
         total = 0.0
         try:
-            for ids, positions, targets, attention, live in self.batches:
+            for ids, positions, targets, attention, segments, live in self.batches:
                 with autocast():
                     mean = model(ids.to(device), positions.to(device), targets.to(device),
-                                 None if attention is None else attention.to(device))
+                                 None if attention is None else attention.to(device),
+                                 None if segments is None else segments.to(device))
                 total += float(mean) * live
         finally:
             model.train()
