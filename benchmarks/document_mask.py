@@ -20,9 +20,7 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -34,6 +32,9 @@ from pipeline.shards import ShardSet
 from trainer.data import special_token_ids
 from trainer.heldout import HeldOut, heldout_indices
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import side_by_side  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "document_mask.md"
 WORK = ROOT / "benchmarks" / "work" / "document_mask"
@@ -41,37 +42,28 @@ SETTINGS = {"across documents (cramming)": False, "within documents (document_ma
 
 
 def run_both(args: argparse.Namespace) -> tuple[dict, list[int]]:
-    """Both train.py runs at once, one thread each, pinned to a core each where there are two; per setting
-    its last metrics records, process wall and CPU seconds."""
-    available = sorted(os.sched_getaffinity(0))
-    cores = available[:2] if len(available) > 1 else []
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    procs, t0 = {}, time.perf_counter()
-    for i, (name, within) in enumerate(SETTINGS.items()):
-        cmd = [sys.executable, str(ROOT / "train.py"), "--config", "tiny", "--model", args.model,
-               "--shards", args.shards, "--budget", args.budget, f"out={WORK}", f"name=mask-{within}",
-               "--overwrite", f"document_mask={str(within).lower()}", f"seed={args.seed}", "threads=1",
-               f"heldout_rows={args.heldout}", "eval_every=1h", "checkpoint_every=1h", "log_every=20",
-               "precision=fp32", "compile=false", *args.settings]
-        pin = (lambda core=cores[i]: os.sched_setaffinity(0, {core})) if cores else None
-        with open(WORK / f"mask-{within}.log", "w") as log:
-            procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           preexec_fn=pin)
-    names, out = {p.pid: name for name, p in procs.items()}, {}
-    while len(out) < len(procs):
-        pid, status, usage = os.wait4(-1, 0)
-        name = names[pid]
-        run = WORK / f"mask-{SETTINGS[name]}"
-        if os.waitstatus_to_exitcode(status):
+    """Both train.py runs at once (benchmarks/side_by_side.py); per setting its last metrics records, process
+    wall and CPU seconds."""
+    cmds = {f"mask-{within}": [
+        sys.executable, str(ROOT / "train.py"), "--config", "tiny", "--model", args.model, "--shards", args.shards,
+        "--budget", args.budget, f"out={WORK}", f"name=mask-{within}", "--overwrite",
+        f"document_mask={str(within).lower()}", f"seed={args.seed}", "threads=1", f"heldout_rows={args.heldout}",
+        "eval_every=1h", "checkpoint_every=1h", "log_every=20", "precision=fp32", "compile=false", *args.settings]
+        for within in SETTINGS.values()}
+    usage, cores = side_by_side.run_pinned(cmds, WORK, ROOT)
+    out = {}
+    for name, within in SETTINGS.items():
+        run = WORK / f"mask-{within}"
+        if usage[run.name]["returncode"]:
             sys.exit(f"{name}: train.py failed; see {run}.log")
         records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         held = [r for r in records if "heldout_loss" in r]
         trained = [r for r in records if "loss" in r]
-        out[name] = {"wall_s": time.perf_counter() - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
-                     "tokens": held[-1]["tokens"], "train_s": held[-1]["elapsed_s"], "final": run / "final",
-                     "heldout": held[-1]["heldout_loss"], "heldout_init": held[0]["heldout_loss"],
-                     "entropy": held[-1]["unigram_entropy"], "train_loss": float(np.mean([r["loss"] for r in trained[-5:]]))}
-    return {name: out[name] for name in SETTINGS}, cores
+        out[name] = {**usage[run.name], "tokens": held[-1]["tokens"], "train_s": held[-1]["elapsed_s"],
+                     "final": run / "final", "heldout": held[-1]["heldout_loss"],
+                     "heldout_init": held[0]["heldout_loss"], "entropy": held[-1]["unigram_entropy"],
+                     "train_loss": float(np.mean([r["loss"] for r in trained[-5:]]))}
+    return out, cores
 
 
 def load_average() -> str:

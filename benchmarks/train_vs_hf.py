@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,9 @@ from model.io import load_pretrained
 from pipeline.shards import ShardSet, write_manifest, write_shard
 from trainer.config import load
 from trainer.masking import Masker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import side_by_side  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "train_vs_hf.md"
@@ -137,9 +139,6 @@ def run_both(args: argparse.Namespace, steps: int) -> tuple[dict, dict, list[int
     """Start train.py and the HF side together, one thread each, pinned to cores of their own when there are
     2+; wait for both. Each side's dict holds its process's wall time and CPU time (user + system, from
     its resource usage). Also returns the cores used (empty: not pinned)."""
-    available = sorted(os.sched_getaffinity(0))
-    cores = available[:2] if len(available) > 1 else []
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmds = {
         "cramkit": [sys.executable, str(ROOT / "train.py"), "--config", "tiny", "--shards", str(TRAIN),
                     "--budget", f"{args.minutes}m", f"out={WORK / 'runs'}", "name=cramkit", "--overwrite",
@@ -148,20 +147,10 @@ def run_both(args: argparse.Namespace, steps: int) -> tuple[dict, dict, list[int
         "hf": [sys.executable, __file__, "--minutes", str(args.minutes), "--micro-batch", str(args.micro_batch),
                "--hf-steps", str(steps)],
     }
-    procs, t0 = {}, time.perf_counter()
-    for i, (name, cmd) in enumerate(cmds.items()):
-        pin = (lambda core=cores[i]: os.sched_setaffinity(0, {core})) if cores else None
-        with open(WORK / f"{name}.log", "w") as log:
-            procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           preexec_fn=pin)
-    names, usage = {p.pid: name for name, p in procs.items()}, {}
-    while len(usage) < len(procs):
-        pid, status, ru = os.wait4(-1, 0)
-        procs[names[pid]].returncode = os.waitstatus_to_exitcode(status)
-        usage[names[pid]] = {"wall_s": time.perf_counter() - t0, "cpu_s": ru.ru_utime + ru.ru_stime}
-    for name, p in procs.items():
-        if p.returncode:
-            sys.exit(f"{name} side failed (exit {p.returncode}); see {WORK / f'{name}.log'}")
+    usage, cores = side_by_side.run_pinned(cmds, WORK, ROOT)
+    for name, side in usage.items():
+        if side["returncode"]:
+            sys.exit(f"{name} side failed (exit {side['returncode']}); see {WORK / f'{name}.log'}")
 
     run = WORK / "runs" / "cramkit"
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
