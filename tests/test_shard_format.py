@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import paragraphs
 
 from pipeline.__main__ import main
 from pipeline.shards import COLUMN_DTYPES, FORMAT_VERSION, ShardSet
@@ -48,10 +49,7 @@ def built(tmp_path_factory, shared_text):
     """Two shard sets from real prose: clm + byte-level BPE + segment_ids in several shards, and mlm rows
     padded per document (attention_mask) with segment_ids."""
     root = tmp_path_factory.mktemp("format")
-    texts = []
-    for path in sorted((shared_text / "nltk_inaugural").iterdir())[:8]:
-        raw = path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
-        texts += [" ".join(p.split()) for p in raw.split("\n\n") if len(p.split()) >= 20]
+    texts = paragraphs(shared_text, 200, min_words=20)
     (root / "in").mkdir()
     (root / "in" / "paras.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     common = ["dedup.near=false", "tokenizer.vocab_size=800", "tokenizer.compression_cutoff=0", "pack.segments=true"]

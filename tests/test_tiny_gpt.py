@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import paragraphs
 
 from pipeline.__main__ import main as pipeline
 
@@ -20,10 +21,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tiny_gpt.py"
 @pytest.fixture(scope="module")
 def clm_shards(tmp_path_factory, shared_text):
     root = tmp_path_factory.mktemp("gpt")
-    texts = []
-    for path in sorted((shared_text / "nltk_inaugural").iterdir())[:10]:
-        raw = path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
-        texts += [" ".join(p.split()) for p in raw.split("\n\n") if len(p.split()) >= 20]
+    texts = paragraphs(shared_text, 250, min_words=20)
     (root / "in").mkdir()
     (root / "in" / "paras.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     assert pipeline(["--input", str(root / "in"), "--output", str(root / "clm"), "objective=clm", "seq_len=128",

@@ -55,7 +55,7 @@ class Unigram(torch.nn.Module):
         super().__init__()
         self.log_p, self.mask_id, self.seen = log_p, mask_id, []
 
-    def forward(self, ids, positions, targets, attention_mask=None):
+    def forward(self, ids, positions, targets, attention_mask=None, segment_ids=None):
         self.seen.append(ids.gather(1, positions))
         logits = self.log_p.expand(targets.numel(), -1)
         return F.cross_entropy(logits, targets.flatten(), ignore_index=-100)
@@ -121,7 +121,7 @@ def test_padding_is_neither_counted_nor_a_heldout_target(shards, tmp_path):
     specials = special_token_ids(shards.tokenizer_file)
     held = heldout_indices(len(padded), 20)
     task = HeldOut(padded, held, specials["[MASK]"], tuple(specials.values()), 8)
-    for ids, positions, targets, attention, live in task.batches:
+    for ids, positions, targets, attention, _, live in task.batches:
         real = attention.gather(1, positions)
         assert ((targets != -100) == real).all() and live == int(real.sum())  # targets only on real tokens
         assert (ids.gather(1, positions)[real] == specials["[MASK]"]).all()

@@ -106,7 +106,7 @@ class HeldOut:
                 with autocast():
                     mean = model(ids.to(device), positions.to(device), targets.to(device),
                                  None if attention is None else attention.to(device),
-                                 None if segments is None else segments.to(device))
+                                 segment_ids=None if segments is None else segments.to(device))
                 total += float(mean) * live
         finally:
             model.train()
