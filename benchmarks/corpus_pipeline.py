@@ -21,6 +21,7 @@ from its own venv (created by --setup) so its dependencies never touch ours.
 """
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -85,14 +86,18 @@ def names_to_ids(corpus: Path) -> dict[str, str]:
 def kept_names(out: Path) -> set[str]:
     import zstandard
 
-    return {json.loads(line)["id"] for f in sorted(out.glob("docs-*.jsonl.zst"))
-            for line in zstandard.ZstdDecompressor().stream_reader(f.open("rb")).read().decode().splitlines()}
+    names = set()
+    for f in sorted(out.glob("docs-*.jsonl.zst")):
+        with f.open("rb") as raw, io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), "utf-8") as lines:
+            names.update(json.loads(line)["id"] for line in lines)
+    return names
 
 
 def cramkit_runs(corpus: Path, work: Path, repeats: int) -> dict:
     """Each stage set `repeats` times; the fastest run counts (the machine is shared and noisy)."""
     ids = names_to_ids(corpus)
     runs = {}
+    work.mkdir(parents=True, exist_ok=True)
     for name, extra in STAGE_SETS.items():
         out = work / name.replace("+", "_")
         cmd = [sys.executable, "-m", "pipeline", "--input", str(corpus), "--output", str(out), *extra,

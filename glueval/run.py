@@ -70,7 +70,9 @@ def prepare(task: Task, p: Protocol, glue_dir: str | Path | None, tok, log: Call
 def estimate_seconds(ckpt, prepared: list[Prepared], runs: dict[str, int], p: Protocol, pad_id: int,
                      device: torch.device) -> tuple[float, int]:
     """(seconds, optimizer steps) of the runs still to do: per task, steps x the median of 3 timed training
-    steps on that task's batches (after one untimed), plus its dev sets at a third of a step per example."""
+    steps on one of that task's batches (after one untimed step on it: a CPU's first step at a new shape
+    pays the kernels' set-up, which a run pays once per shape), plus its dev sets at a third of a step per
+    example."""
     total, steps = 0.0, 0
     for prep in prepared:
         if not runs.get(prep.task.name):
@@ -79,10 +81,9 @@ def estimate_seconds(ckpt, prepared: list[Prepared], runs: dict[str, int], p: Pr
         model = checkpoint.build(ckpt, prep.task.num_labels, "random", p.dropout).to(device)
         opt = make_optimizer(model, p)
         order = torch.randperm(len(prep.train_enc), generator=torch.Generator().manual_seed(0)).tolist()
-        times, n = [], len(order)
-        for i in range(4):
-            index = [order[(i * p.batch_size + j) % n] for j in range(min(p.batch_size, n))]
-            batch = collate(prep.train_enc, index, pad_id, p.pad_multiple)
+        times = []
+        batch = collate(prep.train_enc, order[:p.batch_size], pad_id, p.pad_multiple)
+        for _ in range(4):
             t0 = time.perf_counter()
             train_step(model, opt, batch, device, prep.task.is_regression, p)
             times.append(time.perf_counter() - t0)
