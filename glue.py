@@ -20,6 +20,7 @@ from glueval.hf_backend import BackendUnavailable
 from glueval.run import BACKENDS
 from model.config import describe_presets
 from model.io import CheckpointError
+from trainer.device import NoDevice, pick_device
 
 EPILOG = """\
 protocols (--config NAME, configs/glue/NAME.yaml):
@@ -106,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"GLUE data reachable: {', '.join(t.title for t in chosen)} from "
                   f"{args.glue_dir or 'the Hugging Face Hub'}", file=sys.stderr)
             return 0
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                              else "cpu" if args.device == "auto" else args.device)
+        device = pick_device(args.device)
         if device.type == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
             torch.set_num_threads(args.threads or cores or 1)
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                                log=lambda s: print(s, file=sys.stderr), previous=previous, announce=announce,
                                backend=args.backend)
     except (protocol.ProtocolError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError,
-            BackendUnavailable) as e:
+            BackendUnavailable, NoDevice) as e:
         print(f"glue.py: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -38,7 +38,7 @@ from trainer import checkpoint, data, metrics
 from trainer.budget import Budget, Meter
 from trainer.config import CONFIG_DIR, TrainConfig, load, parse_value
 from trainer.data import Prefetcher, special_token_ids
-from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops
+from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops, pick_device
 from trainer.heldout import HeldOut, TrainRows, heldout_indices, unigram_entropy
 from trainer.masking import Masker
 from trainer.schedule import batch_size, lr_multiplier
@@ -68,14 +68,6 @@ def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> ShardSet:
                          f"max_seq_len {mcfg.max_seq_len}; rebuild the shards with seq_len <= "
                          f"{mcfg.max_seq_len} or use a model with longer positions")
     return shards
-
-
-def pick_device(cfg: TrainConfig) -> torch.device:
-    name = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    name = "cpu" if name == "auto" else name
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={cfg.device}: no CUDA GPU is visible; use device=cpu")
-    return torch.device(name)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -154,7 +146,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     entropy = unigram_entropy(shards)
 
     meter.start()  # start-up and compilation are inside the budget
-    device = pick_device(cfg)
+    device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     precision = Precision(cfg.precision, device, saved and saved.get("precision"))
