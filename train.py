@@ -28,16 +28,17 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from model import tokenizer
 from model.config import ModelConfig, describe_presets
 from model.decay import weight_decay_groups
 from model.flops import train_flops_per_token
 from model.heads import MaskedLM
 from model.io import CheckpointError, save_pretrained
-from pipeline.shards import ShardError, ShardSet
+from pipeline.shards import MANIFEST, ShardError, ShardSet
 from trainer import checkpoint, data, metrics
 from trainer.budget import Budget, Meter
 from trainer.config import CONFIG_DIR, TrainConfig, load, parse_value
-from trainer.data import Prefetcher, special_token_ids
+from trainer.data import Prefetcher
 from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops, pick_device
 from trainer.heldout import HeldOut, TrainRows, heldout_indices, unigram_entropy
 from trainer.masking import Masker
@@ -59,10 +60,9 @@ def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> ShardSet:
     if cfg.document_mask and "segment_ids" not in shards.columns:
         raise ShardError(f"{cfg.shards}: document_mask=true needs a segment_ids column, and these shards have "
                          f"{', '.join(shards.columns)}; rebuild them with pack.segments=true or set document_mask=false")
-    if shards.vocab_size > mcfg.vocab_size:
-        raise ShardError(f"{cfg.shards}: the shards use {shards.vocab_size} token ids but model {cfg.model!r} "
-                         f"has vocab_size {mcfg.vocab_size}; pick a model with a vocabulary that large or "
-                         "rebuild the shards with a smaller tokenizer")
+    tokenizer.check_fits(shards.vocab_size, mcfg.vocab_size, Path(cfg.shards) / MANIFEST,
+                         f"pick a model with vocab_size >= {shards.vocab_size} (not {cfg.model!r}) or rebuild "
+                         "the shards with a smaller tokenizer")
     if shards.seq_len > mcfg.max_seq_len:
         raise ShardError(f"{cfg.shards}: rows of {shards.seq_len} tokens, but model {cfg.model!r} has "
                          f"max_seq_len {mcfg.max_seq_len}; rebuild the shards with seq_len <= "
@@ -132,7 +132,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     data.verify(shards, cfg.verify)  # data preparation: outside the budget
     (run / "config.yaml").write_text(yaml.safe_dump({"train": cfg.to_dict(), "model": mcfg.to_dict()}))
 
-    specials = special_token_ids(shards.tokenizer_file)
+    specials = tokenizer.special_ids(shards.tokenizer_file)
     masker = Masker(specials["[MASK]"], shards.vocab_size, cfg.mask_fraction, cfg.mask_mode,
                     tuple(specials.values()), cfg.seed)
     seq_len = shards.seq_len
