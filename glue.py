@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 
 from glueval import data, protocol, report, run, tasks
-from glueval.checkpoint import INITS, model_config
 from glueval.data import GlueDataError
 from glueval.encode import TokenizerError
 from glueval.hf_backend import BackendUnavailable
-from glueval.run import BACKENDS
+from glueval.run import BACKENDS, INITS
 from model.config import describe_presets
-from model.io import CheckpointError
+from model.io import CheckpointError, read_config
 from trainer.device import NoDevice, pick_device
 
 EPILOG = """\
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         proto = protocol.load(args.config, overrides)
         chosen = tasks.resolve(args.tasks, args.glue_dir)
         if not args.check_data:
-            model_config(args.checkpoint)  # the checkpoint folder and its config.json
+            read_config(args.checkpoint)  # the checkpoint folder and its config.json
         data.check_reachable(chosen, args.glue_dir)  # both before any other work
         if args.check_data:
             print(f"GLUE data reachable: {', '.join(t.title for t in chosen)} from "
