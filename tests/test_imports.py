@@ -1,9 +1,11 @@
 """The GPU machine has torch, pyarrow, tokenizers and transformers but not Beam, `datasets` or matplotlib:
 the trainer, the model and the shard reader must import and train without them."""
 
+import importlib
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 from test_train_loop import SMALL, make_shards, tokens
 
@@ -44,3 +46,15 @@ def test_train_runs_without_beam_datasets_or_matplotlib(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "no plot (matplotlib missing)" in proc.stderr
     assert (tmp_path / "lean" / "final" / "model.safetensors").is_file()
+
+
+def test_console_scripts_are_the_repository_commands():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"cramkit-corpus": "pipeline.__main__:main", "cramkit-cram": "train:main",
+                       "cramkit-glue": "glue:main"}
+    for target in scripts.values():
+        module, func = target.split(":")
+        with pytest.raises(SystemExit) as exit_:
+            getattr(importlib.import_module(module), func)(["--help"])
+        assert exit_.value.code == 0
