@@ -60,7 +60,7 @@ The table also goes into the checkpoint's model card (README.md written by train
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="glue.py", description=__doc__.splitlines()[0],
-                                 epilog=EPILOG.format(protocols=describe_presets(protocol.CONFIG_DIR, 10)),
+                                 epilog=EPILOG.format(protocols=describe_presets(protocol.PRESET_DIR, 10)),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, nargs="?",
                     help="pretrained checkpoint folder (model.safetensors, config.json, tokenizer.json)")

@@ -37,7 +37,7 @@ from model.io import CheckpointError, save_pretrained
 from pipeline.shards import MANIFEST, ShardError, ShardSet
 from trainer import checkpoint, data, metrics
 from trainer.budget import Budget, Meter
-from trainer.config import CONFIG_DIR, TrainConfig, load, parse_value
+from trainer.config import PRESET_DIR, TrainConfig, load, parse_value
 from trainer.data import Prefetcher
 from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops, pick_device
 from trainer.heldout import HeldOut, TrainRows, heldout_indices, unigram_entropy
@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"settings (key=value; built-in defaults shown, the --config file and then key=value "
                f"override them):\n{fields}\n\n"
-               f"presets (--config NAME, configs/train/NAME.yaml):\n{describe_presets(CONFIG_DIR)}\n\n"
+               f"presets (--config NAME, configs/train/NAME.yaml):\n{describe_presets(PRESET_DIR)}\n\n"
                "Output: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, final/}.\n")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting listed below")
     ap.add_argument("--config", default="tiny", help="configs/train/<name>.yaml or a YAML path (default: tiny)")
