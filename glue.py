@@ -13,13 +13,13 @@ from pathlib import Path
 import torch
 
 from glueval import data, protocol, report, run, tasks
-from glueval.checkpoint import INITS, model_config
 from glueval.data import GlueDataError
 from glueval.encode import TokenizerError
 from glueval.hf_backend import BackendUnavailable
-from glueval.run import BACKENDS
+from glueval.run import BACKENDS, INITS
 from model.config import describe_presets
-from model.io import CheckpointError
+from model.io import CheckpointError, read_config
+from trainer.device import NoDevice, pick_device
 
 EPILOG = """\
 protocols (--config NAME, configs/glue/NAME.yaml):
@@ -60,7 +60,7 @@ The table also goes into the checkpoint's model card (README.md written by train
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="glue.py", description=__doc__.splitlines()[0],
-                                 epilog=EPILOG.format(protocols=describe_presets(protocol.CONFIG_DIR, 10)),
+                                 epilog=EPILOG.format(protocols=describe_presets(protocol.PRESET_DIR, 10)),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, nargs="?",
                     help="pretrained checkpoint folder (model.safetensors, config.json, tokenizer.json)")
@@ -100,14 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         proto = protocol.load(args.config, overrides)
         chosen = tasks.resolve(args.tasks, args.glue_dir)
         if not args.check_data:
-            model_config(args.checkpoint)  # the checkpoint folder and its config.json
+            read_config(args.checkpoint)  # the checkpoint folder and its config.json
         data.check_reachable(chosen, args.glue_dir)  # both before any other work
         if args.check_data:
             print(f"GLUE data reachable: {', '.join(t.title for t in chosen)} from "
                   f"{args.glue_dir or 'the Hugging Face Hub'}", file=sys.stderr)
             return 0
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                              else "cpu" if args.device == "auto" else args.device)
+        device = pick_device(args.device)
         if device.type == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
             torch.set_num_threads(args.threads or cores or 1)
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                                log=lambda s: print(s, file=sys.stderr), previous=previous, announce=announce,
                                backend=args.backend)
     except (protocol.ProtocolError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError,
-            BackendUnavailable) as e:
+            BackendUnavailable, NoDevice) as e:
         print(f"glue.py: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

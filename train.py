@@ -28,17 +28,18 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from model import tokenizer
 from model.config import ModelConfig, describe_presets
 from model.decay import weight_decay_groups
 from model.flops import train_flops_per_token
 from model.heads import MaskedLM
 from model.io import CheckpointError, save_pretrained
-from pipeline.shards import ShardError, ShardSet
+from pipeline.shards import MANIFEST, ShardError, ShardSet
 from trainer import checkpoint, data, metrics
 from trainer.budget import Budget, Meter
-from trainer.config import CONFIG_DIR, TrainConfig, load, parse_value
-from trainer.data import Prefetcher, special_token_ids
-from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops
+from trainer.config import PRESET_DIR, TrainConfig, load, parse_value
+from trainer.data import Prefetcher
+from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops, pick_device
 from trainer.heldout import HeldOut, TrainRows, heldout_indices, unigram_entropy
 from trainer.masking import Masker
 from trainer.schedule import batch_size, lr_multiplier
@@ -59,23 +60,14 @@ def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> ShardSet:
     if cfg.document_mask and "segment_ids" not in shards.columns:
         raise ShardError(f"{cfg.shards}: document_mask=true needs a segment_ids column, and these shards have "
                          f"{', '.join(shards.columns)}; rebuild them with pack.segments=true or set document_mask=false")
-    if shards.vocab_size > mcfg.vocab_size:
-        raise ShardError(f"{cfg.shards}: the shards use {shards.vocab_size} token ids but model {cfg.model!r} "
-                         f"has vocab_size {mcfg.vocab_size}; pick a model with a vocabulary that large or "
-                         "rebuild the shards with a smaller tokenizer")
+    tokenizer.check_fits(shards.vocab_size, mcfg.vocab_size, Path(cfg.shards) / MANIFEST,
+                         f"pick a model with vocab_size >= {shards.vocab_size} (not {cfg.model!r}) or rebuild "
+                         "the shards with a smaller tokenizer")
     if shards.seq_len > mcfg.max_seq_len:
         raise ShardError(f"{cfg.shards}: rows of {shards.seq_len} tokens, but model {cfg.model!r} has "
                          f"max_seq_len {mcfg.max_seq_len}; rebuild the shards with seq_len <= "
                          f"{mcfg.max_seq_len} or use a model with longer positions")
     return shards
-
-
-def pick_device(cfg: TrainConfig) -> torch.device:
-    name = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
-    name = "cpu" if name == "auto" else name
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={cfg.device}: no CUDA GPU is visible; use device=cpu")
-    return torch.device(name)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -140,7 +132,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     data.verify(shards, cfg.verify)  # data preparation: outside the budget
     (run / "config.yaml").write_text(yaml.safe_dump({"train": cfg.to_dict(), "model": mcfg.to_dict()}))
 
-    specials = special_token_ids(shards.tokenizer_file)
+    specials = tokenizer.special_ids(shards.tokenizer_file)
     masker = Masker(specials["[MASK]"], shards.vocab_size, cfg.mask_fraction, cfg.mask_mode,
                     tuple(specials.values()), cfg.seed)
     seq_len = shards.seq_len
@@ -154,7 +146,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     entropy = unigram_entropy(shards)
 
     meter.start()  # start-up and compilation are inside the budget
-    device = pick_device(cfg)
+    device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     precision = Precision(cfg.precision, device, saved and saved.get("precision"))
@@ -358,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"settings (key=value; built-in defaults shown, the --config file and then key=value "
                f"override them):\n{fields}\n\n"
-               f"presets (--config NAME, configs/train/NAME.yaml):\n{describe_presets(CONFIG_DIR)}\n\n"
+               f"presets (--config NAME, configs/train/NAME.yaml):\n{describe_presets(PRESET_DIR)}\n\n"
                "Output: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, final/}.\n")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting listed below")
     ap.add_argument("--config", default="tiny", help="configs/train/<name>.yaml or a YAML path (default: tiny)")

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from model.io import load_pretrained
+from model.tokenizer import special_ids
 from pipeline.shards import ShardSet
-from trainer.data import special_token_ids
 from trainer.heldout import HeldOut, heldout_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -89,7 +89,7 @@ def main() -> None:
     runs, cores = run_both(args)
     loads.append(load_average())
 
-    specials = special_token_ids(shards.tokenizer_file)
+    specials = special_ids(shards.tokenizer_file)
     rows = heldout_indices(len(shards), min(args.heldout, len(shards) // 10))  # the rows train.py held out
     documents = float((shards.take(rows, "segment_ids").max(axis=1) + 1).mean())
     for side_name, side in runs.items():

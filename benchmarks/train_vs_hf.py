@@ -237,9 +237,9 @@ def main() -> None:
 
 
 def _mask_id(shards: ShardSet) -> int:
-    from trainer.data import special_token_ids
+    from model.tokenizer import special_ids
 
-    return special_token_ids(shards.tokenizer_file)["[MASK]"]
+    return special_ids(shards.tokenizer_file)["[MASK]"]
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ import torch
 from tokenizers import Tokenizer
 
 from glueval.data import Split
+from model import tokenizer
+from model.tokenizer import TokenizerError
 
-SPECIALS = ("[PAD]", "[CLS]", "[SEP]")
-
-
-class TokenizerError(ValueError):
-    """A checkpoint's tokenizer that is missing or does not fit its model."""
+SPECIALS = ("[PAD]", "[CLS]", "[SEP]")  # what the GLUE inputs are built with
 
 
 def load_tokenizer(checkpoint: str | Path, model_vocab_size: int) -> Tokenizer:
@@ -25,11 +23,9 @@ def load_tokenizer(checkpoint: str | Path, model_vocab_size: int) -> Tokenizer:
         raise TokenizerError(f"{checkpoint}: no tokenizer.json in the checkpoint; a pretrained checkpoint "
                              "must carry the tokenizer it was trained with (model.io.save_pretrained(..., "
                              "tokenizer_file=...))")
-    tok = Tokenizer.from_file(str(path))
-    size = tok.get_vocab_size(with_added_tokens=True)
-    if size > model_vocab_size:
-        raise TokenizerError(f"{path}: tokenizer has {size} tokens but the model's embedding has "
-                             f"{model_vocab_size} rows; this tokenizer does not belong to this model")
+    tok = tokenizer.load(path)
+    tokenizer.check_fits(tokenizer.vocab_size(tok), model_vocab_size, path,
+                         "evaluate the checkpoint folder train.py wrote, with its own tokenizer.json")
     missing = [t for t in SPECIALS if tok.token_to_id(t) is None]
     if missing:
         raise TokenizerError(f"{path}: special token(s) {missing} missing; GLUE inputs need {SPECIALS}")

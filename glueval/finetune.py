@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 from glueval.encode import Encoded, collate
 from glueval.protocol import Protocol
 from model.decay import weight_decay_groups
+from trainer.device import autocast
 
 
 def lr_lambda(total_steps: int, warmup: float, schedule: str):
@@ -40,11 +40,6 @@ def make_optimizer(model: torch.nn.Module, p: Protocol) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=p.lr, betas=p.betas, eps=p.eps, fused=True)
 
 
-def _autocast(device: torch.device, precision: str):
-    """bf16 autocast for precision bf16 (run.evaluate resolves auto to bf16 or fp32 first)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
-
 def _forward(model, batch: dict, device: torch.device) -> torch.Tensor:
     return model(batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                  token_type_ids=batch["token_type_ids"].to(device))
@@ -61,7 +56,7 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, regression: bool) -> tor
 def train_step(model, opt: torch.optim.Optimizer, batch: dict, device: torch.device, regression: bool,
                p: Protocol) -> torch.Tensor:
     """One optimizer step on one collated batch; returns the loss."""
-    with _autocast(device, p.precision):
+    with autocast(device, p.precision):
         logits = _forward(model, batch, device)
     loss = loss_fn(logits, batch["labels"].to(device), regression)
     opt.zero_grad(set_to_none=True)
@@ -104,7 +99,7 @@ def predict(model, data: Encoded, p: Protocol, pad_id: int, device: torch.device
     out = np.empty(len(data), dtype=np.float64 if regression else np.int64)
     for b in range(0, len(order), p.eval_batch_size):
         idx = order[b:b + p.eval_batch_size]
-        with _autocast(device, p.precision):
+        with autocast(device, p.precision):
             logits = _forward(model, collate(data, idx.tolist(), pad_id, p.pad_multiple), device).float()
         out[idx] = (logits.squeeze(-1) if regression else logits.argmax(-1)).cpu().numpy()
     return out

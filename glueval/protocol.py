@@ -7,7 +7,9 @@ from pathlib import Path
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "glue"
+from model.config import CONFIG_DIR
+
+PRESET_DIR = CONFIG_DIR / "glue"
 
 
 class ProtocolError(ValueError):
@@ -79,10 +81,10 @@ def load(config: str | Path | None = None, overrides: list[str] = ()) -> Protoco
     values: dict = {}
     if config is not None:
         path = Path(config)
-        if not path.exists() and (CONFIG_DIR / f"{config}.yaml").exists():
-            path = CONFIG_DIR / f"{config}.yaml"
+        if not path.exists() and (PRESET_DIR / f"{config}.yaml").exists():
+            path = PRESET_DIR / f"{config}.yaml"
         if not path.is_file():
-            names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+            names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
             raise ProtocolError(f"{config}: no such config file or name (names: {names})")
         values = yaml.safe_load(path.read_text()) or {}
         if not isinstance(values, dict):

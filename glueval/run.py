@@ -17,15 +17,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from glueval import checkpoint, data, hf_backend, metrics, report
+from glueval import data, hf_backend, metrics, report
 from glueval.encode import Encoded, collate, encode, load_tokenizer
 from glueval.finetune import make_optimizer, predict, train, train_step
 from glueval.protocol import Protocol
 from glueval.tasks import Task
-from model.io import WEIGHTS, sha256
+from model.heads import SequenceClassifier
+from model.io import WEIGHTS, load_pretrained, read_config, sha256
 from trainer.device import Precision
 
 BACKENDS = ("cramkit", "hf")
+INITS = ("pretrained", "random")
+
+
+def classifier(ckpt: str | Path, num_labels: int, init: str, dropout: float) -> torch.nn.Module:
+    """A sequence classifier with a fresh head: the checkpoint's pretrained encoder (model.io.load_pretrained),
+    or (init="random") the same architecture with random weights, the no-pretraining baseline. Seed torch
+    before calling."""
+    if init == "pretrained":
+        return load_pretrained(ckpt, kind="classifier", num_labels=num_labels, dropout=dropout)
+    if init == "random":
+        return SequenceClassifier(read_config(ckpt)[0].replace(dropout=dropout), num_labels)
+    raise ValueError(f"init must be one of {INITS}, not {init!r}")
 
 
 @dataclass
@@ -78,7 +91,7 @@ def estimate_seconds(ckpt, prepared: list[Prepared], runs: dict[str, int], p: Pr
         if not runs.get(prep.task.name):
             continue
         torch.manual_seed(0)
-        model = checkpoint.build(ckpt, prep.task.num_labels, "random", p.dropout).to(device)
+        model = classifier(ckpt, prep.task.num_labels, "random", p.dropout).to(device)
         opt = make_optimizer(model, p)
         order = torch.randperm(len(prep.train_enc), generator=torch.Generator().manual_seed(0)).tolist()
         times = []
@@ -112,7 +125,7 @@ def evaluate(ckpt: str | Path, tasks: list[Task], p: Protocol, glue_dir: str | P
     precision = Precision(p.precision, device)
     log(f"precision: {precision}")
     p = replace(p, precision=precision.name)  # auto resolved once: what every run uses, as recorded
-    cfg = checkpoint.model_config(ckpt)
+    cfg = read_config(ckpt)[0]
     tok = load_tokenizer(ckpt, cfg.vocab_size)
     pad_id = tok.token_to_id("[PAD]")
     results = {"checkpoint": str(ckpt), "checkpoint_sha256": sha256(Path(ckpt) / WEIGHTS), "protocol": p.to_dict(),
@@ -151,7 +164,7 @@ def evaluate(ckpt: str | Path, tasks: list[Task], p: Protocol, glue_dir: str | P
                     info, preds = hf_backend.finetune(ckpt, task, prep.train, prep.dev, p, seed, init, device)
                 else:
                     torch.manual_seed(seed)
-                    model = checkpoint.build(ckpt, task.num_labels, init, p.dropout).to(device)
+                    model = classifier(ckpt, task.num_labels, init, p.dropout).to(device)
                     info = train(model, prep.train_enc, p, seed, pad_id, device, task.is_regression, desc)
                     t0 = time.perf_counter()
                     preds = {k: predict(model, e, p, pad_id, device, task.is_regression)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import yaml
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
+# The presets of every job (configs/corpus, model, train, glue), found beside the packages: the repository's
+# folder in a checkout or an editable install, the copy a wheel installs as package data (pyproject.toml).
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRESET_DIR = CONFIG_DIR / "model"
 ARCHS = ("crammed", "bert")
 POOLS = ("first", "mean")
 

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from model import card as model_card
+from model import tokenizer
 from model.config import ModelConfig
 from model.heads import MaskedLM, SequenceClassifier
 
@@ -44,8 +45,6 @@ AUTO_MAP = {"AutoConfig": "configuration_crammed.CrammedConfig", "AutoModel": "m
             **{f"AutoModelFor{task}": f"modeling_crammed.{HF_CLASSES[kind]}"
                for task, kind in (("MaskedLM", "mlm"), ("SequenceClassification", "classifier"))}}
 HF_KEYS = ("model_type", "architectures", "auto_map", "id2label", "label2id")
-SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
-                  "mask_token": "[MASK]"}
 
 
 class CheckpointError(ValueError):
@@ -69,22 +68,14 @@ def clean_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k.replace("_orig_mod.", ""): v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
-def tokenizer_vocab_size(path: Path) -> int:
-    from tokenizers import Tokenizer
-
-    try:
-        return Tokenizer.from_file(str(path)).get_vocab_size(with_added_tokens=True)
-    except Exception as err:  # tokenizers raises a bare Exception on a malformed file
-        raise CheckpointError(f"{path}: not a readable tokenizers JSON file ({err})") from err
-
-
 def check_tokenizer(path: Path, cfg: ModelConfig) -> None:
-    """A tokenizer with more ids than the embedding has rows would index out of range."""
-    size = tokenizer_vocab_size(path)
-    if size > cfg.vocab_size:
-        raise CheckpointError(f"{path} has {size} tokens but the model's vocab_size is {cfg.vocab_size}: "
-                              "the tokenizer does not belong to this model; pass the tokenizer it was "
-                              "trained with, or build the model with vocab_size >= the tokenizer's size")
+    """The tokenizer file reads and fits the model's embedding (as a CheckpointError)."""
+    try:
+        tokenizer.check_fits(tokenizer.vocab_size(tokenizer.load(path)), cfg.vocab_size, path,
+                             "pass the tokenizer it was trained with, or build the model with vocab_size >= "
+                             "the tokenizer's size")
+    except tokenizer.TokenizerError as err:
+        raise CheckpointError(str(err)) from err
 
 
 def sha256(path: Path) -> str:
@@ -110,12 +101,12 @@ def hf_tokenizer(src: Path, out_dir: Path, cfg: ModelConfig) -> None:
     B [SEP]`, segment 1 from B on), no padding or truncation, and tokenizer_config.json (the special tokens
     present, model_max_length = max_seq_len) so that AutoTokenizer encodes exactly as cramkit fine-tunes. A
     tokenizer without [CLS] and [SEP] keeps its own post-processor."""
-    from tokenizers import Tokenizer, processors
+    from tokenizers import processors
 
-    tok = Tokenizer.from_file(str(src))
+    tok = tokenizer.load(src)
     tok.no_padding()
     tok.no_truncation()
-    ids = {name: tok.token_to_id(token) for name, token in SPECIAL_TOKENS.items()}
+    ids = {name: tok.token_to_id(token) for name, token in tokenizer.HF_NAMES.items()}
     if ids["cls_token"] is not None and ids["sep_token"] is not None:
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -123,7 +114,7 @@ def hf_tokenizer(src: Path, out_dir: Path, cfg: ModelConfig) -> None:
     settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_seq_len,
                 "padding_side": "right", "truncation_side": "right", "clean_up_tokenization_spaces": False,
                 "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
-                **{name: SPECIAL_TOKENS[name] for name, i in ids.items() if i is not None}}
+                **{name: tokenizer.HF_NAMES[name] for name, i in ids.items() if i is not None}}
     write_atomic(out_dir / TOKENIZER, lambda tmp: tok.save(str(tmp)))
     write_atomic(out_dir / TOKENIZER_CONFIG, lambda tmp: tmp.write_text(json.dumps(settings, indent=2) + "\n"))
 

@@ -16,6 +16,7 @@ small results between stages (as side inputs); texts, hashes and rows move throu
 
 import apache_beam as beam
 
+from model import tokenizer
 from pipeline import dedup, finish, order, output, tokenize
 from pipeline.encode import Encoder
 from pipeline.pack import Layout
@@ -69,11 +70,9 @@ class _Rows(beam.DoFn):
         if tokenizer_json is None:
             return
         if self.keys is None:
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_str(tokenizer_json)
+            tok = tokenizer.parse(tokenizer_json, "the corpus tokenizer")
             ids = tokenize.packing_ids(tok, self.cfg.objective, self.cfg.pack.document_end, self.cfg.pack.pad)
-            self.keys = order.Keys(self.cfg, self.plan, layout, tok.get_vocab_size(with_added_tokens=True), ids,
+            self.keys = order.Keys(self.cfg, self.plan, layout, tokenizer.vocab_size(tok), ids,
                                    counts)
         yield self.keys.sample(unit) if bounds is None else self.keys.partition(unit, bounds)
 
@@ -137,10 +136,8 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
     parted = unit_items | "Rows" >> beam.ParDo(_Rows(cfg, plan), *sides, _one(bounds))
 
     def shard(part, b, rows, t):
-        from tokenizers import Tokenizer
-
         before = int(sum(c[:part].sum() for _, c in rows))
-        vocab = Tokenizer.from_str(t).get_vocab_size(with_added_tokens=True) if t else 0
+        vocab = tokenizer.vocab_size(tokenizer.parse(t, "the corpus tokenizer")) if t else 0
         return order.write_shard(part, len(b) + 1, plan, cfg, [path for paths, _ in rows for path in paths],
                                  before, vocab) if t else {"file": None, "capped": 0}
 

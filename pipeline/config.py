@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from model.config import CONFIG_DIR
 from pipeline import shards
 from pipeline.dedup import DedupConfig
 from pipeline.filters import FilterConfig
@@ -24,7 +25,7 @@ from pipeline.pack import PackConfig
 from pipeline.sources import SourceConfig
 from pipeline.tokenize import OBJECTIVES, TokenizerConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "corpus"
+PRESET_DIR = CONFIG_DIR / "corpus"
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def resolve(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
-    return CONFIG_DIR / f"{name_or_path}.yaml"
+    return PRESET_DIR / f"{name_or_path}.yaml"
 
 
 def load(name_or_path: str | None = None, overrides: list[str] = ()) -> CorpusConfig:
@@ -147,7 +148,7 @@ def load(name_or_path: str | None = None, overrides: list[str] = ()) -> CorpusCo
     if name_or_path:
         path = resolve(name_or_path)
         if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+            known = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
             raise ConfigError(f"--config {name_or_path}: no such file ({path}); known configs: {known}")
         try:
             values = yaml.safe_load(path.read_text()) or {}

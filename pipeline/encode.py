@@ -12,8 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 import zstandard
-from tokenizers import Tokenizer
 
+from model import tokenizer
 from pipeline import docstore, progress, report, shards, storage
 from pipeline.dedup import losers_of
 from pipeline.stats import Tally
@@ -63,9 +63,9 @@ class Encoder:
 
     def __init__(self, cfg, plan, tokenizer_json: str):
         self.cfg, self.plan = cfg, plan
-        self.tok = Tokenizer.from_str(tokenizer_json)
+        self.tok = tokenizer.parse(tokenizer_json, "the corpus tokenizer")
         self.end = packing_ids(self.tok, cfg.objective, cfg.pack.document_end, cfg.pack.pad)["end"]
-        self.vocab = self.tok.get_vocab_size(with_added_tokens=True)
+        self.vocab = tokenizer.vocab_size(self.tok)
         self.dtype = shards.dtype_for_vocab(self.vocab)
         self.cctx = zstandard.ZstdCompressor(level=3)
 

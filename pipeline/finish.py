@@ -8,6 +8,7 @@ the command line prints the summary and the error and exits non-zero.
 import io
 from dataclasses import asdict
 
+from model import tokenizer
 from pipeline import report, shards, storage
 from pipeline.plan import STAGES
 from pipeline.stats import STATS, build_stats, to_json, total
@@ -76,13 +77,11 @@ def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, 
 
 
 def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists: dict) -> None:
-    from tokenizers import Tokenizer
-
     drops = {reason: d["docs"] for reason, d in stats["dropped"].items()}
     png = io.BytesIO()
     report.write_report(png, hists, drops, cfg.tokenizer.compression_cutoff)
     storage.write_bytes(storage.join(plan.out, REPORT), png.getvalue())
-    tok = Tokenizer.from_str(tokenizer_json)
+    tok = tokenizer.parse(tokenizer_json, "the corpus tokenizer")
     pack, ids = cfg.pack, packing_ids(tok, cfg.objective, cfg.pack.document_end, cfg.pack.pad)
     columns = ["input_ids"] + ([] if pack.cross_documents else ["attention_mask"])
     columns += ["segment_ids"] if pack.segments else []
@@ -95,7 +94,7 @@ def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists:
     shard_list = sorted(({k: e[k] for k in ("file", "rows", "bytes", "sha256")} for e in entries),
                         key=lambda e: e["file"])
     text = shards.manifest(
-        objective=cfg.objective, seq_len=cfg.seq_len, vocab_size=tok.get_vocab_size(with_added_tokens=True), shards=shard_list,
+        objective=cfg.objective, seq_len=cfg.seq_len, vocab_size=tokenizer.vocab_size(tok), shards=shard_list,
         config=cfg.to_dict(), order=asdict(cfg.order), packing=packing, counts=counts_of(stats),
         tokens=stats["tokens"], tokenizer_sha256=shards.sha256_bytes(tokenizer_json.encode()),
         created=plan.created, columns=columns, special_tokens=specials)

@@ -22,7 +22,9 @@ pad tokens from it (`pack.document_end`, `pack.pad`; by default the objective's)
 
 The sample a tokenizer learns from is bounded in characters: the clean documents (after dedup) of the
 scan's tokenizer sample, taken in the order of their sample hash (pipeline.plan) until `sample_chars`,
-so it is the same on every runner. The encoding stage itself is pipeline.encode.
+so it is the same on every runner. The encoding stage itself is pipeline.encode; reading a tokenizer file,
+the special tokens and the check against a model's vocabulary are model.tokenizer, shared with the trainer,
+GLUE and export.
 """
 
 import heapq
@@ -33,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from model import tokenizer
+from model.tokenizer import SPECIAL_TOKENS
 from pipeline import docstore, shards, storage
 from pipeline.dedup import losers_of
 from pipeline.document import EmptyCorpus
@@ -50,12 +54,11 @@ class Objective:
 
 
 OBJECTIVES = {
-    "mlm": Objective(("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"), "[PAD]", "[UNK]", "[SEP]",
+    "mlm": Objective(SPECIAL_TOKENS, "[PAD]", "[UNK]", "[SEP]",
                      "$A [SEP]", "[CLS] $A [SEP] $B [SEP]"),
     "clm": Objective(("<|pad|>", "<|unk|>", "<|endoftext|>"), "<|pad|>", "<|unk|>", "<|endoftext|>",
                      "$A <|endoftext|>", "$A <|endoftext|> $B <|endoftext|>"),
 }
-SPECIAL_TOKENS = OBJECTIVES["mlm"].specials
 KINDS = ("wordpiece", "bpe")
 PREFIX = "##"
 PRINTABLE_ASCII = "".join(map(chr, range(33, 127)))  # what the normalizer leaves, minus whitespace
@@ -223,10 +226,7 @@ def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2, kind: str = 
 
 def load_tokenizer(path) -> Tokenizer:
     """An existing tokenizer.json, on any storage."""
-    try:
-        return Tokenizer.from_str(storage.read_text(str(path)))
-    except Exception as e:
-        raise ValueError(f"{path}: not a tokenizers JSON file ({e}); give a tokenizer.json path") from e
+    return tokenizer.parse(storage.read_text(str(path)), path)
 
 
 def packing_ids(tok: Tokenizer, objective: str, document_end: str | None = None, pad: str | None = None) -> dict:

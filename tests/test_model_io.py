@@ -163,11 +163,11 @@ def test_bad_config_json_is_named(tmp_path):
 
 def test_tokenizer_larger_than_the_vocab_is_refused(tmp_path):
     model = MaskedLM(cfg())
-    with pytest.raises(CheckpointError, match="has 800 tokens but the model's vocab_size is 500"):
+    with pytest.raises(CheckpointError, match="has 800 tokens but the model's embedding has 500 rows"):
         save_pretrained(model, tmp_path / "a", tokenizer_file=tokenizer_file(tmp_path / "big.json", 800))
     save_pretrained(model, tmp_path / "b", tokenizer_file=tokenizer_file(tmp_path / "ok.json", 400))
     tokenizer_file(tmp_path / "b" / "tokenizer.json", 800)  # swapped afterwards
-    with pytest.raises(CheckpointError, match="tokenizer.json has 800 tokens"):
+    with pytest.raises(CheckpointError, match="tokenizer.json: the tokenizer has 800 tokens"):
         load_pretrained(tmp_path / "b")
     (tmp_path / "b" / "tokenizer.json").write_text("garbage")
     with pytest.raises(CheckpointError, match="not a readable tokenizers JSON file"):

@@ -13,9 +13,10 @@ import torch
 import train
 from model.config import ModelConfig
 from model.heads import MaskedLM
+from model.tokenizer import special_ids
 from pipeline.__main__ import main as pipeline
 from pipeline.shards import ShardSet
-from trainer.data import Prefetcher, epoch_batches, special_token_ids
+from trainer.data import Prefetcher, epoch_batches
 from trainer.heldout import HeldOut, heldout_indices
 from trainer.masking import Masker
 
@@ -69,7 +70,7 @@ def test_training_with_and_without_the_document_mask(corpus, tmp_path):
 
 def test_heldout_loss_reads_the_segment_ids(corpus):
     shards = ShardSet(corpus / "seg")
-    specials = special_token_ids(shards.tokenizer_file)
+    specials = special_ids(shards.tokenizer_file)
     rows = heldout_indices(len(shards), 16)
     model = MaskedLM(ModelConfig.preset("tiny-2").replace(vocab_size=shards.vocab_size)).eval()
     within = HeldOut(shards, rows, specials["[MASK]"], tuple(specials.values()), 8, document_mask=True)

@@ -309,6 +309,18 @@ def test_precision_choice_on_cpu(monkeypatch):
     assert speedup > 0
 
 
+def test_device_choice_is_one_rule_for_train_and_glue(monkeypatch):
+    from trainer import device as dev
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert dev.pick_device("auto") == torch.device("cpu") and dev.pick_device("cpu") == torch.device("cpu")
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(dev.NoDevice, match=f"device={name}: no CUDA GPU is visible"):
+            dev.pick_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert dev.pick_device("auto") == torch.device("cuda") and dev.pick_device("cuda:1") == torch.device("cuda:1")
+
+
 @pytest.mark.slow
 def test_bf16_and_fp32_reach_the_same_loss_in_50_steps(small_shards, tmp_path, capsys):
     """The tiny preset (model and recipe; batch 8 so that 50 steps stay short), the same rows and masks:

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from test_train_loop import SEQ, SMALL, make_shards, tokens
 
 import train
+from model.tokenizer import special_ids
 from pipeline.shards import Batches, ShardSet
 from trainer import metrics
-from trainer.data import special_token_ids
 from trainer.heldout import HELDOUT_MASK_FRACTION, HeldOut, TrainRows, heldout_indices, unigram_entropy
 
 
@@ -62,7 +62,7 @@ class Unigram(torch.nn.Module):
 
 
 def test_heldout_task_masks_every_target_and_a_context_free_model_scores_the_entropy(shards):
-    specials = special_token_ids(shards.tokenizer_file)
+    specials = special_ids(shards.tokenizer_file)
     held = heldout_indices(len(shards), len(shards) // 10)
     task = HeldOut(shards, held, specials["[MASK]"], tuple(specials.values()), 32)
     assert task.targets == len(held) * round(HELDOUT_MASK_FRACTION * SEQ)
@@ -118,7 +118,7 @@ def test_padding_is_neither_counted_nor_a_heldout_target(shards, tmp_path):
     counts = Counter(rows[keep].tolist())
     total = sum(counts.values())
     assert unigram_entropy(padded) == pytest.approx(-sum(c / total * math.log(c / total) for c in counts.values()))
-    specials = special_token_ids(shards.tokenizer_file)
+    specials = special_ids(shards.tokenizer_file)
     held = heldout_indices(len(padded), 20)
     task = HeldOut(padded, held, specials["[MASK]"], tuple(specials.values()), 8)
     for ids, positions, targets, attention, _, live in task.batches:

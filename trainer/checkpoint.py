@@ -1,9 +1,10 @@
 """Resumable training checkpoints, written atomically: a folder is built under a temporary name and
 renamed into place, so `ckpt-NNNNNNNN/` is either complete or absent.
 
-A checkpoint holds model.safetensors (clean names), optimizer.safetensors (AdamW moments and steps by
-parameter name, plus the torch RNG states) and state.json (step, budget spent, reader position, config).
-No pickle is ever written or read.
+A checkpoint holds model.safetensors (clean names, as model.io writes them), optimizer.safetensors (AdamW
+moments and steps by parameter name, plus the torch RNG states) and state.json (step, budget spent, reader
+position, config). No pickle is ever written or read. This is the training state --resume reads; a
+finished model folder (config.json, tokenizer) is read by model.io, for GLUE and export alike.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from model.io import clean_state_dict
+from model.io import WEIGHTS, clean_state_dict
 
 PREFIX = "ckpt-"
 TMP = ".tmp-"
@@ -96,7 +97,7 @@ def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optim
             folder.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            save_file(weights, str(tmp / "model.safetensors"))
+            save_file(weights, str(tmp / WEIGHTS))
             save_file(moments, str(tmp / "optimizer.safetensors"))
             (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1) + "\n")
             for f in tmp.iterdir():
@@ -148,7 +149,7 @@ def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict
     """Restore model, optimizer and RNG states from checkpoint `path`; returns its state.json."""
     state = read_state(path)
     try:
-        weights = load_file(str(path / "model.safetensors"))
+        weights = load_file(str(path / WEIGHTS))
         tensors = load_file(str(path / "optimizer.safetensors"))
     except Exception as e:  # safetensors raises several types on a bad file
         raise ResumeError(f"{path}: cannot read the checkpoint tensors ({e}); delete {path} to resume from "
@@ -156,7 +157,7 @@ def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        raise ResumeError(f"{path / 'model.safetensors'}: does not fit this model ({e})") from e
+        raise ResumeError(f"{path / WEIGHTS}: does not fit this model ({e})") from e
     names = _names(model)
     current = optimizer.state_dict()
     per_param: dict[int, dict] = {}

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import yaml
 
+from model.config import CONFIG_DIR
 from trainer.budget import Budget
 from trainer.data import SHUFFLE
 from trainer.masking import MODES
 from trainer.schedule import LR_SCHEDULES
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "train"
+PRESET_DIR = CONFIG_DIR / "train"
 RESUMABLE = {"name", "out", "checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "threads",
              "compile", "peak_tflops", "prefetch", "verify", "micro_batch", "precision", "eval_every"}
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -133,10 +134,10 @@ def load(name: str, overrides: dict | None = None) -> TrainConfig:
     """Config `name` (configs/train/<name>.yaml) or a YAML path, with overrides {field: value}."""
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
-        path = CONFIG_DIR / f"{name}.yaml"
+        path = PRESET_DIR / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ValueError(f"train config {name!r} not found; known: {known} (in {CONFIG_DIR}), or a .yaml path")
+        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+        raise ValueError(f"train config {name!r} not found; known: {known} (in {PRESET_DIR}), or a .yaml path")
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of train settings")

@@ -7,13 +7,11 @@ last micro-batch the model consumed, not after what the thread already prefetche
 
 from __future__ import annotations
 
-import json
 import queue
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +20,6 @@ from tqdm import tqdm
 from pipeline.shards import Batches, ShardSet
 from trainer.masking import Masker
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SHUFFLE = ("later", "never", "always")
 
 
@@ -64,22 +61,6 @@ def epoch_order(shuffle: str, epoch: int) -> str:
 def passes(reader_state: dict) -> float:
     """Passes over the data so far (1.25: a quarter into the second epoch)."""
     return reader_state["epoch"] + reader_state["position"] / reader_state["rows"]
-
-
-def special_token_ids(tokenizer_file: Path) -> dict[str, int]:
-    """Ids of the BERT special tokens in a tokenizers JSON file (read as JSON: no tokenizers import)."""
-    try:
-        spec = json.loads(Path(tokenizer_file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{tokenizer_file}: cannot read the tokenizer ({e}); rebuild the shard set") from e
-    ids = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
-    vocab = (spec.get("model") or {}).get("vocab")
-    if isinstance(vocab, dict):
-        ids = {**{t: vocab[t] for t in SPECIAL_TOKENS if t in vocab}, **ids}
-    if "[MASK]" not in ids:
-        raise ValueError(f"{tokenizer_file}: no [MASK] token; MLM training needs one (rebuild the shard set "
-                         "with a cramkit tokenizer)")
-    return {t: ids[t] for t in SPECIAL_TOKENS if t in ids}
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""What the training device can do: its bf16 peak (for MFU), the precision to compute in, and what to do
-when its memory runs out."""
+"""The device to run on and what it can do: its bf16 peak (for MFU), the precision to compute in, and what
+to do when its memory runs out. Pretraining and fine-tuning both choose the device and autocast here."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import statistics
 import time
 
 import torch
+
+
+class NoDevice(ValueError):
+    """The device asked for is not there (a CUDA device without a visible GPU)."""
 
 
 class OutOfMemory(RuntimeError):
@@ -28,6 +32,22 @@ PEAK_TFLOPS = {
     "NVIDIA L40S": 362.05, "NVIDIA L40": 181.05, "NVIDIA L4": 121.0,
     "NVIDIA RTX A6000": 154.8, "NVIDIA RTX 6000 Ada Generation": 364.2, "NVIDIA GeForce RTX 4090": 165.2,
 }
+
+
+def pick_device(setting: str) -> torch.device:
+    """`auto`: the CUDA GPU when one is visible, else the CPU; otherwise the device named (cpu, cuda, cuda:1)."""
+    name = "cuda" if setting == "auto" and torch.cuda.is_available() else setting
+    name = "cpu" if name == "auto" else name
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise NoDevice(f"device={setting}: no CUDA GPU is visible; use device=cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on `device` for precision "bf16"; no context for "fp32" (auto is resolved by Precision)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def peak_flops(peak_tflops: float, device: torch.device) -> float | None:
@@ -64,7 +84,7 @@ class Precision:
     than fp32. `reason` says how the choice was made (for the log)."""
 
     def __init__(self, setting: str, device: torch.device, resumed: str | None = None):
-        self.device_type = device.type
+        self.device = device
         if setting != "auto":
             self.name, self.reason = setting, "as set"
         elif resumed:
@@ -80,9 +100,7 @@ class Precision:
             self.name, self.reason = "fp32", f"auto: fp32 on {device.type}"
 
     def autocast(self):
-        if self.name == "bf16":
-            return torch.autocast(self.device_type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.name)
 
     def __str__(self) -> str:
         return f"{'bf16 autocast' if self.name == 'bf16' else 'fp32'} ({self.reason})"
