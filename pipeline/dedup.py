@@ -16,10 +16,12 @@ Near (MinHash LSH, `cfg` a DedupConfig):
    documents' word n-gram shingle sets reaches `jaccard_threshold`. Edges are processed in chunks, so
    a partition holds at most EDGE_CHUNK edges' texts at once.
 3. clusters (one worker, over the verified edges only): a document is removed only when it is a
-   verified near-duplicate of a document that is KEPT, taking ids in ascending order (the
-   lexicographically first maximal independent set of the verified graph). So a chain A~B~C~D whose
-   ends share little keeps A and C, and pages that merely share a template are never merged through
-   a third page: no transitive over-merging. Memory: 24 bytes per verified edge.
+   verified near-duplicate of a document that is KEPT. Documents are taken by most verified partners
+   first, then ascending id (a greedy maximal independent set of the verified graph): the centre of a
+   group of copies (the original, similar to each copy) is kept and its copies go, even where two
+   copies differ too much to pair with each other. A chain A~B~C~D whose ends share little keeps B
+   and D, and pages that merely share a template are never merged through a third page: no
+   transitive over-merging. Memory: about 60 bytes per verified edge.
 """
 
 from dataclasses import dataclass
@@ -163,19 +165,28 @@ def verify(part: int, cfg: DedupConfig, plan, scans, candidate_runs) -> tuple:
 
 
 def clusters(plan, verified) -> Decision:
-    """Near losers from all verified edges: ascending ids, a document is removed when it has a verified
-    edge to a lower document that is kept (see the module doc); its kept partner is the lowest such."""
+    """Near losers from all verified edges (see the module doc): documents are taken by most verified
+    partners first (then ascending id); a document taken while still undecided is kept and its undecided
+    partners are removed, so every removed document has a verified edge to a kept one."""
     found = [e for e, _ in verified]
     edges = np.concatenate(found) if found else np.zeros(0, EDGE)
-    edges = edges[np.lexsort((edges["lo"], edges["hi"]))]
-    removed: dict[int, int] = {}
-    for lo, hi, chars in zip(edges["lo"].tolist(), edges["hi"].tolist(), edges["hi_chars"].tolist(), strict=True):
-        if hi not in removed and lo not in removed:
-            removed[hi] = chars
+    nodes, ends = np.unique(np.concatenate([edges["lo"], edges["hi"]]), return_inverse=True)
+    chars = np.zeros(len(nodes), np.uint32)
+    chars[ends] = np.concatenate([edges["lo_chars"], edges["hi_chars"]])
+    source = np.concatenate([ends[len(edges):], ends[:len(edges)]])  # both directions: hi -> lo, lo -> hi
+    order = np.argsort(ends, kind="stable")
+    partners, starts = source[order], np.concatenate([[0], np.cumsum(np.bincount(ends, minlength=len(nodes)))])
+    degree = np.diff(starts)
+    state = np.zeros(len(nodes), np.int8)  # 0 undecided, 1 kept, 2 removed
+    for v in np.lexsort((nodes, -degree)).tolist():
+        if state[v] == 0:
+            state[v] = 1
+            near = partners[starts[v]:starts[v + 1]]
+            state[near[state[near] == 0]] = 2
+    removed = state == 2
     tally = sum((t for _, t in verified), Tally())
     tally.count("near_verified_pairs", len(edges))
-    ids = np.fromiter(removed, np.int64, len(removed))
-    chars = np.fromiter(removed.values(), np.uint32, len(removed))
+    ids, chars = nodes[removed], chars[removed]
     if len(ids):
         tally.drop("dedup/near", int(chars.sum()), len(ids))
     return Decision(_losers(plan.path("near", "losers.run"), plan, ids, chars), tally)

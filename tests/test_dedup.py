@@ -152,8 +152,8 @@ def chain(rng, length, words=400):
 
 
 def test_a_chain_removes_only_documents_paired_with_a_kept_one(tmp_path):
-    """The policy: ids ascending, a document goes only when it is a verified near-duplicate (Jaccard >= 0.8)
-    of a document that stays. A chain whose ends share little keeps several members, not just one."""
+    """The policy: a document goes only when it is a verified near-duplicate (Jaccard >= 0.8) of a document
+    that stays (most verified partners first). A chain whose ends share little keeps several members."""
     rng = random.Random(8)
     texts = chain(rng, 48)
     assert jac(texts[0], texts[-1]) < 0.3 and min(jac(a, b) for a, b in zip(texts, texts[1:], strict=False)) > 0.85
@@ -163,10 +163,10 @@ def test_a_chain_removes_only_documents_paired_with_a_kept_one(tmp_path):
     docs = list(by_key.items()) + [(f"z:{i}", random_text(rng, 300)) for i in range(5)]
     kept, drops, _ = run(docs, tmp_path)
     kept_chain = [k for k in kept if k.startswith("c:")]
-    assert "c:000" in kept_chain and [f"z:{i}" for i in range(5)] == kept[-5:]
+    assert [f"z:{i}" for i in range(5)] == kept[-5:]
     assert 2 <= len(kept_chain) <= len(texts) // 2
     for key in set(keys) - set(kept_chain):
-        assert any(k < key and jac(by_key[k], by_key[key]) >= 0.8 for k in kept_chain), key
+        assert any(jac(by_key[k], by_key[key]) >= 0.8 for k in kept_chain), key
     assert all(jac(by_key[a], by_key[b]) < 0.95 for a in kept_chain for b in kept_chain if a < b)
 
 
