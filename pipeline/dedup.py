@@ -1,6 +1,6 @@
 """Exact and near-duplicate decisions, computed from the small records the scan staged.
 
-Both keep the lowest id. Only fixed-size records (hashes, ids, lengths) are read, from run files, one
+Ties go to the lowest id. Only fixed-size records (hashes, ids, lengths) are read, from run files, one
 partition per work item; texts are read back from the docstores only to verify candidate pairs. The
 losers go to runs partitioned by work unit, which the next stages apply.
 
