@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_train_loop import SEQ, SMALL, make_shards, tokens
+from test_train_loop import SEQ, SMALL, make_shards, padded_shards, tokens
 
 import train
 from model.tokenizer import special_ids
@@ -103,18 +103,10 @@ def test_run_logs_heldout_loss_prints_header_and_verdict_and_plots_it(tmp_path, 
 
 def test_padding_is_neither_counted_nor_a_heldout_target(shards, tmp_path):
     """A padded shard set (its attention_mask column) leaves padding out of the entropy and the targets."""
-    from pipeline.shards import write_manifest, write_shard
-
     rows = shards.take(np.arange(200))
     keep = np.arange(SEQ)[None, :] < np.random.default_rng(0).integers(8, SEQ, size=len(rows))[:, None]
     rows[~keep] = 7  # a real id under a zero mask: only the stored column says it is padding
-    folder = tmp_path / "padded"
-    folder.mkdir()
-    (folder / "tokenizer.json").write_bytes(shards.tokenizer_file.read_bytes())
-    entry = write_shard(folder / "shard-000000.arrow", rows, attention_mask=keep.astype(np.uint8))
-    write_manifest(folder, seq_len=SEQ, vocab_size=shards.vocab_size, shards=[entry], config={}, order={},
-                   packing={"cross_documents": False}, counts={}, tokens={}, columns=("input_ids", "attention_mask"))
-    padded = ShardSet(folder)
+    padded = ShardSet(padded_shards(shards, rows, keep, tmp_path / "padded"))
     counts = Counter(rows[keep].tolist())
     total = sum(counts.values())
     assert unigram_entropy(padded) == pytest.approx(-sum(c / total * math.log(c / total) for c in counts.values()))

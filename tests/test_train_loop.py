@@ -85,6 +85,16 @@ def first_rows(source: Path, rows: int, out: Path) -> Path:
     return out
 
 
+def padded_shards(source, rows: np.ndarray, keep: np.ndarray, folder: Path) -> Path:
+    """One shard of `rows` with `keep` as its stored attention_mask column, beside `source`'s tokenizer."""
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes(source.tokenizer_file.read_bytes())
+    entry = write_shard(folder / "shard-000000.arrow", rows, attention_mask=keep.astype(np.uint8))
+    write_manifest(folder, seq_len=SEQ, vocab_size=source.vocab_size, shards=[entry], config={}, order={},
+                   packing={"cross_documents": False}, counts={}, tokens={}, columns=("input_ids", "attention_mask"))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     return make_shards(tmp_path_factory.mktemp("shards") / "corpus")
@@ -310,12 +320,7 @@ def test_padded_shards_read_the_stored_attention_mask_and_count_real_tokens(shar
     keep = np.arange(SEQ)[None, :] < lengths[:, None]
     rows[~keep] = 0  # [PAD]
     rows[:, -1] = 7  # a real id under a zero mask: only the stored column says it is padding
-    padded = tmp_path / "padded"
-    padded.mkdir()
-    (padded / "tokenizer.json").write_bytes(source.tokenizer_file.read_bytes())
-    entry = write_shard(padded / "shard-000000.arrow", rows, attention_mask=keep.astype(np.uint8))
-    write_manifest(padded, seq_len=SEQ, vocab_size=source.vocab_size, shards=[entry], config={}, order={},
-                   packing={"cross_documents": False}, counts={}, tokens={}, columns=("input_ids", "attention_mask"))
+    padded = padded_shards(source, rows, keep, tmp_path / "padded")
     from trainer.data import Prefetcher, epoch_batches
     from trainer.masking import IGNORE, Masker
 
