@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
+import configs
 from glueval import data, protocol, report, run, tasks
 from glueval.data import GlueDataError
 from glueval.encode import TokenizerError
 from glueval.hf_backend import BackendUnavailable
 from glueval.run import BACKENDS, INITS
-from model.config import describe_presets
 from model.io import CheckpointError, read_config
 from trainer.device import NoDevice, pick_device
 
@@ -60,7 +60,7 @@ The table also goes into the checkpoint's model card (README.md written by train
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="glue.py", description=__doc__.splitlines()[0],
-                                 epilog=EPILOG.format(protocols=describe_presets(protocol.PRESET_DIR, 10)),
+                                 epilog=EPILOG.format(protocols=configs.describe("glue", 10)),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, nargs="?",
                     help="pretrained checkpoint folder (model.safetensors, config.json, tokenizer.json)")
@@ -85,9 +85,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="CPU threads for torch (default: the cores this process may use)")
     ap.add_argument("--check-data", action="store_true",
                     help="only check that the tasks' data is reachable (--glue-dir files or the Hub), then exit")
+    ap.add_argument("--show-config", action="store_true",
+                    help="print every protocol setting (after --config and overrides) as YAML; run nothing")
     args = ap.parse_intermixed_args(argv)
-    if args.checkpoint is None and not args.check_data:
-        ap.error("the checkpoint folder is required (or --check-data)")
+    if args.checkpoint is not None and "=" in args.checkpoint.name and not args.checkpoint.exists():
+        args.overrides.insert(0, str(args.checkpoint))  # no checkpoint given (--show-config): a key=value
+        args.checkpoint = None
+    if args.checkpoint is None and not (args.check_data or args.show_config):
+        ap.error("the checkpoint folder is required (or --check-data, --show-config)")
     return args
 
 
@@ -98,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = list(args.overrides) + ([f"seeds=[{args.seeds}]"] if args.seeds else [])
         proto = protocol.load(args.config, overrides)
+        if args.show_config:
+            print(configs.show(proto), end="")
+            return 0
         chosen = tasks.resolve(args.tasks, args.glue_dir)
         if not args.check_data:
             read_config(args.checkpoint)  # the checkpoint folder and its config.json
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run.evaluate(args.checkpoint, chosen, proto, args.glue_dir, inits, device, on_update=save,
                                log=lambda s: print(s, file=sys.stderr), previous=previous, announce=announce,
                                backend=args.backend)
-    except (protocol.ProtocolError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError,
+    except (configs.ConfigError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError,
             BackendUnavailable, NoDevice) as e:
         print(f"glue.py: error: {e}", file=sys.stderr)
         return 2

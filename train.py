@@ -28,8 +28,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
+import configs
 from model import tokenizer
-from model.config import ModelConfig, describe_presets
+from model.config import ModelConfig
 from model.decay import weight_decay_groups
 from model.flops import train_flops_per_token
 from model.heads import MaskedLM
@@ -37,7 +38,7 @@ from model.io import CheckpointError, save_pretrained
 from pipeline.shards import MANIFEST, ShardError, ShardSet
 from trainer import checkpoint, data, metrics
 from trainer.budget import Budget, Meter
-from trainer.config import PRESET_DIR, TrainConfig, load, parse_value
+from trainer.config import TrainConfig, load
 from trainer.data import Prefetcher
 from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops, pick_device
 from trainer.heldout import HeldOut, TrainRows, heldout_indices, unigram_entropy
@@ -350,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"settings (key=value; built-in defaults shown, the --config file and then key=value "
                f"override them):\n{fields}\n\n"
-               f"presets (--config NAME, configs/train/NAME.yaml):\n{describe_presets(PRESET_DIR)}\n\n"
+               f"presets (--config NAME, configs/train/NAME.yaml):\n{configs.describe('train')}\n\n"
                "Output: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, final/}.\n")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting listed below")
     ap.add_argument("--config", default="tiny", help="configs/train/<name>.yaml or a YAML path (default: tiny)")
@@ -360,23 +361,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--name", help="run name: output goes to <out>/<name> (setting `name`)")
     ap.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
     ap.add_argument("--overwrite", action="store_true", help="delete the run's earlier output and start over")
+    ap.add_argument("--show-config", action="store_true",
+                    help="print every setting (after --config and overrides) and the model's as YAML; run nothing")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_intermixed_args(argv)
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            ap.error(f"{item!r}: settings are written key=value")
-        overrides[key] = parse_value(value)
-    for key in ("shards", "model", "budget", "name"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
     try:
-        return train(load(args.config, overrides), resume=args.resume, overwrite=args.overwrite)
+        overrides = configs.parse_overrides(args.overrides)
+        overrides.update({k: getattr(args, k) for k in ("shards", "model", "budget", "name") if getattr(args, k)})
+        cfg = load(args.config, overrides)
+        if args.show_config:
+            model = configs.show(ModelConfig.preset(cfg.model)).splitlines()
+            print(configs.show(cfg) + f"# model {cfg.model}:\n" + "".join(f"#   {line}\n" for line in model), end="")
+            return 0
+        return train(cfg, resume=args.resume, overwrite=args.overwrite)
     except (ShardError, CheckpointError, checkpoint.ResumeError, checkpoint.DiskFull, NonFiniteLoss, OutOfMemory,
             ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

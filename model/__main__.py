@@ -7,19 +7,20 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from model.config import PRESET_DIR, ModelConfig
+import configs
+from model.config import ModelConfig
 from model.flops import param_count, train_flops_per_token
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m model", description=__doc__)
     parser.add_argument("presets", nargs="*", help="preset names or YAML paths (default: every preset in "
-                        f"{PRESET_DIR})")
+                        f"{configs.CONFIG_DIR / 'model'})")
     parser.add_argument("--masked-fraction", type=float, default=0.25,
                         help="fraction of tokens the sparse MLM head predicts (default 0.25; 1.0 = dense head)")
     parser.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the preset's)")
     args = parser.parse_args(argv)
-    names = args.presets or sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    names = args.presets or configs.presets("model")
     table = Table(title=f"MaskedLM size and training cost (masked fraction {args.masked_fraction})")
     for column in ("preset", "arch", "layers x hidden (heads)", "FFN", "vocab", "seq",
                    "params", "non-embedding", "train GFLOP/token"):

@@ -4,26 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
+import configs
 
-# The presets of every job (configs/corpus, model, train, glue), found beside the packages: the repository's
-# folder in a checkout or an editable install, the copy a wheel installs as package data (pyproject.toml).
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-PRESET_DIR = CONFIG_DIR / "model"
 ARCHS = ("crammed", "bert")
 POOLS = ("first", "mean")
-
-
-def describe_presets(folder: Path, width: int = 13) -> str:
-    """One line per YAML preset in `folder` (model, train or GLUE configs): its name and the first line of
-    its leading comment, for --help texts."""
-    lines = []
-    for path in sorted(folder.glob("*.yaml")):
-        first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
-        lines.append(f"  {path.stem:<{width}} {first}")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -36,15 +21,16 @@ class ModelConfig:
 
     Token types are embedded iff type_vocab_size > 0. The classifier head is first token (or mean of the
     unpadded tokens, pool="mean") -> Linear(hidden, head_dim) -> tanh -> dropout -> Linear(head_dim, labels).
+    The defaults are cramming's crammed-bert; a preset (configs/model/) lists what it changes.
     """
 
-    arch: str
-    vocab_size: int
-    max_seq_len: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
+    arch: str = "crammed"
+    vocab_size: int = 32768
+    max_seq_len: int = 128
+    hidden_size: int = 768
+    num_layers: int = 16
+    num_heads: int = 12
+    intermediate_size: int = 3072
     dropout: float = 0.0
     pad_token_id: int = 0
     type_vocab_size: int = 0
@@ -54,14 +40,6 @@ class ModelConfig:
     pool: str = "first"
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
-                raise ValueError(f"ModelConfig.{f.name} must be an integer, got {value!r}")
-            if f.type == "float" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-                raise ValueError(f"ModelConfig.{f.name} must be a number, got {value!r}")
-            if f.type == "str" and not isinstance(value, str):
-                raise ValueError(f"ModelConfig.{f.name} must be a string, got {value!r}")
         if self.arch not in ARCHS:
             raise ValueError(f"ModelConfig.arch must be one of {ARCHS}, got {self.arch!r}")
         if self.pool not in POOLS:
@@ -93,38 +71,23 @@ class ModelConfig:
     @classmethod
     def preset(cls, name: str, **overrides) -> ModelConfig:
         """A preset by name (configs/model/<name>.yaml) or a path to a YAML file, with field overrides."""
-        path = Path(name)
-        if path.suffix not in (".yaml", ".yml"):
-            path = PRESET_DIR / f"{name}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-            raise ValueError(f"unknown model preset {name!r}; known presets: {known} (in {PRESET_DIR}), "
-                             "or pass a path to a .yaml file")
-        values = yaml.safe_load(path.read_text())
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of ModelConfig fields, got {type(values).__name__}")
-        return cls.from_dict({**values, **overrides}, source=str(path))
+        return configs.load(cls, "model", name, overrides)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "ModelConfig") -> ModelConfig:
-        """Build from a mapping (read from `source`); a bad, unknown or missing field is a ValueError naming it."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"{source}: unknown ModelConfig field(s) {unknown}; known fields: {sorted(names)}")
-        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
-        missing = [n for n in required if n not in values]
-        if missing:
-            raise ValueError(f"{source}: missing ModelConfig field(s) {missing}")
+        """Build from a complete mapping (a checkpoint's config.json, read from `source`); a bad, unknown or
+        missing field is a ConfigError naming it."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in values]
+        if missing and set(values) <= set(names):  # an unknown key is named first, by build
+            raise configs.ConfigError(f"{source}: missing ModelConfig field(s) {missing}")
         try:
-            return cls(**values)
-        except ValueError as err:
-            if source == "ModelConfig":
-                raise
-            raise ValueError(f"{source}: {err}") from None
+            return configs.build(cls, values, "ModelConfig")
+        except configs.ConfigError as err:
+            raise configs.ConfigError(f"{source}: {err}") from None
 
     def replace(self, **overrides) -> ModelConfig:
         return self.from_dict({**self.to_dict(), **overrides})

@@ -147,6 +147,7 @@ def main(argv=None) -> int:
     args, beam_args = parse(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
 
+    from configs import ConfigError, show
     from pipeline import config, inputs, output, plan, shards, storage, tokenize
     from pipeline import stats as accounting
 
@@ -155,9 +156,7 @@ def main(argv=None) -> int:
     try:
         cfg = config.load(args.config, args.overrides)
         if args.show_config:
-            import yaml
-
-            print(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False), end="")
+            print(show(cfg), end="")
             print(f"# config hash: {cfg.hash()}")
             return 0
         options = beam_options(args, beam_args)
@@ -179,7 +178,7 @@ def main(argv=None) -> int:
                                         "with (pack.cross_documents=false); set pack.pad to one of its tokens")
         found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6))
         folders = output.prepare(args.output, args.overwrite)
-    except (config.ConfigError, inputs.InputError, storage.StorageError, output.OutputError, ValueError) as e:
+    except (ConfigError, inputs.InputError, storage.StorageError, output.OutputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

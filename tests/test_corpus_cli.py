@@ -228,6 +228,7 @@ def test_skipped_paths_are_counted_and_urls_never_become_folders(tmp_path):
 
 
 def test_config_overrides_types_and_hash(tmp_path):
+    from configs import ConfigError
     from pipeline import config
 
     cfg = config.load("default", ["dedup.bands=7", "dedup.num_perm=56", "filters.languages=[en, de]",
@@ -241,12 +242,12 @@ def test_config_overrides_types_and_hash(tmp_path):
                          ("dedup.bands=20", "dedup.num_perm"),
                          ("source=3", "source: expected a mapping"),
                          ("nodot", "key=value")]:
-        with pytest.raises(config.ConfigError, match=message.replace("[", r"\[")):
+        with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
             config.load("default", [bad])
     (tmp_path / "x.yaml").write_text("dedup: [1, 2]\n")
-    with pytest.raises(config.ConfigError, match="dedup: expected a mapping"):
+    with pytest.raises(ConfigError, match="dedup: expected a mapping"):
         config.load(str(tmp_path / "x.yaml"))
-    with pytest.raises(config.ConfigError, match="known configs: .*default"):
+    with pytest.raises(ConfigError, match="no such corpus config; presets: .*default"):
         config.load("no-such-preset")
 
 

@@ -116,7 +116,7 @@ def test_bad_inputs_give_clear_errors(sst2_dir, sst2_checkpoint, tmp_path, capsy
     assert glue.main([str(tmp_path / "missing"), "--glue-dir", str(sst2_dir), "--out", str(tmp_path)]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
     assert glue.main([str(sst2_checkpoint), "--tasks", "sst2", "epochz=1", "--out", str(tmp_path)]) == 2
-    assert "unknown protocol key" in capsys.readouterr().err
+    assert "epochz: unknown key; the glue config has" in capsys.readouterr().err
 
 
 def test_help_is_complete(capsys):

@@ -63,8 +63,9 @@ def test_console_scripts_are_the_repository_commands():
 
 
 @pytest.mark.slow
-def test_a_wheel_finds_its_presets_from_another_directory(tmp_path):
-    """`pip install .` (not editable): the presets ship as package data and every job lists them from any cwd."""
+def test_a_wheel_shows_every_jobs_config_from_another_directory(tmp_path):
+    """`pip install .` (not editable): the presets ship as package data, and each console script's
+    --show-config prints a preset's values from any working directory."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "train.py", "glue.py", "pipeline", "model", "trainer", "glueval",
@@ -75,20 +76,25 @@ def test_a_wheel_finds_its_presets_from_another_directory(tmp_path):
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist", src],
                    check=True, capture_output=True, cwd=tmp_path)
     wheel = next((tmp_path / "dist").glob("cramkit-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--target", tmp_path / "site", wheel], check=True,
-                   capture_output=True, cwd=tmp_path)
-    code = """
-import glueval.protocol, model.config, pipeline.config, trainer.config
-assert model.config.CONFIG_DIR.parent.name == "site", model.config.CONFIG_DIR
-for folder in (pipeline.config.PRESET_DIR, model.config.PRESET_DIR, trainer.config.PRESET_DIR,
-               glueval.protocol.PRESET_DIR):
-    print(folder.name, *sorted(p.stem for p in folder.glob("*.yaml")))
-"""
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
-    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split("\n")[:4] == [" ".join([kind, *sorted(p.stem for p in (ROOT / "configs" / kind).glob(
-        "*.yaml"))]) for kind in ("corpus", "model", "train", "glue")]
-    listed = subprocess.run([sys.executable, "-m", "train", "--help"], cwd=tmp_path, env=env, capture_output=True,
-                            text=True)
-    assert listed.returncode == 0 and "crammed-bert" in listed.stdout.split("presets (--config")[1]
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, capture_output=True,
+                   cwd=tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+
+    def run(*argv):
+        proc = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    code = "import configs; print(configs.CONFIG_DIR); print(*(' '.join(configs.presets(k)) for k in " \
+           "('corpus', 'model', 'train', 'glue')), sep='\\n')"
+    folder, *listed = run("-c", code).splitlines()
+    assert folder == str(site / "configs")
+    assert listed == [" ".join(sorted(p.stem for p in (ROOT / "configs" / kind).glob("*.yaml")))
+                      for kind in ("corpus", "model", "train", "glue")]
+    corpus = run(site / "bin" / "cramkit-corpus", "--config", "desktop", "--show-config", "seq_len=64")
+    assert "seq_len: 64" in corpus and "vocab_size: 8192" in corpus and "compression_cutoff: 0.3" in corpus
+    cram = run(site / "bin" / "cramkit-cram", "--config", "desktop", "--show-config")
+    assert "name: desktop" in cram and "shuffle: always" in cram and "#   vocab_size: 8192" in cram
+    glue = run(site / "bin" / "cramkit-glue", "--config", "demo", "--show-config", "epochs=2")
+    assert "max_train_examples: 2000" in glue and "epochs: 2" in glue and "lr: 0.0005" in glue

@@ -2,11 +2,12 @@
 
 import pytest
 
-from model.config import PRESET_DIR, ModelConfig
+import configs
+from model.config import ModelConfig
 
 
 def test_presets_are_the_yaml_files():
-    assert {p.stem for p in PRESET_DIR.glob("*.yaml")} >= {"crammed-bert", "bert-base", "tiny", "tiny-2"}
+    assert set(configs.presets("model")) >= {"crammed-bert", "bert-base", "tiny", "tiny-2"}
 
 
 def test_crammed_bert_is_crammings_final_architecture():
@@ -38,17 +39,17 @@ def test_overrides_and_dict_round_trip():
 
 def test_preset_from_a_yaml_path(tmp_path):
     path = tmp_path / "mine.yaml"
-    path.write_text((PRESET_DIR / "tiny-2.yaml").read_text().replace("num_layers: 2", "num_layers: 3"))
+    path.write_text((configs.CONFIG_DIR / "model" / "tiny-2.yaml").read_text().replace("num_layers: 2", "num_layers: 3"))
     assert ModelConfig.preset(str(path)).num_layers == 3
 
 
 def test_unknown_preset_names_it_and_lists_the_known():
-    with pytest.raises(ValueError, match="unknown model preset 'bert-huge'.*crammed-bert"):
+    with pytest.raises(ValueError, match="'bert-huge': no such model config; presets: .*crammed-bert"):
         ModelConfig.preset("bert-huge")
 
 
 def test_unknown_field_is_named():
-    with pytest.raises(ValueError, match=r"unknown ModelConfig field\(s\) \['hiden_size'\]"):
+    with pytest.raises(ValueError, match="hiden_size: unknown key; the model config has arch, "):
         ModelConfig.preset("tiny", hiden_size=128)
 
 
@@ -65,9 +66,9 @@ def test_hidden_not_divisible_by_heads():
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("hidden_size", "256", "hidden_size must be an integer"),
-    ("num_layers", True, "num_layers must be an integer"),
-    ("dropout", "0.1", "dropout must be a number"),
+    ("hidden_size", "256", "hidden_size='256': expected an integer"),
+    ("num_layers", True, "num_layers=True: expected an integer"),
+    ("dropout", "0.1", "dropout='0.1': expected a number"),
     ("dropout", 1.0, r"dropout must be in \[0, 1\)"),
     ("arch", "gpt", "arch must be one of"),
     ("pool", "max", "pool must be one of"),

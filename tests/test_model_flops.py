@@ -5,12 +5,13 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from model.config import PRESET_DIR, ModelConfig
+import configs
+from model.config import ModelConfig
 from model.flops import param_count, train_flops_per_token
 from model.heads import MaskedLM
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+@pytest.mark.parametrize("name", configs.presets("model"))
 def test_param_count_equals_the_module(name):
     model = MaskedLM(ModelConfig.preset(name))
     assert param_count(model.cfg) == sum(p.numel() for p in model.parameters())

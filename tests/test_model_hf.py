@@ -14,10 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+import configs
 from glueval import data
 from glueval.encode import collate, encode, load_tokenizer
 from model import export
-from model.config import PRESET_DIR, ModelConfig
+from model.config import ModelConfig
 from model.flops import param_count
 from model.heads import MaskedLM, SequenceClassifier
 from model.io import HF_KEYS, load_pretrained, save_pretrained
@@ -26,7 +27,7 @@ from pipeline.tokenize import train_tokenizer
 pytest.importorskip("transformers")
 
 TOL = 1e-5
-CRAMMED = sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if ModelConfig.preset(p.stem).crammed)
+CRAMMED = [n for n in configs.presets("model") if ModelConfig.preset(n).crammed]
 MAX_LENGTHS = (9, 16, 33, 128)
 WORDS = ("The committee's report, published on 3 March, said naïve estimates were off by 40% -- "
          "Zoë disagreed; others didn't. A quick brown fox jumps over the lazy dog again and again!").split()

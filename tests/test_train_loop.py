@@ -152,7 +152,7 @@ def test_budget_used_up_by_start_up_is_an_error(shards, tmp_path, capsys):
 
 def test_unknown_setting_and_help(capsys):
     assert train.main(["no_such_key=1"]) == 1
-    assert "unknown train setting" in capsys.readouterr().err
+    assert "no_such_key: unknown key; the train config has" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train.main(["--help"])
     out = capsys.readouterr().out

@@ -138,13 +138,13 @@ def test_config_presets_and_overrides():
     assert crammed.name == "crammed-bert" and crammed.budget == "24h"
     tiny = load("tiny", {"budget": "2e6tok", "micro_batch": 8, "lr": "5e-4"})
     assert tiny.budget == "2e6tok" and tiny.micro_batch == 8 and tiny.lr == 5e-4
-    with pytest.raises(ValueError, match="unknown train setting"):
+    with pytest.raises(ValueError, match="learning_rate: unknown key; the train config has model"):
         load("tiny", {"learning_rate": 1})
     with pytest.raises(ValueError, match="multiple of micro_batch"):
         load("tiny", {"micro_batch": 24})
     with pytest.raises(ValueError, match="budget"):
         load("tiny", {"budget": "soon"})
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(ValueError, match="no such train config"):
         load("no-such-config")
 
 

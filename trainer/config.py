@@ -1,21 +1,17 @@
-"""TrainConfig: every setting of a pretraining run, read from configs/train/<name>.yaml plus key=value
-overrides. Fields that only change how a run is observed may differ on --resume; the rest may not."""
+"""TrainConfig: every setting of a pretraining run, its defaults cramming's recipe; read the way every config
+is (`configs`). Fields that only change how a run is observed may differ on --resume; the rest may not."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
-
-from model.config import CONFIG_DIR
+import configs
 from trainer.budget import Budget
 from trainer.data import SHUFFLE
 from trainer.masking import MODES
 from trainer.schedule import LR_SCHEDULES
 
-PRESET_DIR = CONFIG_DIR / "train"
 RESUMABLE = {"name", "out", "checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "threads",
              "compile", "peak_tflops", "prefetch", "verify", "micro_batch", "precision", "eval_every"}
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -27,17 +23,17 @@ def opt(help_text: str, default=dataclasses.MISSING, default_factory=dataclasses
 
 @dataclass
 class TrainConfig:
-    model: str = opt("model preset (configs/model/<name>.yaml) or a path to one", "tiny")
+    model: str = opt("model preset (configs/model/<name>.yaml) or a path to one", "crammed-bert")
     shards: str = opt("shard folder written by `make corpus`", "out/corpus")
-    budget: str = opt("time (24h, 90m, 45s), tokens (2e9tok) or FLOPs (1.5e18flop)", "5m")
+    budget: str = opt("time (24h, 90m, 45s), tokens (2e9tok) or FLOPs (1.5e18flop)", "24h")
     name: str = opt("run folder runs/<name>; default: the config's name", "")
     out: str = opt("parent folder of run folders", "runs")
     seed: int = opt("model init, masking and shuffle seed", 0)
-    micro_batch: int = opt("sequences per forward/backward; set it to saturate the GPU (may change on --resume)", 32)
+    micro_batch: int = opt("sequences per forward/backward; set it to saturate the GPU (may change on --resume)", 512)
     batch_size: int = opt("sequences per optimizer step at the end of the ramp", 8192)
     batch_ramp: float = opt("progress at which batch_size is reached (0: no ramp)", 0.6)
     lr: float = opt("peak learning rate (AdamW)", 1e-3)
-    betas: list = opt("AdamW betas", default_factory=lambda: [0.9, 0.98])
+    betas: list[float] = opt("AdamW betas", default_factory=lambda: [0.9, 0.98])
     eps: float = opt("AdamW epsilon", 1e-12)
     weight_decay: float = opt("AdamW weight decay; none on 1-D parameters (norms, biases)", 0.01)
     grad_clip: float = opt("global L2 norm; 0 turns it off", 0.5)
@@ -65,13 +61,7 @@ class TrainConfig:
     peak_tflops: float = opt("device peak for MFU; 0: known GPUs by exact name, none on CPU", 0.0)
     prefetch: int = opt("micro-batches prepared ahead", 4)
 
-
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            kind = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}[f.type]
-            if not isinstance(value, kind) or (f.type in ("int", "float") and isinstance(value, bool)):
-                raise ValueError(f"train config: {f.name}={value!r} must be of type {f.type}")
         Budget.parse(self.budget)
         for key in ("checkpoint_every", "eval_every"):
             _seconds(key, getattr(self, key))
@@ -125,38 +115,7 @@ def _seconds(key: str, text: str) -> float:
     return budget.amount
 
 
-def parse_value(text: str):
-    value = yaml.safe_load(text)
-    return text if value is None else value
-
-
-def load(name: str, overrides: dict | None = None) -> TrainConfig:
-    """Config `name` (configs/train/<name>.yaml) or a YAML path, with overrides {field: value}."""
-    path = Path(name)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-        raise ValueError(f"train config {name!r} not found; known: {known} (in {PRESET_DIR}), or a .yaml path")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of train settings")
-    values = {**values, **(overrides or {})}
-    known = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"{path}: unknown train setting(s) {unknown}; known: {sorted(known)}")
-    for key, value in values.items():  # YAML reads 1e-3 as a string and 5 where a float is meant
-        if known[key].type == "float" and isinstance(value, (int, str)) and not isinstance(value, bool):
-            try:
-                values[key] = float(value)
-            except ValueError:
-                pass
-        if known[key].type == "str" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            values[key] = str(value)
-        if known[key].type == "str" and isinstance(value, bool):
-            values[key] = str(value).lower()
-    values.setdefault("name", path.stem)
-    if not values["name"]:
-        values["name"] = path.stem
-    return TrainConfig(**values)
+def load(name: str, overrides=()) -> TrainConfig:
+    """A train preset (configs/train/<name>.yaml) or YAML path, then overrides; the run's name is the file's
+    unless set."""
+    return configs.load(TrainConfig, "train", name, overrides)
