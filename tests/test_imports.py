@@ -98,3 +98,37 @@ def test_a_wheel_shows_every_jobs_config_from_another_directory(tmp_path):
     assert "name: desktop" in cram and "shuffle: always" in cram and "#   vocab_size: 8192" in cram
     glue = run(site / "bin" / "cramkit-glue", "--config", "demo", "--show-config", "epochs=2")
     assert "max_train_examples: 2000" in glue and "epochs: 2" in glue and "lr: 0.0005" in glue
+
+
+LAYERS = ("configs", "model", "pipeline", "trainer", "glueval", "train", "glue")  # each imports only earlier ones
+
+
+def test_no_import_circle_and_the_packages_are_layers():
+    """Every import (also inside functions) between cramkit's modules: no module imports itself back through
+    others, and a package imports only the packages before it in LAYERS."""
+    import ast
+    import graphlib
+
+    files = [ROOT / "train.py", ROOT / "glue.py", *(p for d in LAYERS[:5] for p in (ROOT / d).rglob("*.py"))]
+    names = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in files}
+
+    def ours(name: str) -> str | None:  # the module `name` is, or lives in
+        while name and name not in names:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in names.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+        graph[name] = {m for m in map(ours, imported) if m and m != name}
+    graphlib.TopologicalSorter(graph).prepare()  # CycleError names the circle
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+    upward = sorted(f"{a} -> {b}" for a, bs in graph.items() for b in bs
+                    if rank[b.split(".")[0]] > rank[a.split(".")[0]])
+    assert not upward, upward
+    assert graph["train"] >= {"pipeline.shards", "trainer.config"} and "model.io" in graph["glueval.run"]
