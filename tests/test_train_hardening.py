@@ -12,10 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from test_train_loop import REPO, SEQ, SMALL, first_rows, make_shards, records, run_train, tokens
 
 import train
+from model.config import ModelConfig
+from model.heads import MaskedLM
+from model.io import clean_state_dict
 from pipeline.shards import ShardSet
 from trainer.heldout import TrainRows
 
@@ -246,6 +249,29 @@ def test_resume_of_a_finished_run_says_so(small_shards, tmp_path, capsys):
     assert train.main([*args, "--resume"]) == 0
     err = capsys.readouterr().err
     assert f"last loss {loss:.3f}" in err and "nan" not in err and final.is_file()
+
+
+def test_resume_reads_the_weights_as_every_model_is_read(small_shards, tmp_path, capsys):
+    """--resume reads a checkpoint's weights through model.io, as GLUE and export do: a damaged file or
+    tensors of another model are one line naming the file and the way out."""
+    args = [*SMALL, "--shards", str(small_shards), "--budget", tokens(12), "checkpoint_every=0s",
+            "keep_checkpoints=100", f"out={tmp_path}", "name=r"]
+    assert train.main(args) == 0
+    newest = sorted((tmp_path / "r" / "checkpoints").glob("ckpt-*"))[-1]
+    shutil.rmtree(tmp_path / "r" / "final")
+    weights = newest / "model.safetensors"
+    good = weights.read_bytes()
+    capsys.readouterr()
+    for damage, message in [(good[: len(good) // 2], "not a valid safetensors file"),
+                            (None, "tensors do not match the config")]:
+        if damage is None:  # the weights of a model with one layer fewer
+            save_file(clean_state_dict(MaskedLM(ModelConfig.preset("tiny-2", num_layers=1))), str(weights))
+        else:
+            weights.write_bytes(damage)
+        assert train.main([*args, "--resume"]) == 1
+        err = error_lines(capsys.readouterr().err)
+        assert len(err) == 1 and str(weights) in err[0] and message in err[0], err
+        assert f"delete {newest} to resume from the one before it" in err[0]
 
 
 def tmpfs_run(tmp_path: Path, size: str, args: list[str]) -> subprocess.CompletedProcess:

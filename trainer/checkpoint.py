@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from model.io import WEIGHTS, clean_state_dict
+from model.io import WEIGHTS, clean_state_dict, load_into, read_weights
 
 PREFIX = "ckpt-"
 TMP = ".tmp-"
@@ -149,15 +149,10 @@ def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict
     """Restore model, optimizer and RNG states from checkpoint `path`; returns its state.json."""
     state = read_state(path)
     try:
-        weights = load_file(str(path / WEIGHTS))
+        load_into(model, read_weights(path), with_head=True, source=path / WEIGHTS)  # as every model is read
         tensors = load_file(str(path / "optimizer.safetensors"))
-    except Exception as e:  # safetensors raises several types on a bad file
-        raise ResumeError(f"{path}: cannot read the checkpoint tensors ({e}); delete {path} to resume from "
-                          "the one before it") from e
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise ResumeError(f"{path / WEIGHTS}: does not fit this model ({e})") from e
+    except (SafetensorError, OSError, ValueError) as e:  # CheckpointError is a ValueError
+        raise ResumeError(f"{e}; delete {path} to resume from the one before it") from e
     names = _names(model)
     current = optimizer.state_dict()
     per_param: dict[int, dict] = {}
