@@ -102,7 +102,7 @@ def load(schema: type[T], kind: str, name: str | Path | None = None,
             if not isinstance(node, dict):
                 raise ConfigError(f"{dotted}: {section} is not a section")
         node[key] = value
-    if path is not None and "name" in _names(schema) and not values.get("name"):
+    if path is not None and "name" in _names(schema) and values.get("name") in (None, ""):
         values["name"] = path.stem
     return build(schema, values, f"the {kind} config")
 

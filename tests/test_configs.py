@@ -109,3 +109,8 @@ def test_every_command_shows_its_config():
                            (["glue.py", "--config", "bert-base", "--show-config"], "batch_size: 32")]:
         proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and expected in proc.stdout, proc.stderr[-2000:]
+
+
+def test_a_name_that_yaml_reads_as_a_value_stays_the_name():
+    for text, name in [("name=false", "false"), ("name=2024", "2024"), ("name=", "tiny")]:
+        assert configs.load(TrainConfig, "train", "tiny", [text]).name == name

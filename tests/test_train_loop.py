@@ -178,8 +178,7 @@ def test_vocab_and_seq_len_mismatch_fail_before_training(shards, tmp_path, capsy
     err = capsys.readouterr().err
     assert "the tokenizer has 1024 tokens but the model's embedding has 512 rows" in err
     short = tmp_path / "short.yaml"
-    short.write_text((REPO / "configs/model/tiny-2.yaml").read_text().replace("max_seq_len: 128",
-                                                                            "max_seq_len: 32"))
+    short.write_text((REPO / "configs/model/tiny-2.yaml").read_text() + "max_seq_len: 32\n")
     assert train.main(["--model", str(short), "--shards", str(shards), f"out={tmp_path}"]) == 1
     assert "rows of 64 tokens" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/metrics.jsonl"))
