@@ -37,6 +37,7 @@ from model.heads import MaskedLM
 from model.io import CheckpointError, save_pretrained
 from pipeline.shards import MANIFEST, ShardError, ShardSet
 from trainer import checkpoint, data, metrics
+from trainer.batches import epoch_batches, epoch_order, passes
 from trainer.budget import Budget, Meter
 from trainer.config import TrainConfig, load
 from trainer.data import Prefetcher
@@ -159,7 +160,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     model = MaskedLM(mcfg).to(device).train()
     optimizer = build_optimizer(model, cfg, device)
     step, micro_index = 0, 0
-    reader = data.epoch_batches(train_rows, cfg.micro_batch, cfg.shuffle, cfg.seed, cfg.document_mask)
+    reader = epoch_batches(train_rows, cfg.micro_batch, cfg.shuffle, cfg.seed, cfg.document_mask)
     if saved:
         checkpoint.load(latest, model, optimizer)
         step, micro_index = saved["step"], saved["micro_index"]
@@ -195,7 +196,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
         rate = f" at {tokens_per_s:,.0f} tokens/s" if tokens_per_s else ""
         tqdm.write(f"warning: the budget {cfg.budget} reads about {end / one_pass:.1f} passes over the "
                    f"{len(shards):,} rows of {cfg.shards}{rate}; rows repeat, from epoch 2 in "
-                   f"{data.epoch_order(cfg.shuffle, 1)} each epoch (shuffle={cfg.shuffle})", file=sys.stderr)
+                   f"{epoch_order(cfg.shuffle, 1)} each epoch (shuffle={cfg.shuffle})", file=sys.stderr)
 
     def write_log() -> dict:
         """Sync once: average loss of the window, throughput, MFU; raise on a non-finite loss."""
@@ -209,7 +210,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
         seconds = max(now - window["time"], 1e-9)
         positions_s, tok_s = (meter.tokens - window["tokens"]) / seconds, window["real"] / seconds
         record = {"step": step, "tokens": meter.tokens, "progress": round(meter.progress(), 6),
-                  "epoch": round(data.passes(reader_state), 4), "loss": loss, "lr": current["lr"],
+                  "epoch": round(passes(reader_state), 4), "loss": loss, "lr": current["lr"],
                   "batch_size": current["batch_size"], "tokens_per_s": tok_s, "elapsed_s": round(meter.elapsed(), 2),
                   "stall_s": round(loader.stall_seconds - window["stall"], 3),
                   "load_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
@@ -290,7 +291,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             if reader_state["epoch"] > current["epoch"]:
                 current["epoch"] = epoch = reader_state["epoch"]
                 tqdm.write(f"epoch {epoch + 1} begins after {epoch * one_pass:,} tokens: rows in "
-                           f"{data.epoch_order(cfg.shuffle, epoch)}", file=sys.stderr)
+                           f"{epoch_order(cfg.shuffle, epoch)}", file=sys.stderr)
             now = time.perf_counter()
             if now - last_log >= cfg.log_every:
                 write_log()
@@ -298,7 +299,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
             bar.n = int(1000 * meter.progress())
             bar.set_postfix_str(f"loss {current['loss']:.3f} held-out {current['heldout']:.3f} (unigram "
                                 f"{entropy:.3f}) lr {current['lr']:.2e} bs {current['batch_size']} "
-                                f"epoch {data.passes(reader_state):.2f} tok/s {current['tokens_per_s']:,.0f} "
+                                f"epoch {passes(reader_state):.2f} tok/s {current['tokens_per_s']:,.0f} "
                                 f"MFU {current['mfu']} left {time_left()}", refresh=False)
             bar.update(0)
             if stop.signum:
