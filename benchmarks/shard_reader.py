@@ -1,8 +1,8 @@
 """Shard reader throughput, side by side with Hugging Face `datasets` reading the same Arrow files
 (`Dataset.from_file` per shard + `concatenate_datasets`, numpy format), in one run, as ratios.
 
-Sequential: an epoch in batches as written (`ShardSet.batches(bs)` vs `ds[i:i+bs]`); random: the same
-number of rows in seeded-shuffle batches (`ShardSet.batches(bs, shuffle=True)` vs `ds[idx]`). Both on a
+Sequential: an epoch in batches as written (`Batches(shard_set, bs)` vs `ds[i:i+bs]`); random: the same
+number of rows in seeded-shuffle batches (`Batches(shard_set, bs, shuffle=True)` vs `ds[idx]`). Both on a
 ShardSet whose shards are mapped already; the first epoch of a fresh one also maps each shard and checks
 its token ids against vocab_size (one vectorised max per shard), timed apart.
 
@@ -20,6 +20,7 @@ import datasets
 import numpy as np
 
 from pipeline import shards
+from trainer.batches import Batches
 
 OUT = Path(__file__).resolve().parent / "results" / "shard_reader.md"
 SEQ = 128
@@ -61,7 +62,7 @@ def main():
         ds = shards.ShardSet(folder)
 
         def first_epoch():
-            it = shards.ShardSet(folder).batches(bs)
+            it = Batches(shards.ShardSet(folder), bs)
             for _ in range(steps):
                 next(it)
 
@@ -72,12 +73,12 @@ def main():
         hf = datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in files]).with_format("numpy")
 
         def ours_seq():
-            it = ds.batches(bs)
+            it = Batches(ds, bs)
             for _ in range(steps):
                 next(it)
 
         def ours_rand():
-            it = ds.batches(bs, shuffle=True, seed=1)
+            it = Batches(ds, bs, shuffle=True, seed=1)
             for _ in range(steps):
                 next(it)
 
@@ -98,7 +99,7 @@ def main():
             for s in range(hf_rand_steps):
                 hf[perm[s * bs : (s + 1) * bs]]["input_ids"]
 
-        check = next(ds.batches(bs))
+        check = next(Batches(ds, bs))
         np.testing.assert_array_equal(check, hf[0:bs]["input_ids"])
         best = {"seq": [], "rand": [], "hf_seq": [], "hf_rand": [], "first": [], "check": []}
         for _ in range(args.rounds):  # interleaved

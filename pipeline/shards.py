@@ -11,8 +11,8 @@ A shard set is one folder:
 
 Any tool loads a shard with `pyarrow.ipc.open_stream` or `datasets.Dataset.from_file`; `ShardSet` adds
 the manifest checks (file names inside the folder and sizes always; sha256 of the shards and the tokenizer
-with `verify`; token ids below vocab_size when a shard is first mapped), memory-mapped random access and
-a resumable, deterministic batch order.
+with `verify`; token ids below vocab_size when a shard is first mapped) and memory-mapped random access;
+`trainer.batches` reads it in a resumable, deterministic batch order.
 """
 
 import hashlib
@@ -237,9 +237,9 @@ def _shard_entries(manifest: dict, path: Path) -> list[dict]:
 
 class ShardSet:
     """A shard set opened for training: `len(ds)` rows, `ds[i]` -> np.ndarray[seq_len], `ds.take(idx)`
-    -> [n, seq_len], `ds.batches(...)` -> resumable endless batches. Each shard is memory-mapped on first
-    use, when its token ids are checked against vocab_size (one vectorised max per shard and process);
-    the object pickles small and each DataLoader worker maps the files itself."""
+    -> [n, seq_len] (`trainer.batches.Batches` reads it in resumable endless batches). Each shard is
+    memory-mapped on first use, when its token ids are checked against vocab_size (one vectorised max per
+    shard and process); the object pickles small and each DataLoader worker maps the files itself."""
 
     def __init__(self, path, verify: bool = False):
         """`path`: the shard folder (or its manifest.json); `verify`: run `verify()` now."""
@@ -383,67 +383,3 @@ class ShardSet:
             where = shard == s
             out[where] = self._shard(s)[column][idx[where] - self._starts[s]]
         return out
-
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0, stored_epochs: int = 0,
-                columns: tuple[str, ...] | None = None) -> "Batches":
-        """An endless iterator of [batch_size, seq_len] arrays over epochs (see `Batches`)."""
-        return Batches(self, batch_size, shuffle, seed, stored_epochs, columns)
-
-
-class Batches:
-    """Epoch after epoch of rows, as written or in a seeded permutation per epoch
-    (`numpy.random.default_rng([seed, epoch])`), cut into batches that run on across epoch ends. With
-    shuffle, the first `stored_epochs` epochs still keep the stored order (a curriculum read once as
-    written, then shuffled). Each batch is an input_ids array, or with `columns` a dict {column: array}.
-    `ds` is anything with `len`, `take(indices, column)` and `manifest` (a ShardSet or a view of one).
-    `state_dict()` after k batches + `load_state_dict()` on a fresh iterator gives batch k+1 exactly; the
-    position is in rows, so the batch size may change between the two."""
-
-    def __init__(self, ds: ShardSet, batch_size: int, shuffle: bool, seed: int, stored_epochs: int = 0,
-                 columns: tuple[str, ...] | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be positive")
-        self.ds, self.batch_size, self.shuffle, self.seed = ds, batch_size, shuffle, seed
-        self.stored_epochs, self.columns = stored_epochs, columns
-        self.epoch, self.position = 0, 0
-        self._order_epoch, self._order = None, None
-
-    def _epoch_order(self) -> np.ndarray | None:
-        if not self.shuffle or self.epoch < self.stored_epochs:
-            return None
-        if self._order_epoch != self.epoch:
-            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.ds))
-            self._order_epoch = self.epoch
-        return self._order
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        n, parts, need = len(self.ds), [], self.batch_size
-        columns = self.columns or ("input_ids",)
-        while need:
-            stop = min(n, self.position + need)
-            order = self._epoch_order()
-            idx = np.arange(self.position, stop) if order is None else order[self.position : stop]
-            parts.append({c: self.ds.take(idx, c) for c in columns})
-            need -= stop - self.position
-            self.position = stop
-            if self.position == n:
-                self.epoch, self.position = self.epoch + 1, 0
-        out = {c: parts[0][c] if len(parts) == 1 else np.concatenate([p[c] for p in parts]) for c in columns}
-        return out if self.columns else out["input_ids"]
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "batch_size": self.batch_size,
-                "shuffle": self.shuffle, "seed": self.seed, "stored_epochs": self.stored_epochs,
-                "rows": len(self.ds), "content_hash": self.ds.manifest.get("content_hash")}
-
-    def load_state_dict(self, state: dict) -> None:
-        for key in ("shuffle", "seed", "stored_epochs", "rows", "content_hash"):
-            mine = self.state_dict()[key]
-            theirs = state.get(key, 0 if key == "stored_epochs" else None)
-            if theirs != mine:
-                raise ValueError(f"cannot resume: state has {key}={theirs!r}, this iterator "
-                                 f"{mine!r} (a different shard set or order)")
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])

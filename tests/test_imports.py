@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import ROOT
 from test_train_loop import SMALL, make_shards, tokens
@@ -33,6 +34,27 @@ except SystemExit as e:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Budget-limited" in proc.stdout
+
+
+def test_another_trainer_reads_shards_in_batches_without_torch(tmp_path):
+    """pipeline.shards and trainer.batches need numpy and pyarrow alone: the resumable order serves any trainer."""
+    from test_shards import make_set
+
+    out, rows = make_set(tmp_path)
+    code = BLOCK.replace('"rich")', '"rich", "torch", "tqdm")') + f"""
+import numpy as np
+from pipeline.shards import ShardSet
+from trainer.batches import Batches
+it = Batches(ShardSet({str(out)!r}), 40)
+first, second = next(it), next(it)
+again = Batches(ShardSet({str(out)!r}), 20)
+again.load_state_dict(it.state_dict())
+np.save({str(tmp_path / "got.npy")!r}, np.concatenate([first, second, next(again)]))
+assert "torch" not in sys.modules
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "got.npy"), rows[:100])
 
 
 def test_the_block_works():

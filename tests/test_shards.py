@@ -11,6 +11,7 @@ import pytest
 from pipeline import shards
 from pipeline.document import EmptyCorpus
 from pipeline.shards import ShardError, ShardSet
+from trainer.batches import Batches
 
 SEQ = 16
 
@@ -77,24 +78,24 @@ def test_uint32_when_vocab_exceeds_uint16(tmp_path):
 def test_batches_epoch_order_and_exact_resume(tmp_path):
     out, rows = make_set(tmp_path)
     ds = ShardSet(out)
-    plain = ds.batches(32)
+    plain = Batches(ds, 32)
     got = np.concatenate([next(plain) for _ in range(7)])  # 224 rows: 2 epochs + 24
     np.testing.assert_array_equal(got, np.concatenate([rows, rows, rows[:24]]))
 
-    it = ds.batches(32, shuffle=True, seed=3)
+    it = Batches(ds, 32, shuffle=True, seed=3)
     seen = [next(it) for _ in range(5)]
     epoch0 = np.concatenate(seen)[:100]
     assert sorted(map(bytes, epoch0)) == sorted(map(bytes, rows))  # a permutation of all rows
     assert not np.array_equal(epoch0, rows)
     state = it.state_dict()
     after = [next(it) for _ in range(4)]
-    resumed = ShardSet(out).batches(32, shuffle=True, seed=3)
+    resumed = Batches(ShardSet(out), 32, shuffle=True, seed=3)
     resumed.load_state_dict(json.loads(json.dumps(state)))
     for a in after:
         np.testing.assert_array_equal(next(resumed), a)
-    again = ds.batches(32, shuffle=True, seed=3)
+    again = Batches(ds, 32, shuffle=True, seed=3)
     np.testing.assert_array_equal(np.concatenate([next(again) for _ in range(5)]), np.concatenate(seen))
-    other = ds.batches(32, shuffle=True, seed=4)
+    other = Batches(ds, 32, shuffle=True, seed=4)
     with pytest.raises(ValueError, match="seed"):
         other.load_state_dict(state)
 
@@ -241,7 +242,7 @@ def test_ids_beyond_the_manifest_vocab_are_a_clear_error(tmp_path):
     with pytest.raises(ShardError, match=rf"shard-000001.arrow: token id {top} >= vocab_size {top}"):
         ds.take(np.arange(50, 60))
     with pytest.raises(ShardError, match="token id"):
-        next(ShardSet(out).batches(128))
+        next(Batches(ShardSet(out), 128))
     with pytest.raises(ShardError, match="token id"):
         ShardSet(out, verify=True)
     edit_manifest(out, lambda m: m.update(vocab_size=int(rows.max()) + 1))
@@ -263,26 +264,26 @@ def test_malformed_manifest_fields_are_named(tmp_path, change, match):
 def test_curriculum_epoch_then_shuffled_epochs_and_resume_with_another_batch_size(tmp_path):
     out, rows = make_set(tmp_path)
     ds = ShardSet(out)
-    it = ds.batches(25, shuffle=True, seed=5, stored_epochs=1)
+    it = Batches(ds, 25, shuffle=True, seed=5, stored_epochs=1)
     epochs = [np.concatenate([next(it) for _ in range(4)]) for _ in range(3)]
     np.testing.assert_array_equal(epochs[0], rows)  # epoch 1: the stored (curriculum) order
     for e in epochs[1:]:
         assert sorted(map(bytes, e)) == sorted(map(bytes, rows)) and not np.array_equal(e, rows)
     assert not np.array_equal(epochs[1], epochs[2])  # a new permutation each epoch
     # the position is in rows: a resumed iterator with another batch size continues at the same row
-    it = ds.batches(25, shuffle=True, seed=5, stored_epochs=1)
+    it = Batches(ds, 25, shuffle=True, seed=5, stored_epochs=1)
     for _ in range(5):
         next(it)
-    resumed = ds.batches(10, shuffle=True, seed=5, stored_epochs=1)
+    resumed = Batches(ds, 10, shuffle=True, seed=5, stored_epochs=1)
     resumed.load_state_dict(it.state_dict())
     np.testing.assert_array_equal(np.concatenate([next(resumed) for _ in range(5)]), epochs[1][25:75])
     with pytest.raises(ValueError, match="stored_epochs"):
-        ds.batches(25, shuffle=True, seed=5).load_state_dict(it.state_dict())
+        Batches(ds, 25, shuffle=True, seed=5).load_state_dict(it.state_dict())
 
 
 def test_batches_of_several_columns(tmp_path):
     out, rows = make_set(tmp_path, mask=True)
-    it = ShardSet(out).batches(64, shuffle=True, seed=1, columns=("input_ids", "attention_mask"))
+    it = Batches(ShardSet(out), 64, shuffle=True, seed=1, columns=("input_ids", "attention_mask"))
     for _ in range(3):
         batch = next(it)
         assert set(batch) == {"input_ids", "attention_mask"} and batch["attention_mask"].dtype == np.uint8

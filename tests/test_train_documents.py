@@ -16,7 +16,8 @@ from model.heads import MaskedLM
 from model.tokenizer import special_ids
 from pipeline.__main__ import main as pipeline
 from pipeline.shards import ShardSet
-from trainer.data import Prefetcher, epoch_batches
+from trainer.batches import epoch_batches
+from trainer.data import Prefetcher
 from trainer.heldout import HeldOut, heldout_indices
 from trainer.masking import Masker
 

@@ -320,7 +320,8 @@ def test_padded_shards_read_the_stored_attention_mask_and_count_real_tokens(shar
     rows[~keep] = 0  # [PAD]
     rows[:, -1] = 7  # a real id under a zero mask: only the stored column says it is padding
     padded = padded_shards(source, rows, keep, tmp_path / "padded")
-    from trainer.data import Prefetcher, epoch_batches
+    from trainer.batches import epoch_batches
+    from trainer.data import Prefetcher
     from trainer.masking import IGNORE, Masker
 
     loader = Prefetcher(epoch_batches(ShardSet(padded), 16, "never", 0), Masker(4, source.vocab_size), 0, pin=False)

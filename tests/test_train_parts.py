@@ -186,12 +186,12 @@ def test_mfu_peak_by_exact_gpu_name(monkeypatch):
 def test_no_weight_decay_on_any_norm_or_bias(preset):
     import torch
 
-    import train
     from model.config import ModelConfig
     from model.heads import MaskedLM
+    from trainer.run import build_optimizer
 
     model = MaskedLM(ModelConfig.preset(preset, num_layers=1))
-    groups = train.build_optimizer(model, TrainConfig(), torch.device("cpu")).param_groups
+    groups = build_optimizer(model, TrainConfig(), torch.device("cpu")).param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     names = {name: id(p) in decayed for name, p in model.named_parameters()}
     assert len(names) == sum(len(g["params"]) for g in groups)  # every parameter in exactly one group

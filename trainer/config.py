@@ -7,8 +7,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import configs
+from trainer.batches import SHUFFLE
 from trainer.budget import Budget
-from trainer.data import SHUFFLE
 from trainer.masking import MODES
 from trainer.schedule import LR_SCHEDULES
 

@@ -1,5 +1,5 @@
-"""The data a run trains on: the shard set checked against its manifest, its rows in epoch order, and
-micro-batches (rows -> masking -> pinned tensors) prepared ahead in a thread.
+"""The data a run trains on: the shard set checked against its manifest, and micro-batches (rows in epoch
+order from `trainer.batches` -> masking -> pinned tensors) prepared ahead in a thread.
 
 The reader state is recorded with each micro-batch, so a checkpoint stores the position right after the
 last micro-batch the model consumed, not after what the thread already prefetched.
@@ -17,10 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.shards import Batches, ShardSet
+from pipeline.shards import ShardSet
 from trainer.masking import Masker
-
-SHUFFLE = ("later", "never", "always")
 
 
 def verify(shards: ShardSet, enabled: bool) -> None:
@@ -37,30 +35,6 @@ def verify(shards: ShardSet, enabled: bool) -> None:
     print(f"verified the sha256 of {len(shards.manifest['shards'])} shards and the tokenizer against "
           f"{shards.path / 'manifest.json'}: {shards.nbytes / 2**20:,.1f} MiB in {seconds:.1f} s "
           f"({shards.nbytes / 2**20 / max(seconds, 1e-9):,.0f} MiB/s)", file=sys.stderr)
-
-
-def epoch_batches(rows, micro_batch: int, shuffle: str, seed: int, document_mask: bool = False) -> Batches:
-    """Endless micro-batches of `rows` (a ShardSet, or the training rows of one: trainer.heldout.TrainRows)
-    as a dict of the input_ids and, in a padded set, attention_mask columns (with `document_mask` also
-    segment_ids), in the order the `shuffle` setting names: later = epoch 1 as stored (a curriculum), then a
-    seeded permutation per epoch; never = as stored every epoch; always = a permutation from epoch 1."""
-    if shuffle not in SHUFFLE:
-        raise ValueError(f"shuffle={shuffle!r}: choose one of {SHUFFLE}")
-    columns = tuple(c for c in ("input_ids", "attention_mask") if c in rows.columns)
-    columns += ("segment_ids",) if document_mask else ()
-    return Batches(rows, micro_batch, shuffle=shuffle != "never", seed=seed,
-                   stored_epochs=1 if shuffle == "later" else 0, columns=columns)
-
-
-def epoch_order(shuffle: str, epoch: int) -> str:
-    """How epoch `epoch` (from 0) orders the rows under the `shuffle` setting, in words."""
-    permuted = shuffle == "always" or (shuffle == "later" and epoch >= 1)
-    return "a new seeded permutation" if permuted else "the stored order"
-
-
-def passes(reader_state: dict) -> float:
-    """Passes over the data so far (1.25: a quarter into the second epoch)."""
-    return reader_state["epoch"] + reader_state["position"] / reader_state["rows"]
 
 
 @dataclass
@@ -85,8 +59,8 @@ class MicroBatch:
 
 class Prefetcher:
     """Iterates MicroBatch objects numbered from `start_index`, `depth` ahead in a daemon thread, from
-    `batches` of {column: rows} (see `epoch_batches`); a padded set's attention mask is its stored
-    `attention_mask` column, and a `segment_ids` column becomes the model's segment ids.
+    `batches` of {column: rows} (see `trainer.batches.epoch_batches`); a padded set's attention mask is its
+    stored `attention_mask` column, and a `segment_ids` column becomes the model's segment ids.
 
     `stall_seconds` is the time the consumer waited for data: the loader's share of the run time.
     """

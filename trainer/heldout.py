@@ -31,7 +31,7 @@ def heldout_indices(rows: int, count: int) -> np.ndarray:
 
 
 class TrainRows:
-    """A shard set without some of its rows, seen through the interface `pipeline.shards.Batches` reads
+    """A shard set without some of its rows, seen through the interface `trainer.batches.Batches` reads
     (`len`, `take`, `manifest`, `columns`): row i here is row `index[i]` of the shard set."""
 
     def __init__(self, shards, exclude: np.ndarray):
