@@ -19,8 +19,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--masked-fraction", type=float, default=0.25,
                         help="fraction of tokens the sparse MLM head predicts (default 0.25; 1.0 = dense head)")
     parser.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the preset's)")
+    parser.add_argument("--show-config", action="store_true", help="print each preset's every field as YAML")
     args = parser.parse_args(argv)
     names = args.presets or configs.presets("model")
+    if args.show_config:
+        print("".join(f"# {name}\n{configs.show(ModelConfig.preset(name))}" for name in names), end="")
+        return
     table = Table(title=f"MaskedLM size and training cost (masked fraction {args.masked_fraction})")
     for column in ("preset", "arch", "layers x hidden (heads)", "FFN", "vocab", "seq",
                    "params", "non-embedding", "train GFLOP/token"):

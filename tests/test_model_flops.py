@@ -58,3 +58,5 @@ def test_command_prints_every_preset(capsys, monkeypatch):
     main(["crammed-bert", "tiny"])
     out = capsys.readouterr().out
     assert "119,589,889" in out and "0.6229" in out and "tiny" in out
+    main(["tiny-2", "--show-config"])
+    assert capsys.readouterr().out.startswith("# tiny-2\narch: crammed\nvocab_size: 4096\n")
