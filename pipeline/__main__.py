@@ -42,9 +42,12 @@ output (--output, default out/corpus):
   --until shards (default)   shard-*.arrow, tokenizer.json, report.png, manifest.json (the trainer's input)
   --until clean (or earlier) docs-*.jsonl.zst (or .parquet), one per work unit, in id order
 and always stats.json: documents read = kept + dropped per reason, failed and skipped files, bytes
-in/out, seconds per stage. Intermediate files go to a staging folder .<name>.tmp beside the output,
-removed at the end. Same input and config give the same bytes on any runner and worker count, with
-or without --split-mb (manifest.json's "created" comes from --created).
+in/out, seconds per stage, and .cramkit, the record of the files cramkit wrote (--overwrite deletes
+only those, and refuses a folder holding anything else). --output must not be a file, nor inside an
+--input folder. Intermediate files go to a staging folder .<name>.tmp beside the output, removed at the
+end; the lock .<name>.lock keeps a second run off the output while the first lives. Same input and
+config give the same bytes on any runner and worker count, with or without --split-mb (manifest.json's
+"created" comes from --created).
 """
 
 
@@ -177,7 +180,7 @@ def main(argv=None) -> int:
                 raise inputs.InputError(f"{cfg.tokenizer.path}: has no {ids['pad_token']!r} token to pad rows "
                                         "with (pack.cross_documents=false); set pack.pad to one of its tokens")
         found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6))
-        folders = output.prepare(args.output, args.overwrite)
+        folders = output.prepare(args.output, args.overwrite, specs)
     except (ConfigError, inputs.InputError, storage.StorageError, output.OutputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,34 +1,43 @@
-"""Where a run writes: its staging folder, the move into place at the end, and the clean-document files.
+"""Where a run writes: its lock, its staging folder, the move into place at the end, and the clean-document files.
 
-A run's intermediate files live in a staging folder `.<name>.tmp` beside `--output`, marked as
-cramkit's by a `.cramkit` file. On a local disk the final files are built in it too and the finished
-folder is renamed into place, so a killed run never leaves output that looks complete. Object stores
-have no atomic rename: there the final files are written under `--output` directly and manifest.json,
-written last, is the completion marker (a reader refuses a folder without it).
+A run holds the lock `.<name>.lock` beside `--output` from start to end (pipeline.lock), and builds its
+output in a staging folder `.<name>.tmp` beside it, marked as cramkit's by a `.cramkit` file. The
+finished output gets its record, also `.cramkit`: the JSON list of the files cramkit wrote there. On a
+local disk the finished folder is renamed into place, so a killed run never leaves output that looks
+complete. Object stores have no rename: there the record goes in first, then each file is moved in (a
+server-side copy), manifest.json last, the completion marker (a reader refuses a folder without it).
 
-An existing output is refused unless `--overwrite`, and then only a folder cramkit wrote (it holds
-stats.json or manifest.json) and nothing else (every name is one cramkit writes) is replaced. A staging
-or `.<name>.old` folder is removed only when it carries cramkit's marker; anything else by that name is
-an error, never deleted.
+`--output` is a folder. A file there, or a link to a file or to nothing, is refused; a link to a folder
+writes that folder (the link stays). An output in the folder of an input is refused: the next run would
+read it back (`storage.match_inputs` skips a folder holding `.cramkit` below an input's folder).
+
+An existing output is refused unless `--overwrite`, and then only one whose record lists every file in
+it (a legacy output without a record, or one holding anything else, is refused, not deleted). The
+replaced output's files go when the new one is in place, and only those its record lists: anything added
+meanwhile stays (locally in `.<name>.old`) and is reported. A staging or `.<name>.old` folder is removed
+only when it carries cramkit's marker or record and nothing else; anything else by that name is an
+error, never deleted.
 
 Clean documents (`--until clean` or earlier) go to `docs-NNNNN-of-MMMMM.jsonl.zst` (one JSON object
 {"id", "text"} per line, zstd; "id" is the document's name) or `.parquet` (columns id, text): one file
 per work unit that kept a document, in id order.
 """
 
-import fnmatch
 import json
+import os
+import stat
+import sys
 from dataclasses import dataclass
 
 import zstandard
 
-from pipeline import docstore, progress, storage
+from pipeline import docstore, lock, progress, storage
 from pipeline.dedup import losers_of
 
 FORMATS = ("jsonl.zst", "parquet")
-MARKERS = ("stats.json", "manifest.json")  # a folder holding one of these was written by cramkit
-OWN = (*MARKERS, "tokenizer.json", "report.png", "shard-*.arrow", "docs-*-of-*.*")
-STAGING_MARKER = ".cramkit"
+RECORD = storage.MARKER  # in an output: the record of its files; in a staging folder: STAGING_NOTE
+STAGING_NOTE = "cramkit staging folder\n"
+MANIFEST = "manifest.json"  # the completion marker of a shard set, moved in last and deleted first
 
 
 @dataclass(frozen=True)
@@ -51,10 +60,12 @@ class OutputError(Exception):
 
 @dataclass(frozen=True)
 class Folders:
-    out: str  # --output
+    out: str  # --output (a link resolved to the folder it names)
     tmp: str  # the staging folder
-    final: str  # where the final files are written (tmp/out locally, out on an object store)
+    final: str  # where the final files are written (tmp/out)
     stage: str  # intermediate files (tmp/stage)
+    replaces: tuple  # the files of the previous output its record lists (deleted at publish)
+    lock: lock.Lock
 
 
 def _sibling(out: str, suffix: str) -> str:
@@ -68,64 +79,178 @@ def _names(folder: str) -> list[str]:
     return [p[len(prefix):] for p, _ in storage.list_files(folder)]
 
 
-def _check_ours(folder: str, what: str, markers=MARKERS, own=OWN) -> None:
-    names = _names(folder)
-    if not any(m in names for m in markers):
-        raise OutputError(f"{what} {folder}: holds files cramkit did not write (no {' or '.join(markers)}), "
-                          "so it will not be deleted; move it away or choose another folder")
-    foreign = sorted(n for n in names if not any(fnmatch.fnmatch(n, p) for p in own))
+def _entries(folder: str, what: str) -> list[str]:
+    """What a folder holds: locally every entry (files, folders, links); on an object store the files
+    below it, relative to it. [] when it does not exist; OutputError when it is not a folder."""
+    if not storage.is_local(folder):
+        return _names(folder)
+    if os.path.isdir(folder) and not os.path.islink(folder):
+        return sorted(os.listdir(folder))
+    if os.path.lexists(folder):
+        raise OutputError(f"{what} {folder}: exists and is not a folder cramkit made, so it will not be used "
+                          "or deleted; move it away or choose another --output")
+    return []
+
+
+def _plain(name) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..", RECORD) and not set(name) & set("/\\\0")
+
+
+def _record(folder: str) -> list[str] | None:
+    """The files listed by the record in `folder`, or None when it holds no valid record."""
+    try:
+        data = json.loads(storage.read_text(storage.join(folder, RECORD)))
+    except (FileNotFoundError, IsADirectoryError, ValueError):
+        return None
+    files = data.get("files") if isinstance(data, dict) and data.get("written_by") == "cramkit" else None
+    return files if isinstance(files, list) and all(map(_plain, files)) else None
+
+
+def _ours(folder: str, what: str) -> list[str]:
+    """The files of `folder` that cramkit may delete: those its record lists ([] for an empty or absent
+    folder). OutputError when it holds anything else, or files but no record."""
+    names = _entries(folder, what)
+    if not names:
+        return []
+    files = _record(folder) if RECORD in names else None
+    if files is None:
+        raise OutputError(f"{what} {folder}: holds files cramkit did not write (no valid {RECORD} record of "
+                          "the files cramkit wrote there), so it will not be deleted; move it away or choose "
+                          "another folder")
+    local = storage.is_local(folder)
+    foreign = [n for n in names if n != RECORD and n not in files
+               or local and not stat.S_ISREG(os.lstat(os.path.join(folder, n)).st_mode)]
     if foreign:
         raise OutputError(f"{what} {folder}: holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, "
                           "which cramkit did not write, so it will not be deleted; move them away or choose "
                           "another folder")
+    return files
 
 
-def prepare(out: str, overwrite: bool) -> Folders:
-    """Check `--output` and the folders beside it, and create a fresh, marked staging folder."""
-    out = out.rstrip("/")
+def _remove(folder: str, files) -> list[str]:
+    """Delete the listed files (the manifest first) and the record, then a local folder left empty;
+    the names left in it."""
+    for name in sorted({*files, RECORD}, key=lambda n: (n != MANIFEST, n == RECORD, n)):
+        storage.delete_file(storage.join(folder, name))
+    if not storage.is_local(folder) or not os.path.isdir(folder):
+        return []
+    try:
+        os.rmdir(folder)
+    except OSError:
+        return sorted(os.listdir(folder))
+    return []
+
+
+def _resolve(out: str) -> str:
+    """`--output` as the folder to write: refused when it is a file or a link to anything but a folder."""
+    if not storage.is_local(out):
+        if storage.exists(out):
+            raise OutputError(f"--output {out}: is a file; cramkit writes a folder and never replaces a file, "
+                              "so choose another --output")
+        return out
+    path = os.path.abspath(out)
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        if not os.path.isdir(target):
+            raise OutputError(f"--output {out}: is a link to {'a file' if os.path.exists(target) else 'nothing'} "
+                              f"({target}); name a folder, or a link to one")
+        return target
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise OutputError(f"--output {out}: is a file; cramkit writes a folder and never replaces a file, "
+                          "so choose another --output")
+    return path
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path) if storage.is_local(path) else path.rstrip("/")
+
+
+def check_apart(out: str, specs) -> None:
+    """Refuse an output in (or equal to) the folder an input reads: the next run would read it back."""
+    mine = _real(out)
+    for spec in specs:
+        if spec == "docstrings" or spec.startswith("hf:"):
+            continue
+        root = _real(storage.input_root(spec))
+        if mine == root or mine.startswith(root.rstrip("/") + "/"):
+            raise OutputError(f"--output {out}: is inside the input {spec}, where a later run would read it "
+                              "back; choose an --output outside every --input")
+
+
+def prepare(out: str, overwrite: bool, inputs=()) -> Folders:
+    """Check `--output` (and that it is apart from the `inputs` specs), take its lock, clear what a dead
+    run left beside it, and create a fresh, marked staging folder."""
     storage.check(out)
+    out = _resolve(out.rstrip("/"))
+    check_apart(out, inputs)
+    try:
+        held = lock.take(out, _sibling(out, "lock"))
+    except lock.LockError as e:
+        raise OutputError(str(e)) from e
+    try:
+        folders = _prepare(out, overwrite, held)
+    except BaseException:
+        held.release()
+        raise
+    if held.note:
+        print(f"note: {held.note}", file=sys.stderr)
+    return folders
+
+
+def _prepare(out: str, overwrite: bool, held: lock.Lock) -> Folders:
     tmp = _sibling(out, "tmp")
-    if _names(tmp):
-        if not storage.exists(storage.join(tmp, STAGING_MARKER)):
-            raise OutputError(f"{tmp}: exists and was not made by cramkit (no {STAGING_MARKER} marker), so it "
+    if _entries(tmp, "staging folder"):
+        marker = storage.join(tmp, RECORD)
+        if not (storage.exists(marker) and storage.read_bytes(marker) == STAGING_NOTE.encode()):
+            raise OutputError(f"{tmp}: exists and was not made by cramkit (no {RECORD} marker), so it "
                               "will not be deleted; move it away or choose another --output")
-        storage.delete_tree(tmp)  # a killed run's staging folder
+        storage.delete_tree(tmp)  # a dead run's staging folder (a live run would hold the lock)
     if storage.is_local(out):
         old = _sibling(out, "old")
-        if _names(old):
-            _check_ours(old, "leftover folder")
-            storage.delete_tree(old)
-    if _names(out):
+        _remove(old, _ours(old, "leftover folder"))
+    replaces = ()
+    if _entries(out, "--output"):
         if not overwrite:
             raise OutputError(f"--output {out}: exists and is not empty; pass --overwrite to replace a previous "
                               "run's output, or choose another folder")
-        _check_ours(out, "--output")
-        if not storage.is_local(out):  # written in place: the old completion marker goes first
-            storage.delete_tree(storage.join(out, "manifest.json"))
-            storage.delete_tree(out)
-    storage.write_bytes(storage.join(tmp, STAGING_MARKER), b"cramkit staging folder\n")
-    final = storage.join(tmp, "out") if storage.is_local(out) else out
-    return Folders(out, tmp, final, storage.join(tmp, "stage"))
+        replaces = tuple(_ours(out, "--output"))
+    storage.write_text(storage.join(tmp, RECORD), STAGING_NOTE)
+    return Folders(out, tmp, storage.join(tmp, "out"), storage.join(tmp, "stage"), replaces, held)
 
 
 def publish(folders: Folders) -> None:
-    """Put the finished output in place (local: rename, replacing a previous output) and remove staging."""
+    """Put the finished output in place with its record, replacing a previous output (only the files its
+    record listed), and remove the staging folder and the lock."""
+    out, final = folders.out, folders.final
     storage.delete_tree(folders.stage)
-    if storage.is_local(folders.out):
-        if storage.exists(folders.out):
-            old = _sibling(folders.out, "old")
-            storage.rename_tree(folders.out, old)
-            storage.rename_tree(folders.final, folders.out)
-            storage.delete_tree(old)
+    files = sorted(n for n in _names(final) if n != RECORD)
+    record = json.dumps({"written_by": "cramkit", "files": files}, indent=1) + "\n"
+    if storage.is_local(out):
+        storage.write_text(storage.join(final, RECORD), record)
+        if os.path.lexists(out):
+            old = _sibling(out, "old")
+            storage.rename_tree(out, old)
+            storage.rename_tree(final, out)
+            left = _remove(old, folders.replaces)
+            if left:
+                print(f"warning: {old}: holds {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}, which "
+                      f"cramkit did not write (added while the run went on), so it was not deleted; the new "
+                      f"output is in {out}", file=sys.stderr)
         else:
-            storage.rename_tree(folders.final, folders.out)
+            storage.rename_tree(final, out)
+    else:  # every file cramkit writes into `out` is listed by the record there at every moment
+        _remove(out, folders.replaces)
+        storage.write_text(storage.join(out, RECORD), record)
+        for name in sorted(files, key=lambda n: n == MANIFEST):
+            storage.move(storage.join(final, name), storage.join(out, name))
     storage.delete_tree(folders.tmp)
+    folders.lock.release()
 
 
 def discard(folders: Folders) -> None:
-    """Remove what a failed run wrote: the staging folder (and, on an object store, nothing was published:
-    there is no manifest)."""
+    """Remove what a failed run wrote (its staging folder; `--output` is untouched) and its lock."""
     storage.delete_tree(folders.tmp)
+    folders.lock.release()
 
 
 def write_docs(scan, cfg: OutputConfig, plan, decisions) -> dict | None:

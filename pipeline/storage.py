@@ -9,7 +9,8 @@ written to a local folder named `s3:`. Local paths are returned absolute (worker
 
 Object stores have no folders: a "folder" is a key prefix ending in `/`, which `exists` does not see
 (use `list_files`); `create` on a local path makes the parent folders; `rename_tree` exists only where the
-output is local (one atomic rename), elsewhere the caller writes in place and marks completion last.
+output is local (one atomic rename), elsewhere the caller moves file by file (`move`) and marks
+completion last.
 `open_read` never decompresses (Beam would by file extension) and returns a seekable binary stream
 (SEEK_SET, SEEK_CUR, SEEK_END; on S3 each seek is a ranged GET), so pyarrow can read an Arrow IPC file
 at random through `pa.PythonFile(storage.open_read(p))`.
@@ -22,7 +23,9 @@ under the fixed part of the pattern, so the rules are the same on local disk and
 files and folders whose name starts with "." (`.git/`, `.cache/`, `.hidden.txt`) are skipped and
 returned with reason "hidden"; name them in the spec's fixed part to read them. Local FIFOs, sockets and
 devices are returned with reason "fifo"/"socket"/"device" and never opened (opening a FIFO blocks).
-Object-store folder markers (keys ending in "/") are not files. Beam's local listing does not follow
+A folder below that root holding cramkit's marker `.cramkit` (an output or staging folder cramkit
+wrote) is skipped whole, reason "cramkit_output". Object-store folder markers (keys ending in "/") are
+not files. Beam's local listing does not follow
 symlinked folders and drops dangling symlinks.
 
 Options: the launcher calls `configure(options)` before touching a file (Beam applies the options only
@@ -56,6 +59,7 @@ SCHEMES = {
 _URL_LIKE = re.compile(r"^[A-Za-z][-A-Za-z0-9+.]*:")  # "s3:/b/x", "gs:bucket": a URL that lost its //
 _GLOB = re.compile(r"[*?\[]")
 _ANY_DEPTH = "\0"  # stands for "**/" while Beam's translate_pattern runs
+MARKER = ".cramkit"  # marks a folder cramkit wrote (an output, or a staging folder): never read as input
 
 
 class _Boto3Clients:
@@ -229,9 +233,25 @@ def delete_tree(path: str) -> None:
         _beam(path, lambda: fs.delete([_as_folder(path)]))
 
 
+def delete_file(path: str) -> None:
+    """Delete one file; nothing there is not an error. Never a folder or prefix (see delete_tree)."""
+    fs = _fs(path)
+    path = _norm(path)
+    if is_local(path):
+        if os.path.lexists(path) and not os.path.isdir(path) or os.path.islink(path):
+            os.unlink(path)
+    elif exists(path):
+        _beam(path, lambda: fs.delete([path]))
+
+
+def move(src: str, dst: str) -> None:
+    """Move one file within a filesystem (on an object store: a server-side copy, then a delete)."""
+    _beam(src, lambda: _fs(src).rename([_norm(src)], [_norm(dst)]))
+
+
 def rename_tree(src: str, dst: str) -> None:
     """Move the local folder `src` to `dst` in one atomic rename (`dst` must not exist). Object stores
-    have no such operation: StorageError, and the caller writes in place instead."""
+    have no such operation: StorageError, and the caller moves file by file instead."""
     if not (is_local(src) and is_local(dst)):
         raise StorageError(f"{src} -> {dst}: folders can be renamed atomically only on local disk")
     _beam(src, lambda: _fs(src).rename([_norm(src)], [_norm(dst)]))
@@ -260,6 +280,15 @@ def _special(path: str) -> str | None:
     return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
+def input_root(spec: str) -> str:
+    """The folder an input spec reads below (a glob's fixed part), or the file or folder it names."""
+    spec = _norm(spec)
+    if _GLOB.search(spec):
+        fixed = _GLOB.split(spec, maxsplit=1)[0]
+        return fixed[: fixed.rfind("/") + 1] or "."
+    return spec
+
+
 def match_inputs(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
     """Expand an input spec (file, folder, glob; rules in the module docstring) into
     (files: sorted [(path, size)], skipped: sorted [(path, reason)]). StorageError when nothing matches."""
@@ -275,11 +304,16 @@ def match_inputs(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]
     else:  # one file, named: read even if hidden
         root = None
     files, skipped = [], []
-    for m in _match(spec if root is None else root + "**"):
+    found = [m for m in _match(spec if root is None else root + "**") if not m.path.endswith("/")]
+    written = tuple(m.path[: -len(MARKER)] for m in found if root is not None and m.path.endswith("/" + MARKER)
+                    and len(m.path) > len(root) + len(MARKER))  # cramkit's folders below the root
+    for m in found:
         path = m.path
-        if path.endswith("/") or keep is not None and not keep(path):
+        if keep is not None and not keep(path):
             continue
-        if root is not None and any(part.startswith(".") for part in path[len(root):].split("/")):
+        if path.startswith(written):
+            skipped.append((path, "cramkit_output"))
+        elif root is not None and any(part.startswith(".") for part in path[len(root):].split("/")):
             skipped.append((path, "hidden"))
         elif local and (reason := _special(path)):
             skipped.append((path, reason))
