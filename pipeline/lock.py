@@ -75,9 +75,9 @@ def take(out: str, path: str) -> Lock:
 
 
 def _take_local(out: str, path: str) -> Lock:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     while True:
         try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             fd, created = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644), True
         except FileExistsError:
             try:
@@ -86,6 +86,9 @@ def _take_local(out: str, path: str) -> Lock:
                 continue
             except OSError as e:  # a link, a folder, a file we may not write
                 raise _foreign(path) from e
+        except OSError as e:
+            raise LockError(f"{path}: cannot create the lock of --output {out} ({e.strerror}); choose "
+                            "another --output") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

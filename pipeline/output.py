@@ -166,13 +166,17 @@ def _real(path: str) -> str:
 
 
 def check_apart(out: str, specs) -> None:
-    """Refuse an output in (or equal to) the folder an input reads: the next run would read it back."""
+    """Refuse an output where an input reads (in its folder, or where its glob reaches): the next run
+    would read it back."""
     mine = _real(out)
     for spec in specs:
         if spec == "docstrings" or spec.startswith("hf:"):
             continue
-        root = _real(storage.input_root(spec))
-        if mine == root or mine.startswith(root.rstrip("/") + "/"):
+        root, depth = storage.input_reach(spec)
+        root = _real(root).rstrip("/")
+        if mine != root and not mine.startswith(root + "/"):
+            continue
+        if depth is None or mine[len(root):].count("/") + 1 <= depth:  # the output's files lie within reach
             raise OutputError(f"--output {out}: is inside the input {spec}, where a later run would read it "
                               "back; choose an --output outside every --input")
 

@@ -280,13 +280,15 @@ def _special(path: str) -> str | None:
     return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
-def input_root(spec: str) -> str:
-    """The folder an input spec reads below (a glob's fixed part), or the file or folder it names."""
+def input_reach(spec: str) -> tuple[str, int | None]:
+    """Where an input spec reads: (root, depth), the file or folder it names or a glob's fixed folder, and
+    how many path segments below root a file it reads may lie (0: root is the file; None: any)."""
     spec = _norm(spec)
     if _GLOB.search(spec):
         fixed = _GLOB.split(spec, maxsplit=1)[0]
-        return fixed[: fixed.rfind("/") + 1] or "."
-    return spec
+        root = fixed[: fixed.rfind("/") + 1]
+        return root, None if "**" in spec else spec[len(root):].count("/") + 1
+    return spec, None if is_local(spec) and os.path.isdir(spec) or spec.endswith("/") else 0
 
 
 def match_inputs(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:

@@ -5,13 +5,15 @@ output refuses, a dead run's lock is taken over; a symlink as --output writes to
 Every refusal is one line."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
 
-from pipeline import output
+from pipeline import lock, output
 from pipeline.__main__ import main
 
 DOC = ("We the people of this small test file hold that a document must have words enough to pass the "
@@ -36,6 +38,12 @@ def refused(code: int, err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     return lines[0]
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def tree(folder) -> dict:
@@ -111,10 +119,13 @@ def test_a_file_added_during_the_run_is_kept(tmp_path, inp, capsys):
 
 def test_an_output_inside_an_input_is_refused(tmp_path, inp, capsys):
     for spec, target in ((inp, inp / "out"), (inp, inp), (f"{inp}/**/*.txt", inp / "sub" / "out"),
+                         (f"{inp}/*/*.zst", inp / "out"),
                          (tmp_path, inp / "out")):
         before = tree(tmp_path)
         line = refused(*cli(capsys, "--input", spec, "--output", target, "--until", "read"))
         assert "inside" in line and tree(tmp_path) == before
+    # a glob that does not reach the output's files leaves it be
+    assert cli(capsys, "--input", f"{inp}/*.txt", "--output", inp / "out", "--until", "read")[0] == 0
 
 
 def test_an_old_output_in_an_input_folder_is_skipped_and_counted(tmp_path, inp, capsys):
@@ -198,6 +209,14 @@ def test_on_an_object_store_overwrite_removes_only_what_the_record_lists(tmp_pat
     record = json.loads(storage.read_text(f"{out}/.cramkit"))
     assert sorted(p.rsplit("/", 1)[1] for p, _ in storage.list_files(out)) == sorted([".cramkit", *record["files"]])
     assert any(n.startswith("docs-") for n in record["files"])
+    # a lock object of a live run refuses; one of a dead process on this host is taken over
+    for pid, code in ((os.getpid(), 2), (dead_pid(), 0)):
+        storage.write_text(f"{s3_bucket}/.out.lock", lock.SIGNATURE + json.dumps(
+            {"pid": pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00Z"}))
+        got, err = cli(capsys, "--input", inp, "--output", out, "--until", "read", "--overwrite", *opts)
+        assert got == code and f"pid {pid}" in err
+        assert ("another run" in refused(got, err)) if code else "no longer running" in err
+    assert not storage.exists(f"{s3_bucket}/.out.lock")
     storage.write_text(f"{s3_bucket}/file", "mine")  # an object at --output
     refused(*cli(capsys, "--input", inp, "--output", f"{s3_bucket}/file", "--until", "read", *opts))
     assert storage.read_text(f"{s3_bucket}/file") == "mine"
