@@ -43,9 +43,10 @@ output (--output, default out/corpus):
   --until clean (or earlier) docs-*.jsonl.zst (or .parquet), one per work unit, in id order
 and always stats.json: documents read = kept + dropped per reason, failed and skipped files, bytes
 in/out, seconds per stage, and .cramkit, the record of the files cramkit wrote (--overwrite deletes
-only those, and refuses a folder holding anything else). --output must not be a file, nor inside an
---input folder. Intermediate files go to a staging folder .<name>.tmp beside the output, removed at the
-end; the lock .<name>.lock keeps a second run off the output while the first lives. Same input and
+only those, and refuses a folder holding anything else; reading an input folder skips a folder holding
+it). --output must not be a file, nor inside an --input folder (a link to a folder writes that
+folder). Intermediate files go to a staging folder .<name>.tmp beside the output, removed at the end;
+the lock .<name>.lock keeps a second run off the output while the first lives. Same input and
 config give the same bytes on any runner and worker count, with or without --split-mb (manifest.json's
 "created" comes from --created).
 """

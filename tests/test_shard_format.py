@@ -138,7 +138,8 @@ def test_sizes_rows_and_hashes_are_as_documented(built, name):
     names = sorted(p.name for p in folder.iterdir())
     shards = [s["file"] for s in manifest["shards"]]
     assert shards == [f"shard-{i:06d}.arrow" for i in range(len(shards))]
-    assert names == sorted([*shards, "manifest.json", "report.png", "stats.json", "tokenizer.json"])
+    assert names == sorted([*shards, ".cramkit", "manifest.json", "report.png", "stats.json", "tokenizer.json"])
+    assert json.loads((folder / ".cramkit").read_text())["files"] == sorted(n for n in names if n != ".cramkit")
     for shard in manifest["shards"]:
         data = (folder / shard["file"]).read_bytes()
         assert len(data) == shard["bytes"] and hashlib.sha256(data).hexdigest() == shard["sha256"]
