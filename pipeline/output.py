@@ -148,7 +148,9 @@ def _resolve(out: str) -> str:
             raise OutputError(f"--output {out}: is a file; cramkit writes a folder and never replaces a file, "
                               "so choose another --output")
         return out
-    path = os.path.abspath(out)
+    path = os.path.abspath(out or "/")
+    if os.path.dirname(path) == path:
+        raise OutputError(f"--output {out or '/'}: is the root folder; choose a folder for the output")
     if os.path.islink(path):
         target = os.path.realpath(path)
         if not os.path.isdir(target):
