@@ -65,7 +65,7 @@ class Folders:
     final: str  # where the final files are written (tmp/out)
     stage: str  # intermediate files (tmp/stage)
     replaces: tuple  # the files of the previous output its record lists (deleted at publish)
-    lock: lock.Lock
+    held: lock.Lock  # the output's lock, released by publish or discard
 
 
 def _sibling(out: str, suffix: str) -> str:
@@ -250,13 +250,13 @@ def publish(folders: Folders) -> None:
         for name in sorted(files, key=lambda n: n == MANIFEST):
             storage.move(storage.join(final, name), storage.join(out, name))
     storage.delete_tree(folders.tmp)
-    folders.lock.release()
+    folders.held.release()
 
 
 def discard(folders: Folders) -> None:
     """Remove what a failed run wrote (its staging folder; `--output` is untouched) and its lock."""
     storage.delete_tree(folders.tmp)
-    folders.lock.release()
+    folders.held.release()
 
 
 def write_docs(scan, cfg: OutputConfig, plan, decisions) -> dict | None:
