@@ -195,7 +195,7 @@ def main(argv=None) -> int:
                   f"{f', {len(found.skipped)} paths skipped' if found.skipped else ''}) with {args.runner}, "
                   f"{args.workers} worker(s), until {args.until}; staging in {folders.tmp}", markup=False)
     start = time.perf_counter()
-    extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": specs}
+    extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": [inputs.printable(s) for s in specs]}
     stats_path = storage.join(folders.final, accounting.STATS)
     try:
         runner = storage.fnapi_runner(options) if args.runner == "FnApiRunner" else None

@@ -126,10 +126,10 @@ def _common_root(paths: list[str]) -> str:
     return root
 
 
-def _printable(rel: str) -> str:
-    """A path as valid UTF-8: bytes of a local name that are not UTF-8 (held by Python as surrogates) as
-    `\\xNN`."""
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def printable(path: str) -> str:
+    """A path as valid UTF-8 (as names, stats and Beam's coders need it): bytes of a local name that are
+    not UTF-8 (held by Python as surrogates) as `\\xNN`."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def expand(specs: list[str], text_mode: str = "block", docstrings_max_mb: float = 0.0,
@@ -148,11 +148,11 @@ def expand(specs: list[str], text_mode: str = "block", docstrings_max_mb: float 
         else:
             files, skips = storage.match_inputs(spec, follow_symlinks)
             found.update((path, (size, mtime)) for path, size, mtime in files)
-            skipped += skips
+            skipped += [(printable(path), reason) for path, reason in skips]
     if found:
         paths = sorted(found)
         root = _common_root(paths)
-        entries += [(file_kind(p), _printable(p[len(root):].lstrip("/") if root else p), p, *found[p])
+        entries += [(file_kind(p), printable(p[len(root):].lstrip("/") if root else p), p, *found[p])
                     for p in paths]
     entries.sort(key=lambda e: (e[0], e[1]))
     units, group = [], []  # group: docstrings files waiting to fill a unit

@@ -239,22 +239,29 @@ def test_a_file_name_that_is_not_utf8_is_read_under_an_escaped_name(tmp_path):
 
 
 def test_hostile_inputs_end_to_end(linked, tmp_path):
-    """One run: a link out of the tree, a lone surrogate under normalize.preset=cased, a non-UTF-8 file
-    name. Nothing from outside is read, the run ends with the books balanced and every skip counted."""
+    """One run: links out of the tree, a lone surrogate under normalize.preset=cased, file and folder
+    names that are not UTF-8. Nothing from outside is read, the run ends with the books balanced and
+    every skip counted."""
     (linked / "s.jsonl").write_text(json.dumps({"text": DOC}) + '\n{"text": "bad \\ud83d"}\n')
     (linked / os.fsdecode(b"na\xefve.txt")).write_text(DOC.replace("document", "paper"))
+    odd = tmp_path / os.fsdecode(b"d\xff")  # a second input whose own name is not UTF-8
+    odd.mkdir()
+    (odd / "x.txt").write_text(DOC.replace("document", "letter"))
+    (odd / os.fsdecode(b".h\xe9")).write_text(DOC)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "--input", str(linked), "--output", str(out),
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "--input", str(linked), "--input", str(odd),
+                           "--output", str(out),
                            "--until", "clean", "normalize.preset=cased", "filters.enabled=false",
                            "dedup.near=false"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     stats = json.loads((out / "stats.json").read_text())
     assert stats["documents"]["balanced"] and stats["dropped"]["read/undecodable"]["docs"] == 1
-    assert stats["files"]["skipped"] == {"symlink_dangling": 1, "symlink_inside": 3, "symlink_loop": 2,
-                                         "symlink_outside": 2}
+    assert stats["files"]["skipped"] == {"hidden": 1, "symlink_dangling": 1, "symlink_inside": 3,
+                                         "symlink_loop": 2, "symlink_outside": 2}
+    assert stats["inputs"][1].endswith("/d\\xff")
     data = b"".join(zstandard.ZstdDecompressor().decompressobj().decompress(p.read_bytes())
                     for p in sorted(out.glob("docs-*.jsonl.zst")))
     names = [json.loads(line)["id"] for line in data.decode().splitlines()]
-    assert "text:na\\xefve.txt:000000000000" in names
-    assert b"secret" not in data and all(not n.startswith("text:elsewhere") for n in names)
+    assert {"text:in/na\\xefve.txt:000000000000", "text:d\\xff/x.txt:000000000000"} <= set(names)
+    assert b"secret" not in data and all("elsewhere" not in n for n in names)
