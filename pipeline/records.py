@@ -88,8 +88,8 @@ def _unzstd(chunks, window: int = ZSTD_WINDOW):
     except BrokenFile as e:
         if "too much memory" not in str(e):
             raise
-        raise BrokenFile(f"its zstd frames need a window over {window >> 20} MiB (zstd --long or --ultra): "
-                         "set source.max_doc_bytes to the window to read it") from e
+        raise BrokenFile(f"its zstd frames need a window over {window >> 20} MiB (written by zstd --long or "
+                         "--ultra); raise source.max_doc_bytes to the window's size to read it") from e
 
 
 def compression(name: str) -> str | None:
