@@ -10,7 +10,9 @@ EPILOG = """\
 inputs (--input, repeatable; default: docstrings):
   FILE | FOLDER | 'GLOB'     .txt (and anything else: plain text), .jsonl/.ndjson/.json, .parquet,
                              each also as .gz / .zst; a folder is read recursively (hidden files and
-                             folders, FIFOs, sockets and devices are skipped and counted). Local paths or
+                             folders, FIFOs, sockets, devices and symlinks leading out of the folder
+                             are skipped and counted; source.follow_symlinks=true reads such links;
+                             a file that changes during the run fails by name). Local paths or
                              any storage Beam knows: s3://bucket/dir (needs cramkit[s3]), gs://...
                              (apache-beam[gcp]), hdfs://... (apache-beam[hadoop])
   hf:NAME[:CONFIG][@SPLIT]   a Hugging Face dataset, streamed (needs the Hub; offline, pass files)
@@ -180,7 +182,8 @@ def main(argv=None) -> int:
             if ids["pad"] is None and not cfg.pack.cross_documents:
                 raise inputs.InputError(f"{cfg.tokenizer.path}: has no {ids['pad_token']!r} token to pad rows "
                                         "with (pack.cross_documents=false); set pack.pad to one of its tokens")
-        found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6))
+        found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6),
+                              cfg.source.follow_symlinks)
         folders = output.prepare(args.output, args.overwrite, specs)
     except (ConfigError, inputs.InputError, storage.StorageError, output.OutputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -196,7 +199,7 @@ def main(argv=None) -> int:
                   f"{f', {len(found.skipped)} paths skipped' if found.skipped else ''}) with {args.runner}, "
                   f"{args.workers} worker(s), until {args.until}; staging in {folders.tmp}", markup=False)
     start = time.perf_counter()
-    extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": specs}
+    extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": [inputs.printable(s) for s in specs]}
     stats_path = storage.join(folders.final, accounting.STATS)
     try:
         runner = storage.fnapi_runner(options) if args.runner == "FnApiRunner" else None

@@ -4,19 +4,22 @@ Specs (repeatable): a file, a folder (every file below it), a glob (`data/**/*.j
 or on any storage Beam's FileSystems knows (`s3://`, `gs://`, `hdfs://`); `hf:NAME[:CONFIG][@SPLIT]`, a
 Hugging Face dataset streamed with `datasets`; `docstrings`, the docstrings of the installed Python
 (pipeline.embedded), the default. Files inside hidden folders and hidden files are skipped, as are FIFOs,
-sockets and devices; each is counted under its reason in stats.json ("skipped/<reason>").
+sockets, devices and symlinks that leave the input tree (pipeline.walk has the policy); each is counted
+under its reason in stats.json ("skipped/<reason>").
 
 File kinds by name (after a `.gz` or `.zst` suffix): `.jsonl`/`.ndjson`/`.json` are JSON Lines, `.parquet`
 is Parquet, all else plain text.
 
 Every file gets a number `file_no` in the order of (kind, path relative to the inputs' common folder),
 and every document an integer id `file_no << 40 | offset` (the byte offset in the decompressed file; the
-row in Parquet and HF datasets; the line in a Python file) and a name "<kind>:<relative path>:<offset>".
+row in Parquet and HF datasets; the line in a Python file) and a name "<kind>:<relative path>:<offset>"
+(bytes of a file name that are not UTF-8 written as `\\xNN`).
 "Keep the lowest id" means the same document on every runner, with any number of workers.
 
 A work unit is one file, a byte range of a large uncompressed text or JSON Lines file (`split_bytes`;
 compressed files and `source.text_mode=file` are read whole), a group of Python files, or an HF
-dataset. Units are numbered in id order, so a unit's documents follow the previous unit's.
+dataset. Units are numbered in id order, so a unit's documents follow the previous unit's. Each file
+carries the size and modification time seen here: the reader fails a file that no longer has them.
 """
 
 import os
@@ -36,6 +39,8 @@ class File(NamedTuple):
     file_no: int
     rel: str  # the path part of the document names
     path: str  # what to open (hf: "name|config|split")
+    size: int = 0  # bytes, as planned
+    mtime: float | None = None  # modification time as planned (None: not a file of storage)
 
 
 class Unit(NamedTuple):
@@ -121,29 +126,38 @@ def _common_root(paths: list[str]) -> str:
     return root
 
 
+def printable(path: str) -> str:
+    """A path as valid UTF-8 (as names, stats and Beam's coders need it): bytes of a local name that are
+    not UTF-8 (held by Python as surrogates) as `\\xNN`."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def expand(specs: list[str], text_mode: str = "block", docstrings_max_mb: float = 0.0,
-           split_bytes: int = 0) -> Inputs:
+           split_bytes: int = 0, follow_symlinks: bool = False) -> Inputs:
     """`--input` specs -> Inputs. Raises InputError (or storage.StorageError) naming a bad spec."""
-    entries, skipped = [], []  # (kind, rel, path, size)
-    found: dict[str, int] = {}
+    entries, skipped = [], []  # (kind, rel, path, size, mtime)
+    found: dict[str, tuple[int, float]] = {}
     for spec in specs:
         if spec == "docstrings":
-            entries += [("docstrings", rel, str(path), size) for rel, path, size in embedded.files(docstrings_max_mb)]
+            entries += [("docstrings", rel, str(path), size, None)
+                        for rel, path, size in embedded.files(docstrings_max_mb)]
         elif spec.startswith("hf:"):
             name, config, split = hf_spec(spec)
-            entries.append(("hf", f"{name}/{config or 'default'}/{split}", f"{name}|{config or ''}|{split}", 0))
+            rel, path = f"{name}/{config or 'default'}/{split}", f"{name}|{config or ''}|{split}"
+            entries.append(("hf", rel, path, 0, None))
         else:
-            files, skips = storage.match_inputs(spec)
-            found.update(files)
-            skipped += skips
+            files, skips = storage.match_inputs(spec, follow_symlinks)
+            found.update((path, (size, mtime)) for path, size, mtime in files)
+            skipped += [(printable(path), reason) for path, reason in skips]
     if found:
         paths = sorted(found)
         root = _common_root(paths)
-        entries += [(file_kind(p), p[len(root):].lstrip("/") if root else p, p, found[p]) for p in paths]
+        entries += [(file_kind(p), printable(p[len(root):].lstrip("/") if root else p), p, *found[p])
+                    for p in paths]
     entries.sort(key=lambda e: (e[0], e[1]))
     units, group = [], []  # group: docstrings files waiting to fill a unit
-    for file_no, (kind, rel, path, size) in enumerate(entries):
-        f = File(file_no, rel, path)
+    for file_no, (kind, rel, path, size, mtime) in enumerate(entries):
+        f = File(file_no, rel, path, size, mtime)
         if kind == "docstrings":
             group.append((f, size))
             if sum(s for _, s in group) >= embedded.UNIT_BYTES or file_no + 1 == len(entries) \

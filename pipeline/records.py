@@ -1,19 +1,29 @@
 """Bytes of one input file -> raw records: decompress (.gz, .zst), split into lines, blank-line blocks or
 whole files without holding an over-long record, decode by policy, tell binary from text.
 
+Decompression hands out at most CHUNK bytes at a time, so a small file that expands to gigabytes of one
+line costs no more memory than the record cap; a zstd frame may ask for a window (history the decoder
+must keep) only up to the larger of 8 MiB (every level up to 19) and that cap, else the file fails.
+
 A large uncompressed file can be read as byte ranges by several workers (`range_start`): a record belongs
 to the range in which it starts, and its offset is its byte offset in the file, so a split read gives
 the same records as a whole one. No Beam here: pipeline.sources turns records into documents and drops.
 """
 
+import re
 import zlib
 from typing import NamedTuple
 
-import zstandard
+try:
+    from compression import zstd  # Python 3.14
+except ImportError:
+    from backports import zstd
 
 CHUNK = 1 << 20
+ZSTD_WINDOW = 1 << 23  # the largest window of zstd's levels 1-19
 TOO_LONG, BROKEN = "too_long", "truncated"
 _SPACE = b" \t\n\r\x0b\x0c"
+_NONSPACE = re.compile(b"[^" + re.escape(_SPACE) + b"]")
 
 
 class BrokenFile(Exception):
@@ -42,22 +52,25 @@ def raw_chunks(f, stop: int | None = None):
 
 
 def _frames(chunks, new, error, kind: str, truncated: str, padding: bytes = b""):
-    """Decompress every frame (gzip member, zstd frame) with a fresh `new()` decompressor each; raise
-    BrokenFile on corrupt data (`error`) or when the last frame is incomplete."""
+    """Decompress every frame (gzip member, zstd frame) with a fresh `new()` decompressor each, CHUNK
+    bytes out at a time; raise BrokenFile on corrupt data (`error`) or when the last frame is incomplete."""
     d, fed = new(), False
     for chunk in chunks:
-        while chunk:
+        while chunk or fed:
             try:
-                out = d.decompress(chunk)
+                out = d.decompress(chunk, CHUNK)
             except error as e:
                 raise BrokenFile(f"corrupt {kind} data ({e})") from e
             fed = True
             if out:
                 yield out
-            if not d.eof:
+            if d.eof:
+                chunk = d.unused_data.lstrip(padding)  # the next frame
+                d, fed = new(), False
+            elif len(out) == CHUNK:  # more may follow from the input taken so far
+                chunk = getattr(d, "unconsumed_tail", b"")  # zlib hands back what it did not take
+            else:
                 break
-            chunk = d.unused_data.lstrip(padding)  # the next frame
-            d, fed = new(), False
     if fed and not d.eof:
         raise BrokenFile(f"truncated {kind} file: {truncated}")
 
@@ -67,9 +80,16 @@ def _gunzip(chunks):
                    "the last member has no end-of-stream trailer", padding=b"\0")  # zero padding is allowed
 
 
-def _unzstd(chunks):
-    return _frames(chunks, zstandard.ZstdDecompressor().decompressobj, zstandard.ZstdError, "zstd",
-                   "the last frame is incomplete")
+def _unzstd(chunks, window: int = ZSTD_WINDOW):
+    options = {zstd.DecompressionParameter.window_log_max: window.bit_length() - 1}
+    try:
+        yield from _frames(chunks, lambda: zstd.ZstdDecompressor(options=options), zstd.ZstdError, "zstd",
+                           "the last frame is incomplete")
+    except BrokenFile as e:
+        if "too much memory" not in str(e):
+            raise
+        raise BrokenFile(f"its zstd frames need a window over {window >> 20} MiB (written by zstd --long or "
+                         "--ultra); raise source.max_doc_bytes to the window's size to read it") from e
 
 
 def compression(name: str) -> str | None:
@@ -77,34 +97,39 @@ def compression(name: str) -> str | None:
     return "gz" if name.endswith(".gz") else "zst" if name.endswith(".zst") else None
 
 
-def decompressed(chunks, kind: str | None):
-    """The decompressed chunks of a stream compressed with `kind` (see `compression`)."""
-    return _gunzip(chunks) if kind == "gz" else _unzstd(chunks) if kind == "zst" else chunks
+def decompressed(chunks, kind: str | None, cap: int = 0):
+    """The decompressed chunks of a stream compressed with `kind` (see `compression`), with a zstd window
+    of at most max(ZSTD_WINDOW, cap)."""
+    if kind == "zst":
+        return _unzstd(chunks, max(ZSTD_WINDOW, 1 << (cap - 1).bit_length()))
+    return _gunzip(chunks) if kind == "gz" else chunks
 
 
 def lines(chunks, cap: int, base: int = 0):
     """A Record per line (bytes without "\\n" or "\\r\\n"; offsets from `base`). A line over `cap` bytes
-    is TOO_LONG and never held; the partial last line before the stream broke off is BROKEN, after which
-    the BrokenFile is re-raised."""
-    buf, start, pos, skipping, size = bytearray(), base, base, False, 0
+    is never held: TOO_LONG, or blank (no data) when all of it is whitespace, as a short one would be; the
+    partial last line before the stream broke off is BROKEN, after which the BrokenFile is re-raised."""
+    buf, start, pos, skipping, space, size = bytearray(), base, base, False, True, 0
     try:
         for chunk in chunks:
-            i = 0
+            i, view = 0, memoryview(chunk)  # pieces of the chunk, never copied
             while True:
                 nl = chunk.find(b"\n", i)
-                piece = chunk[i:] if nl < 0 else chunk[i:nl]
-                size += len(piece)
-                if not skipping:
-                    buf += piece
-                    if len(buf) > cap:
-                        skipping = True
-                        buf.clear()
+                end = len(chunk) if nl < 0 else nl
+                size += end - i
+                if skipping:
+                    space = space and not _NONSPACE.search(chunk, i, end)
+                elif len(buf) + end - i > cap:
+                    skipping, space = True, not _NONSPACE.search(buf) and not _NONSPACE.search(chunk, i, end)
+                    buf.clear()
+                else:
+                    buf += view[i:end]
                 if nl < 0:
                     pos += len(chunk) - i
                     break
                 pos += nl - i + 1
                 if skipping:
-                    yield Record(start, b"", TOO_LONG, size)
+                    yield Record(start, b"", None if space else TOO_LONG, size)
                 else:
                     yield Record(start, bytes(buf.removesuffix(b"\r")), None, size)
                 buf.clear()
@@ -114,7 +139,7 @@ def lines(chunks, cap: int, base: int = 0):
             yield Record(start, b"", BROKEN, size)
         raise
     if skipping:
-        yield Record(start, b"", TOO_LONG, size)
+        yield Record(start, b"", None if space else TOO_LONG, size)
     elif buf:
         yield Record(start, bytes(buf.removesuffix(b"\r")), None, size)
 

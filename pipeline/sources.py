@@ -2,10 +2,14 @@
 record that is not a document was dropped.
 
 Every record read is either a Doc or a Drop "read/<rule>": invalid_json, missing_field, undecodable
-(policy "drop"), binary, too_long (over `source.max_doc_bytes`; never held in memory), truncated (the
+(bytes that are not UTF-8 under policy "drop"; a JSON string holding a lone surrogate such as "\ud83d"),
+binary, too_long (over `source.max_doc_bytes`; never held in memory, compressed or not), truncated (the
 last record of a truncated compressed file). A file that cannot be read, or breaks off (corrupt data, a
 gzip member without its trailer, an incomplete zstd frame: Beam's own readers lose that tail silently),
 is reported in the unit's file records with its error, and the records before the break are kept.
+A file whose size or modification time differs from what the planning saw is failed the same way: not
+read at all when the change is seen before its read, read only up to its planned size when it changes
+during the read.
 """
 
 import itertools
@@ -31,6 +35,7 @@ class SourceConfig:
     max_binary_frac: float = 0.05  # control characters above this fraction: read/binary
     docstrings_max_mb: float = 0.0  # embedded source: MB of .py files to scan (0 = all installed)
     hf_max_docs: int = 0  # HF datasets: stop after this many rows (0 = all)
+    follow_symlinks: bool = False  # read links that lead out of the input tree (pipeline.walk)
 
     def __post_init__(self):
         if self.text_mode not in TEXT_MODES:
@@ -46,6 +51,23 @@ class SourceConfig:
             raise ValueError(f"source.max_binary_frac={self.max_binary_frac}: must be in [0, 1]")
         if self.docstrings_max_mb < 0 or self.hf_max_docs < 0:
             raise ValueError("source.docstrings_max_mb and source.hf_max_docs must be >= 0 (0 = no cap)")
+
+
+def _utf8(text: str) -> bool:
+    """Whether the text can be written as UTF-8 (no lone surrogate, which JSON's "\\ud83d" can make)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unchanged(f) -> None:
+    """Raise BrokenFile unless the file still has the size and modification time of the planning."""
+    size, mtime = storage.stat(f.path)
+    if (size, mtime) != (f.size, f.mtime):
+        raise records.BrokenFile(f"changed since the run was planned (size {f.size:,} -> {size:,} bytes, "
+                                 f"modified {mtime - f.mtime:+.3f} s later); rerun on files that stay unchanged")
 
 
 def new_file_record(path: str, kind: str, size: int) -> dict:
@@ -68,9 +90,13 @@ class Reader:
         info = new_file_record(f.rel, unit.kind, unit.size)
         self.files.append(info)
         try:
+            if f.mtime is not None:
+                _unchanged(f)
             for out in self._read_file(unit, info):
                 info["records"] += 1
                 yield out
+            if f.mtime is not None:
+                _unchanged(f)
         except records.BrokenFile as e:
             info["error"] = str(e)
         except Exception as e:  # noqa: BLE001 -- any failure of one file is reported, the run goes on
@@ -99,11 +125,12 @@ class Reader:
 
     def _lines(self, unit, info):
         cfg, f = self.cfg, unit.files[0]
-        with storage.open_read(f.path) as fh:
-            head = fh.read(8192)
+        with storage.open_read(f.path) as fh:  # read no further than the planned size
+            head = fh.read(min(8192, f.size))
             kind = records.compression(f.path)
             if kind:  # compressed: a whole file
-                chunks = records.decompressed(itertools.chain([head], records.raw_chunks(fh)), kind)
+                raw = itertools.chain([head], records.raw_chunks(fh, f.size - len(head)))
+                chunks = records.decompressed(raw, kind, cfg.max_doc_bytes)
                 first = next(chunks, b"")
                 binary = b"\0" in first[:8192]  # as git and `file` decide: every record of such a file is binary
                 chunks, base, continues = itertools.chain([first], chunks), 0, False
@@ -113,7 +140,7 @@ class Reader:
                 continues = (unit.kind == "text" and cfg.text_mode == "block" and base > 0
                              and not records.after_blank_line(fh, base))
                 fh.seek(base)
-                chunks = records.raw_chunks(fh)
+                chunks = records.raw_chunks(fh, f.size - base)
             if unit.kind == "text":
                 recs = records.records(chunks, cfg.text_mode, cfg.max_doc_bytes, base, continues)
             else:
@@ -144,6 +171,8 @@ class Reader:
         text = obj.get(self.cfg.text_field) if isinstance(obj, dict) else None
         if not isinstance(text, str):
             return self._drop(name, "missing_field", len(line))
+        if not _utf8(text):
+            return self._drop(name, "undecodable", len(line))
         if records.looks_binary(text, self.cfg.max_binary_frac):
             return self._drop(name, "binary", len(text))
         return Doc(i, name, text)
@@ -155,6 +184,8 @@ class Reader:
                 return value
         if not isinstance(value, str):
             return self._drop(name, "missing_field")
+        if not _utf8(value):
+            return self._drop(name, "undecodable", len(value))
         if len(value) > self.cfg.max_doc_bytes:
             return self._drop(name, "too_long", len(value))
         if records.looks_binary(value, self.cfg.max_binary_frac):

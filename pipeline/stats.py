@@ -12,7 +12,7 @@ stats.json:
   dropped     per reason "<stage>/<rule>": docs, chars (bytes for records never decoded)
   files       count, bytes_in, repaired (documents whose bytes were not UTF-8 and were repaired by
               source.encoding_errors), failed: [{path, error}], skipped: {reason: count} (hidden files,
-              FIFOs, sockets, devices: never opened)
+              FIFOs, sockets, devices, symlinks: never opened)
   dedup       diagnostic counts of the dedup stages (candidate pairs, rejected pairs, ...)
   output      files [{file, docs (clean files) or rows (shards), bytes}], bytes_out
   error       present when the run produced nothing (every input failed, or nothing survived)

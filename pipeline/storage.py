@@ -21,12 +21,12 @@ here `**/` also matches no segment at all (`data/**/*.jsonl` includes `data/a.js
 globstar; Beam's own match would require a subfolder). On every filesystem the listing is recursive
 under the fixed part of the pattern, so the rules are the same on local disk and on S3. Below that root,
 files and folders whose name starts with "." (`.git/`, `.cache/`, `.hidden.txt`) are skipped and
-returned with reason "hidden"; name them in the spec's fixed part to read them. Local FIFOs, sockets and
-devices are returned with reason "fifo"/"socket"/"device" and never opened (opening a FIFO blocks).
-A folder below that root holding cramkit's marker `.cramkit` (an output or staging folder cramkit
-wrote) is skipped whole, reason "cramkit_output". Object-store folder markers (keys ending in "/") are
-not files. Beam's local listing does not follow
-symlinked folders and drops dangling symlinks.
+returned with reason "hidden"; name them in the spec's fixed part to read them. A folder below that root
+holding cramkit's marker `.cramkit` (an output or staging folder cramkit wrote) is skipped whole, reason
+"cramkit_output". Local folders are walked by pipeline.walk: FIFOs, sockets and devices are returned with
+reason "fifo"/"socket"/"device" and never opened (opening a FIFO blocks), and symlinks follow its policy (a
+link out of the input tree is skipped unless asked for). Object-store folder markers (keys ending in "/")
+are not files.
 
 Options: the launcher calls `configure(options)` before touching a file (Beam applies the options only
 once a Pipeline exists). Workers on a cluster, and the portable runner's, get them from the job's
@@ -43,11 +43,12 @@ import errno
 import importlib.util
 import os
 import re
-import stat
 
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileSystem
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import walk
 
 # scheme -> (module Beam needs for it, cramkit extra, Beam extra)
 SCHEMES = {
@@ -177,6 +178,16 @@ def size(path: str) -> int:
     return _beam(path, lambda: _fs(path).size(path))
 
 
+def stat(path: str) -> tuple[int, float]:
+    """(size, modification time) of a file, as match_inputs lists it (object stores: whole seconds);
+    FileNotFoundError if missing."""
+    if is_local(path):
+        st = os.stat(path)
+        return st.st_size, st.st_mtime
+    m = _beam(path, lambda: _fs(path).metadata(path))
+    return m.size_in_bytes, int(m.last_updated_in_seconds)
+
+
 def open_read(path: str):
     """A seekable binary reader of the file's raw bytes (no decompression); FileNotFoundError if missing."""
     return _fs(path).open(path, compression_type=CompressionTypes.UNCOMPRESSED)
@@ -268,18 +279,6 @@ def _pattern_regex(pattern: str) -> re.Pattern:
     return re.compile(regex.replace(re.escape(_ANY_DEPTH), "(?:.*/)?"))
 
 
-def _special(path: str) -> str | None:
-    """'fifo' / 'socket' / 'device' for a local non-regular file, else None."""
-    mode = os.stat(path).st_mode
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
-
-
 def input_reach(spec: str) -> tuple[str, int | None]:
     """Where an input spec reads: (root, depth), the file or folder it names or a glob's fixed folder, and
     how many path segments below root a file it reads may lie (0: root is the file; None: any)."""
@@ -291,9 +290,9 @@ def input_reach(spec: str) -> tuple[str, int | None]:
     return spec, None if is_local(spec) and os.path.isdir(spec) or spec.endswith("/") else 0
 
 
-def match_inputs(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
-    """Expand an input spec (file, folder, glob; rules in the module docstring) into
-    (files: sorted [(path, size)], skipped: sorted [(path, reason)]). StorageError when nothing matches."""
+def match_inputs(spec: str, follow_symlinks: bool = False) -> tuple[list, list]:
+    """Expand an input spec (file, folder, glob; rules in the module docstring) into (files: sorted
+    [(path, size, mtime)], skipped: sorted [(path, reason)]). StorageError when nothing matches."""
     fs = _fs(spec)
     local = is_local(spec)
     spec = _norm(spec)
@@ -303,24 +302,31 @@ def match_inputs(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, str]
         root, keep = fixed[: fixed.rfind("/") + 1], _pattern_regex(spec).match
     elif os.path.isdir(spec) if local else not fs.exists(spec):
         root = _as_folder(spec)
-    else:  # one file, named: read even if hidden
+    else:  # one file, named: read even if hidden, a link followed
         root = None
-    files, skipped = [], []
-    found = [m for m in _match(spec if root is None else root + "**") if not m.path.endswith("/")]
-    written = tuple(m.path[: -len(MARKER)] for m in found if root is not None and m.path.endswith("/" + MARKER)
-                    and len(m.path) > len(root) + len(MARKER))  # cramkit's folders below the root
-    for m in found:
-        path = m.path
-        if keep is not None and not keep(path):
-            continue
-        if path.startswith(written):
-            skipped.append((path, "cramkit_output"))
-        elif root is not None and any(part.startswith(".") for part in path[len(root):].split("/")):
-            skipped.append((path, "hidden"))
-        elif local and (reason := _special(path)):
-            skipped.append((path, reason))
-        else:
-            files.append((path, m.size_in_bytes))
+    if local and root is not None:
+        tail = spec[len(root):]
+        deeper = lambda path: tail.count("/") > path[len(root):].count("/")  # noqa: E731
+        below = None if keep is None or "**" in tail else deeper
+        files, skipped = walk.tree(root, keep, below, follow_symlinks, MARKER)
+    else:
+        files, skipped = [], []
+        found = [m for m in _match(spec if root is None else root + "**") if not m.path.endswith("/")]
+        written = tuple(m.path[: -len(MARKER)] for m in found if root is not None and m.path.endswith("/" + MARKER)
+                        and len(m.path) > len(root) + len(MARKER))  # cramkit's folders below the root
+        for m in found:
+            path = m.path
+            if keep is not None and not keep(path):
+                continue
+            if path.startswith(written):
+                skipped.append((path, "cramkit_output"))
+            elif root is not None and any(part.startswith(".") for part in path[len(root):].split("/")):
+                skipped.append((path, "hidden"))
+            elif local and (reason := walk.special(os.stat(path).st_mode)):
+                skipped.append((path, reason))
+            else:
+                files.append((path, m.size_in_bytes, m.last_updated_in_seconds if local else
+                              int(m.last_updated_in_seconds)))
     if not files and not skipped:
         raise StorageError(f"{spec}: no such file or folder, or the pattern matches no file")
     return sorted(files), sorted(skipped)

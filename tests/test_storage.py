@@ -85,13 +85,13 @@ def test_local_round_trips_random_access_and_arrow(tmp_path):
 def test_relative_local_paths_come_back_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     storage.write_text("data/a.jsonl", "{}\n")
-    assert storage.match_inputs("data") == ([(str(tmp_path / "data" / "a.jsonl"), 3)], [])
+    assert sizes(storage.match_inputs("data")) == ([(str(tmp_path / "data" / "a.jsonl"), 3)], [])
     assert storage.list_files("data") == [(str(tmp_path / "data" / "a.jsonl"), 3)]
 
 
 @pytest.fixture
 def local_tree(tmp_path):
-    """data/ with files at two depths, hidden files and folders, a FIFO, a socket and a device link."""
+    """data/ with files at two depths, hidden files and folders, a FIFO, a socket and a link to a device."""
     root = tmp_path / "data"
     for rel in ("a.jsonl", "b.txt", "sub/c.jsonl", "sub/deep/d.jsonl", ".hidden.jsonl", ".git/HEAD",
                 "sub/.cache/e.jsonl"):
@@ -105,10 +105,18 @@ def local_tree(tmp_path):
     sock.close()
 
 
-def match_quickly(spec):
-    """match_inputs in a thread: opening a FIFO would block it forever."""
+def sizes(found):
+    """match_inputs' (files, skipped) with each file as (path, size), its modification time left out."""
+    files, skipped = found
+    assert all(isinstance(mtime, float | int) for _, _, mtime in files)
+    return [(path, size) for path, size, _ in files], skipped
+
+
+def match_quickly(spec, follow_symlinks=False):
+    """match_inputs in a thread (opening a FIFO would block it forever), modification times left out."""
     out = {}
-    thread = threading.Thread(target=lambda: out.update(result=storage.match_inputs(spec)), daemon=True)
+    thread = threading.Thread(target=lambda: out.update(result=sizes(storage.match_inputs(spec, follow_symlinks))),
+                              daemon=True)
     thread.start()
     thread.join(60)
     assert not thread.is_alive(), f"match_inputs({spec!r}) blocked (opened a FIFO?)"
@@ -119,9 +127,12 @@ def test_local_folder_skips_hidden_and_special_files(local_tree):
     files, skipped = match_quickly(str(local_tree))
     r = str(local_tree)
     assert files == [(f"{r}/a.jsonl", 7), (f"{r}/b.txt", 5), (f"{r}/sub/c.jsonl", 11), (f"{r}/sub/deep/d.jsonl", 16)]
-    assert skipped == [(f"{r}/.git/HEAD", "hidden"), (f"{r}/.hidden.jsonl", "hidden"), (f"{r}/null.jsonl", "device"),
-                       (f"{r}/pipe.jsonl", "fifo"), (f"{r}/sub/.cache/e.jsonl", "hidden"), (f"{r}/sub/sock", "socket")]
+    assert skipped == [(f"{r}/.git/HEAD", "hidden"), (f"{r}/.hidden.jsonl", "hidden"),
+                       (f"{r}/null.jsonl", "symlink_outside"), (f"{r}/pipe.jsonl", "fifo"),
+                       (f"{r}/sub/.cache/e.jsonl", "hidden"), (f"{r}/sub/sock", "socket")]
     assert match_quickly(r + "/") == (files, skipped)
+    followed = match_quickly(r, follow_symlinks=True)
+    assert followed == (files, [(p, "device" if p.endswith("null.jsonl") else why) for p, why in skipped])
 
 
 def test_local_globs(local_tree):
@@ -132,7 +143,7 @@ def test_local_globs(local_tree):
     assert names(f"{r}/**.jsonl") == ["a.jsonl", "sub/c.jsonl", "sub/deep/d.jsonl"]
     assert names(f"{r}/sub/**/d.jsonl") == ["sub/deep/d.jsonl"]
     assert names(f"{r}/s?b/c.jsonl") == ["sub/c.jsonl"]
-    assert match_quickly(f"{r}/**/*.jsonl")[1] == [(f"{r}/.hidden.jsonl", "hidden"), (f"{r}/null.jsonl", "device"),
+    assert match_quickly(f"{r}/**/*.jsonl")[1] == [(f"{r}/.hidden.jsonl", "hidden"), (f"{r}/null.jsonl", "symlink_outside"),
                                                     (f"{r}/pipe.jsonl", "fifo"), (f"{r}/sub/.cache/e.jsonl", "hidden")]
 
 
@@ -221,15 +232,18 @@ def test_s3_matching_and_delete(s3_server, s3_bucket):
                 "in/.git/HEAD", "in/sub/.cache/e.jsonl", "in/folder/", "inx/other.jsonl"):
         client.put_object(Bucket=bucket, Key=key, Body=b"" if key.endswith("/") else key.encode())
     r = f"{s3_bucket}/in"
-    files, skipped = storage.match_inputs(r)
+    listed = storage.match_inputs(r)[0]
+    assert [storage.stat(path) for path, _, _ in listed] == [(size, mtime) for _, size, mtime in listed], \
+        "a file's stat is what the listing says, so the reader sees it unchanged"
+    files, skipped = sizes(storage.match_inputs(r))
     assert files == [(f"{r}/a.jsonl", 10), (f"{r}/b.txt", 8), (f"{r}/sub/c.jsonl", 14),
                      (f"{r}/sub/deep/d.jsonl", 19)], "a prefix is a folder: recursive, not inx/, no folder marker"
     assert skipped == [(f"{r}/.git/HEAD", "hidden"), (f"{r}/.hidden.jsonl", "hidden"), (f"{r}/sub/.cache/e.jsonl", "hidden")]
-    assert storage.match_inputs(r + "/") == (files, skipped)
-    names = lambda spec: [p.removeprefix(r + "/") for p, _ in storage.match_inputs(spec)[0]]  # noqa: E731
+    assert sizes(storage.match_inputs(r + "/")) == (files, skipped)
+    names = lambda spec: [p.removeprefix(r + "/") for p, _ in sizes(storage.match_inputs(spec))[0]]  # noqa: E731
     assert names(f"{r}/*.jsonl") == ["a.jsonl"], "* does not cross '/' on S3 either"
     assert names(f"{r}/**/*.jsonl") == ["a.jsonl", "sub/c.jsonl", "sub/deep/d.jsonl"]
-    assert storage.match_inputs(f"{r}/.git/HEAD") == ([(f"{r}/.git/HEAD", 12)], [])
+    assert sizes(storage.match_inputs(f"{r}/.git/HEAD")) == ([(f"{r}/.git/HEAD", 12)], [])
     with pytest.raises(StorageError, match="no such file or folder, or the pattern matches no file"):
         storage.match_inputs(f"{s3_bucket}/nothing")
     storage.delete_tree(f"{r}/sub")
