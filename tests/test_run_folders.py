@@ -4,15 +4,18 @@ refuses a folder holding anything else; a folder without the record, or a file, 
 at `glue.py --out` is refused; a second run in a live run folder is refused. Every refusal is one line."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
+from test_glue_run import sst2_checkpoint, sst2_dir  # noqa: F401 -- fixtures
 from test_train_loop import SMALL, make_shards, tokens
 
+import glue
 import train
-from pipeline import record
+from pipeline import lock, record
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +134,41 @@ def test_the_record_lists_a_unit_while_it_is_written(tmp_path):
     for bad in (["../x"], ["/etc/passwd"], ["a//b"], ["a/./b"], [".cramkit"], "a"):
         text = json.dumps({"written_by": "cramkit", "kind": "run", "files": bad})
         assert record.parse(text) is None, bad
+
+
+GLUE_ARGS = ["--tasks", "sst2", "--init", "random", "--seeds", "0", "--threads", "1", "epochs=1",
+             "max_train_examples=16", "max_eval_examples=16"]
+
+
+def test_glue_refuses_an_out_folder_it_did_not_write(sst2_dir, sst2_checkpoint, tmp_path, capsys):  # noqa: F811
+    base = [str(sst2_checkpoint), "--glue-dir", str(sst2_dir), *GLUE_ARGS]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.json").write_text('{"my": "results"}')
+    (mine / "notes.txt").write_text("mine")
+    (tmp_path / "file.txt").write_text("mine")
+    (tmp_path / "run").mkdir()  # a training run folder is no GLUE output
+    (tmp_path / "run" / ".cramkit").write_text(record.Record("run", ("config.yaml",)).text())
+    (tmp_path / "run" / "config.yaml").write_text("train: {}")
+    before = tree(tmp_path)
+    for out, why in ((mine, "did not write"), (tmp_path / "file.txt", "is a file"),
+                     (tmp_path / "run", "not a GLUE output")):
+        line = refused(glue.main([*base, "--out", str(out)]), capsys.readouterr().err, status=2)
+        assert str(out) in line and why in line, line
+        assert tree(tmp_path) == before
+
+    out = tmp_path / "out"
+    assert glue.main([*base, "--out", str(out)]) == 0
+    rec = record.owned(out, "--out", "glue")
+    assert set(rec.files) == {"results.json", "predictions.jsonl", "results.md", "results.png"}
+    assert set(os.listdir(out)) == {".cramkit", *rec.files}
+    (out / "notes.txt").write_text("mine")  # a GLUE output is resumed, and a user's file in it stays
+    assert glue.main([*base, "--seeds", "0,1", "--out", str(out)]) == 0
+    assert "1 of 2 runs already finished, kept" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    held = lock.take(str(out), str(tmp_path / ".out.lock"), "--out")
+    try:
+        line = refused(glue.main([*base, "--out", str(out)]), capsys.readouterr().err, status=2)
+        assert "another run" in line
+    finally:
+        held.release()
