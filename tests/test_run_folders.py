@@ -130,6 +130,8 @@ def test_the_record_lists_a_unit_while_it_is_written(tmp_path):
     with pytest.raises(record.FolderError, match="final/b.bin"):
         record.owned(folder, "run folder", "run")
     (folder / "final" / "b.bin").unlink()
+    with pytest.raises(record.FolderError, match="not a corpus output"):  # a corpus --overwrite leaves it be
+        record.owned(folder, "--output", "corpus")
     assert record.remove(folder, rec) == [] and not folder.exists()
     for bad in (["../x"], ["/etc/passwd"], ["a//b"], ["a/./b"], [".cramkit"], "a"):
         text = json.dumps({"written_by": "cramkit", "kind": "run", "files": bad})
