@@ -19,6 +19,7 @@ from glueval.encode import TokenizerError
 from glueval.hf_backend import BackendUnavailable
 from glueval.run import BACKENDS, INITS
 from model.io import CheckpointError, read_config
+from pipeline import lock, record
 from trainer.device import NoDevice, pick_device
 
 EPILOG = """\
@@ -40,7 +41,9 @@ data: --glue-dir DIR reads the official GLUE download layout (DIR/CoLA/train.tsv
   HF_HUB_OFFLINE=1 with a cached copy). Malformed rows are skipped, counted per file and reported.
 
 outputs in --out: results.json (everything, per seed), results.md (the table), results.png (bar chart),
-  predictions.jsonl (every run's dev predictions with the gold labels, to re-check the metrics).
+  predictions.jsonl (every run's dev predictions with the gold labels, to re-check the metrics), and
+  .cramkit, the record of the files glue.py wrote there. --out must be new, empty or such an output: any
+  other folder (or a file) is refused, nothing in it replaced; a second run on a live --out is refused.
   Each (task, init, seed) run is saved as it finishes; run the same command again after Ctrl-C and the
   finished runs are kept, not repeated (results of another checkpoint, protocol or data are replaced).
 
@@ -98,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out = args.out
+    out, held = args.out, None
     finished = 0
     try:
         overrides = list(args.overrides) + ([f"seeds=[{args.seeds}]"] if args.seeds else [])
@@ -114,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"GLUE data reachable: {', '.join(t.title for t in chosen)} from "
                   f"{args.glue_dir or 'the Hugging Face Hub'}", file=sys.stderr)
             return 0
+        out = record.resolve(out, "--out")
+        held = lock.hold(out, "--out")
+        record.mine(out, "--out", "glue")  # new, empty, or an earlier GLUE output (its finished runs are kept)
         device = pick_device(args.device)
         if device.type == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -144,19 +150,23 @@ def main(argv: list[str] | None = None) -> int:
                                log=lambda s: print(s, file=sys.stderr), previous=previous, announce=announce,
                                backend=args.backend)
     except (configs.ConfigError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError,
-            BackendUnavailable, NoDevice) as e:
+            BackendUnavailable, NoDevice, record.FolderError, lock.LockError) as e:
         print(f"glue.py: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ninterrupted: {finished} run(s) finished in this session are saved in {out / 'results.json'}; "
               "run the same command again to continue", file=sys.stderr)
         return 130
-    paths = report.write_all(results, out)
-    print(paths["markdown"].read_text())
-    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
-    if card := report.update_card(results):
-        print(f"updated the model card {card}", file=sys.stderr)
-    return 0
+    else:
+        paths = report.write_all(results, out)
+        print(paths["markdown"].read_text())
+        print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+        if card := report.update_card(results):
+            print(f"updated the model card {card}", file=sys.stderr)
+        return 0
+    finally:
+        if held is not None:
+            held.release()
 
 
 if __name__ == "__main__":

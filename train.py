@@ -8,7 +8,8 @@ The schedule follows the progress p = budget spent / budget, checked after every
 stops at p = 1. Start-up, compilation and checkpoint writes count against a time budget; opening the
 shards and checking their sha256 do not.
 Writes runs/<name>/: config.yaml, metrics.jsonl, train.png, checkpoints/ckpt-N/ and final/ (the model
-folder `make glue` reads; transformers loads a crammed one too; README.md is its model card).
+folder `make glue` reads; transformers loads a crammed one too; README.md is its model card), and .cramkit,
+the record of those files (pipeline.record): all that --overwrite deletes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import shutil
 import sys
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import configs
 from model import tokenizer
 from model.config import ModelConfig
 from model.io import CheckpointError
+from pipeline import lock, record
 from pipeline.shards import MANIFEST, ShardError, ShardSet
 from trainer import checkpoint, data, metrics
 from trainer.config import TrainConfig, load
@@ -54,19 +55,25 @@ def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> ShardSet:
     return shards
 
 
-def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> Path:
-    run = Path(cfg.out) / cfg.name
-    ours = ("checkpoints", "final", "metrics.jsonl", "train.png", "config.yaml", "tensorboard")
-    present = [n for n in ours if (run / n).exists()]
-    if present and not resume:
-        if not overwrite:
-            raise ValueError(f"{run}: a run is already there ({', '.join(present)}); pass --resume to continue "
-                             "it, --overwrite to start over, or name=<other> for a new run")
-        for n in present:
-            path = run / n
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run.mkdir(parents=True, exist_ok=True)
-    return run
+def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[Path, lock.Lock]:
+    """The run folder <out>/<name> and its held lock. It must be new, empty or a training run folder by
+    cramkit's record (.cramkit): --resume continues it; --overwrite deletes the files the record lists,
+    and refuses when anything else is there."""
+    run = record.resolve(Path(cfg.out) / cfg.name, "run folder")
+    held = lock.hold(run, "run folder")
+    try:
+        rec = (record.owned if overwrite and not resume else record.mine)(run, "run folder", "run")
+        present = sorted({name.split("/")[0] for name in record.present(run, rec)})
+        if present and not resume:
+            if not overwrite:
+                raise record.FolderError(f"{run}: a run is already there ({', '.join(present)}); pass --resume to "
+                                         "continue it, --overwrite to start over, or name=<other> for a new run")
+            record.remove(run, rec)
+        run.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        held.release()
+        raise
+    return run, held
 
 
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> int:
@@ -74,7 +81,15 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     and run it (trainer.run.Run); the exit status."""
     mcfg = ModelConfig.preset(cfg.model)
     shards = open_shards(cfg, mcfg)  # data preparation: outside the budget
-    folder = prepare_run_dir(cfg, resume, overwrite)
+    folder, held = prepare_run_dir(cfg, resume, overwrite)
+    try:
+        return _train(cfg, mcfg, shards, folder, resume)
+    finally:
+        held.release()
+
+
+def _train(cfg: TrainConfig, mcfg: ModelConfig, shards: ShardSet, folder: Path, resume: bool) -> int:
+    """The run in its held folder: the checkpoint to resume, the shards verified, then Run."""
     latest = checkpoint.latest(folder / "checkpoints") if resume else None
     saved = checkpoint.read_state(latest) if latest else None
     if saved:
@@ -93,6 +108,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     elif resume:
         print(f"--resume: no checkpoint in {folder / 'checkpoints'}, starting from the beginning", file=sys.stderr)
     data.verify(shards, cfg.verify)  # data preparation: outside the budget
+    record.claim(folder, "run", files=["config.yaml"])
     (folder / "config.yaml").write_text(yaml.safe_dump({"train": cfg.to_dict(), "model": mcfg.to_dict()}))
     return Run(cfg, mcfg, shards, folder, latest, saved).train()
 
@@ -106,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"settings (key=value; built-in defaults shown, the --config file and then key=value "
                f"override them):\n{fields}\n\n"
                f"presets (--config NAME, configs/train/NAME.yaml):\n{configs.describe('train')}\n\n"
-               "Output: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, final/}.\n")
+               "Output: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, final/} and .cramkit,\n"
+               "the record of the files cramkit wrote there; a folder cramkit did not write is refused.\n")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting listed below")
     ap.add_argument("--config", default="tiny", help="configs/train/<name>.yaml or a YAML path (default: tiny)")
     ap.add_argument("--shards", help="shard folder (setting `shards`)")
@@ -114,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--budget", help="24h, 90m, 2e9tok or 1.5e18flop (setting `budget`)")
     ap.add_argument("--name", help="run name: output goes to <out>/<name> (setting `name`)")
     ap.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
-    ap.add_argument("--overwrite", action="store_true", help="delete the run's earlier output and start over")
+    ap.add_argument("--overwrite", action="store_true", help="delete the files the run folder's record (.cramkit) "
+                    "lists and start over; refused when anything else is there")
     ap.add_argument("--show-config", action="store_true",
                     help="print every setting (after --config and overrides) and the model's as YAML; run nothing")
     return ap
@@ -133,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return train(cfg, resume=args.resume, overwrite=args.overwrite)
     except (ShardError, CheckpointError, checkpoint.ResumeError, checkpoint.DiskFull, NonFiniteLoss, OutOfMemory,
-            ValueError) as e:
+            record.FolderError, lock.LockError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:

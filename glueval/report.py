@@ -10,7 +10,9 @@ import numpy as np
 from glueval import metrics
 from glueval.tasks import TASKS
 from model import card
+from pipeline import record
 
+FILES = ("results.json", "predictions.jsonl", "results.md", "results.png")  # in out_dir, listed in its record
 BACKEND_NAMES = {"cramkit": "cramkit's (glueval.finetune)", "hf": "transformers' Trainer (glueval.hf_backend)"}
 _METRIC_NAMES = {"accuracy": "acc", "f1": "F1", "mcc": "MCC", "pearson": "Pearson", "spearman": "Spearman"}
 
@@ -89,8 +91,10 @@ def read_previous(out_dir: Path) -> dict | None:
 
 
 def write_json(results: dict, out_dir: Path) -> tuple[Path, Path]:
-    """results.json (without predictions) and predictions.jsonl (one line per task, dev set, init, seed)."""
+    """results.json (without predictions) and predictions.jsonl (one line per task, dev set, init, seed),
+    after listing FILES in out_dir's record (pipeline.record)."""
     path, preds = out_dir / "results.json", out_dir / "predictions.jsonl"
+    record.claim(out_dir, "glue", files=FILES)
     path.write_text(json.dumps({k: v for k, v in results.items() if k != "predictions"}, indent=2))
     preds.write_text("".join(json.dumps(p) + "\n" for p in results.get("predictions", [])))
     return path, preds
@@ -256,8 +260,8 @@ def bar_chart(results: dict, path: Path) -> Path:
 
 
 def write_all(results: dict, out_dir: Path) -> dict[str, Path]:
-    """results.json, predictions.jsonl, results.md and results.png in `out_dir`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """results.json, predictions.jsonl, results.md and results.png in `out_dir`, listed first in its record."""
+    record.claim(out_dir, "glue", files=FILES)
     summarize(results)
     md = out_dir / "results.md"
     md.write_text(markdown(results))

@@ -2,7 +2,7 @@
 
 A run holds the lock `.<name>.lock` beside `--output` from start to end (pipeline.lock), and builds its
 output in a staging folder `.<name>.tmp` beside it, marked as cramkit's by a `.cramkit` file. The
-finished output gets its record, also `.cramkit`: the JSON list of the files cramkit wrote there. On a
+finished output gets its record, also `.cramkit` (pipeline.record): the list of the files cramkit wrote there. On a
 local disk the finished folder is renamed into place, so a killed run never leaves output that looks
 complete. Object stores have no rename: there the record goes in first, then each file is moved in (a
 server-side copy), manifest.json last, the completion marker (a reader refuses a folder without it).
@@ -25,17 +25,16 @@ per work unit that kept a document, in id order.
 
 import json
 import os
-import stat
 import sys
 from dataclasses import dataclass
 
 import zstandard
 
-from pipeline import docstore, lock, progress, storage
+from pipeline import docstore, lock, progress, record, storage
 from pipeline.dedup import losers_of
 
 FORMATS = ("jsonl.zst", "parquet")
-RECORD = storage.MARKER  # in an output: the record of its files; in a staging folder: STAGING_NOTE
+RECORD = record.RECORD  # in an output: the record of its files; in a staging folder: STAGING_NOTE
 STAGING_NOTE = "cramkit staging folder\n"
 MANIFEST = "manifest.json"  # the completion marker of a shard set, moved in last and deleted first
 
@@ -54,8 +53,7 @@ class OutputConfig:
             raise ValueError(f"output.zstd_level={self.zstd_level}: must be in 1..22")
 
 
-class OutputError(Exception):
-    """The output folder cannot be used; the message says what to do."""
+OutputError = record.FolderError  # the output folder cannot be used; the message says what to do
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class Folders:
     tmp: str  # the staging folder
     final: str  # where the final files are written (tmp/out)
     stage: str  # intermediate files (tmp/stage)
-    replaces: tuple  # the files of the previous output its record lists (deleted at publish)
+    replaces: record.Record | None  # the record of the previous output: what publish deletes
     held: lock.Lock  # the output's lock, released by publish or discard
 
 
@@ -82,85 +80,44 @@ def _names(folder: str) -> list[str]:
 def _entries(folder: str, what: str) -> list[str]:
     """What a folder holds: locally every entry (files, folders, links); on an object store the files
     below it, relative to it. [] when it does not exist; OutputError when it is not a folder."""
-    if not storage.is_local(folder):
-        return _names(folder)
-    if os.path.isdir(folder) and not os.path.islink(folder):
-        return sorted(os.listdir(folder))
-    if os.path.lexists(folder):
-        raise OutputError(f"{what} {folder}: exists and is not a folder cramkit made, so it will not be used "
-                          "or deleted; move it away or choose another --output")
-    return []
+    return record.entries(folder, what) if storage.is_local(folder) else _names(folder)
 
 
-def _plain(name) -> bool:
-    return isinstance(name, str) and name not in ("", ".", "..", RECORD) and not set(name) & set("/\\\0")
-
-
-def _record(folder: str) -> list[str] | None:
-    """The files listed by the record in `folder`, or None when it holds no valid record."""
-    try:
-        data = json.loads(storage.read_text(storage.join(folder, RECORD)))
-    except (FileNotFoundError, IsADirectoryError, ValueError):
-        return None
-    files = data.get("files") if isinstance(data, dict) and data.get("written_by") == "cramkit" else None
-    return files if isinstance(files, list) and all(map(_plain, files)) else None
-
-
-def _ours(folder: str, what: str) -> list[str]:
-    """The files of `folder` that cramkit may delete: those its record lists ([] for an empty or absent
-    folder). OutputError when it holds anything else, or files but no record."""
-    names = _entries(folder, what)
+def _ours(folder: str, what: str) -> record.Record | None:
+    """The record of `folder`: what cramkit may delete there (None for an empty or absent folder).
+    OutputError when it holds anything else, or files but no record of a corpus output."""
+    if storage.is_local(folder):
+        return record.owned(folder, what, "corpus")
+    names = _names(folder)
     if not names:
-        return []
-    files = _record(folder) if RECORD in names else None
-    if files is None:
-        raise OutputError(f"{what} {folder}: holds files cramkit did not write (no valid {RECORD} record of "
-                          "the files cramkit wrote there), so it will not be deleted; move it away or choose "
-                          "another folder")
-    local = storage.is_local(folder)
-    foreign = [n for n in names if n != RECORD and n not in files
-               or local and not stat.S_ISREG(os.lstat(os.path.join(folder, n)).st_mode)]
-    if foreign:
-        raise OutputError(f"{what} {folder}: holds {', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}, "
-                          "which cramkit did not write, so it will not be deleted; move them away or choose "
-                          "another folder")
-    return files
+        return None
+    rec = record.parse(storage.read_text(storage.join(folder, RECORD))) if RECORD in names else None
+    if rec is None or rec.kind != "corpus":
+        raise record.not_ours(folder, what, "corpus")
+    if foreign := [n for n in names if n != RECORD and not rec.owns(n)]:
+        raise record.holds_others(folder, what, foreign)
+    return rec
 
 
-def _remove(folder: str, files) -> list[str]:
-    """Delete the listed files (the manifest first) and the record, then a local folder left empty;
+def _remove(folder: str, rec: record.Record | None) -> list[str]:
+    """Delete what the record lists (the manifest first) and the record, then a local folder left empty;
     the names left in it."""
-    for name in sorted({*files, RECORD}, key=lambda n: (n != MANIFEST, n == RECORD, n)):
+    if storage.is_local(folder):
+        return record.remove(folder, rec or record.Record("corpus"), first=(MANIFEST,))
+    for name in sorted(rec.files if rec else (), key=lambda n: n != MANIFEST):
         storage.delete_file(storage.join(folder, name))
-    if not storage.is_local(folder) or not os.path.isdir(folder):
-        return []
-    try:
-        os.rmdir(folder)
-    except OSError:
-        return sorted(os.listdir(folder))
+    storage.delete_file(storage.join(folder, RECORD))
     return []
 
 
 def _resolve(out: str) -> str:
     """`--output` as the folder to write: refused when it is a file or a link to anything but a folder."""
-    if not storage.is_local(out):
-        if storage.exists(out):
-            raise OutputError(f"--output {out}: is a file; cramkit writes a folder and never replaces a file, "
-                              "so choose another --output")
-        return out
-    path = os.path.abspath(out or "/")
-    if os.path.dirname(path) == path:
-        raise OutputError(f"--output {out or '/'}: is the root folder; choose a folder for the output")
-    if os.path.islink(path):
-        target = os.path.realpath(path)
-        if not os.path.isdir(target):
-            raise OutputError(f"--output {out}: is a link to {'a file' if os.path.exists(target) else 'nothing'} "
-                              f"({target}); name a folder, or a link to one")
-        return target
-    if os.path.lexists(path) and not os.path.isdir(path):
+    if storage.is_local(out):
+        return str(record.resolve(out, "--output"))
+    if storage.exists(out):
         raise OutputError(f"--output {out}: is a file; cramkit writes a folder and never replaces a file, "
                           "so choose another --output")
-    return path
+    return out
 
 
 def _real(path: str) -> str:
@@ -214,12 +171,12 @@ def _prepare(out: str, overwrite: bool, held: lock.Lock) -> Folders:
     if storage.is_local(out):
         old = _sibling(out, "old")
         _remove(old, _ours(old, "leftover folder"))
-    replaces = ()
+    replaces = None
     if _entries(out, "--output"):
         if not overwrite:
             raise OutputError(f"--output {out}: exists and is not empty; pass --overwrite to replace a previous "
                               "run's output, or choose another folder")
-        replaces = tuple(_ours(out, "--output"))
+        replaces = _ours(out, "--output")
     storage.write_text(storage.join(tmp, RECORD), STAGING_NOTE)
     return Folders(out, tmp, storage.join(tmp, "out"), storage.join(tmp, "stage"), replaces, held)
 
@@ -230,9 +187,9 @@ def publish(folders: Folders) -> None:
     out, final = folders.out, folders.final
     storage.delete_tree(folders.stage)
     files = sorted(n for n in _names(final) if n != RECORD)
-    record = json.dumps({"written_by": "cramkit", "files": files}, indent=1) + "\n"
+    listing = record.Record("corpus", tuple(files)).text()
     if storage.is_local(out):
-        storage.write_text(storage.join(final, RECORD), record)
+        storage.write_text(storage.join(final, RECORD), listing)
         if os.path.lexists(out):
             old = _sibling(out, "old")
             storage.rename_tree(out, old)
@@ -246,7 +203,7 @@ def publish(folders: Folders) -> None:
             storage.rename_tree(final, out)
     else:  # every file cramkit writes into `out` is listed by the record there at every moment
         _remove(out, folders.replaces)
-        storage.write_text(storage.join(out, RECORD), record)
+        storage.write_text(storage.join(out, RECORD), listing)
         for name in sorted(files, key=lambda n: n == MANIFEST):
             storage.move(storage.join(final, name), storage.join(out, name))
     storage.delete_tree(folders.tmp)

@@ -49,6 +49,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import walk
+from pipeline.record import RECORD as MARKER  # marks a folder cramkit wrote: never read as input
+from pipeline.record import is_local
 
 # scheme -> (module Beam needs for it, cramkit extra, Beam extra)
 SCHEMES = {
@@ -60,7 +62,6 @@ SCHEMES = {
 _URL_LIKE = re.compile(r"^[A-Za-z][-A-Za-z0-9+.]*:")  # "s3:/b/x", "gs:bucket": a URL that lost its //
 _GLOB = re.compile(r"[*?\[]")
 _ANY_DEPTH = "\0"  # stands for "**/" while Beam's translate_pattern runs
-MARKER = ".cramkit"  # marks a folder cramkit wrote (an output, or a staging folder): never read as input
 
 
 class _Boto3Clients:
@@ -146,10 +147,6 @@ def fnapi_runner(options):
                if isinstance(v, (str, bool))}
     info = beam_provision_api_pb2.ProvisionInfo(pipeline_options=job_utils.dict_to_struct(carried))
     return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(info))
-
-
-def is_local(path: str) -> bool:
-    return FileSystems.get_scheme(path) is None
 
 
 def _fs(path: str) -> FileSystem:

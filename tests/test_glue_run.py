@@ -100,23 +100,25 @@ def test_cli_learns_a_separable_task_and_writes_the_report(sst2_dir, sst2_checkp
 
 def test_bad_inputs_give_clear_errors(sst2_dir, sst2_checkpoint, tmp_path, capsys):
     texts = [r[0] for r in _sentiment(100, 3)][1:]
+    out = tmp_path / "out"
     no_tok = make_checkpoint(tmp_path / "notok", texts, tokenizer=False)
-    assert glue.main([str(no_tok), "--glue-dir", str(sst2_dir), "--tasks", "sst2", "--out", str(tmp_path)]) == 2
+    assert glue.main([str(no_tok), "--glue-dir", str(sst2_dir), "--tasks", "sst2", "--out", str(out)]) == 2
     assert "no tokenizer.json" in capsys.readouterr().err
     small = make_checkpoint(tmp_path / "small", texts, vocab_size=64)
     with pytest.raises(TokenizerError, match="tokenizer has .* tokens but the model's embedding has 64 rows"):
         load_tokenizer(small, 64)
-    assert glue.main([str(small), "--glue-dir", str(sst2_dir), "--tasks", "sst2", "--out", str(tmp_path)]) == 2
+    assert glue.main([str(small), "--glue-dir", str(sst2_dir), "--tasks", "sst2", "--out", str(out)]) == 2
     assert "does not belong to this model" in capsys.readouterr().err
-    assert glue.main([str(sst2_checkpoint), "--tasks", "sst9", "--out", str(tmp_path)]) == 2
+    assert glue.main([str(sst2_checkpoint), "--tasks", "sst9", "--out", str(out)]) == 2
     assert "unknown GLUE task 'sst9'" in capsys.readouterr().err
     assert glue.main([str(sst2_checkpoint), "--glue-dir", str(sst2_dir), "--tasks", "rte",
-                      "--out", str(tmp_path)]) == 2
+                      "--out", str(out)]) == 2
     assert "missing RTE/train.tsv, RTE/dev.tsv" in capsys.readouterr().err
-    assert glue.main([str(tmp_path / "missing"), "--glue-dir", str(sst2_dir), "--out", str(tmp_path)]) == 2
+    assert glue.main([str(tmp_path / "missing"), "--glue-dir", str(sst2_dir), "--out", str(out)]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
-    assert glue.main([str(sst2_checkpoint), "--tasks", "sst2", "epochz=1", "--out", str(tmp_path)]) == 2
+    assert glue.main([str(sst2_checkpoint), "--tasks", "sst2", "epochz=1", "--out", str(out)]) == 2
     assert "epochz: unknown key; the glue config has" in capsys.readouterr().err
+    assert not out.exists()  # a run that failed wrote nothing
 
 
 def test_help_is_complete(capsys):

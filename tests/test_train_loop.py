@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 import train
 from model.io import load_pretrained
+from pipeline import record
 from pipeline.shards import dtype_for_vocab, write_manifest, write_shard
 
 REPO = Path(__file__).resolve().parent.parent
@@ -268,6 +269,7 @@ def test_sigkill_at_random_moment_then_resume_equals_uninterrupted(small_shards,
         assert {p.name for p in ckpt.iterdir()} == {"model.safetensors", "optimizer.safetensors", "state.json"}
         load_file(ckpt / "model.safetensors")
         json.loads((ckpt / "state.json").read_text())
+    record.owned(run, "run folder", "run")  # all the kill left is listed in the run folder's record
     resumed = run_train([*common, f"name={run.name}", "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     # a kill after the last checkpoint (while final/ is written or the process exits) finds the run finished

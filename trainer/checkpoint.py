@@ -85,6 +85,13 @@ def optimizer_tensors(model: nn.Module, optimizer: torch.optim.Optimizer) -> dic
     return out
 
 
+def folders(step: int) -> tuple[str, ...]:
+    """The folders that saving checkpoint `step` may make in the checkpoints folder (listed first in the
+    run folder's record)."""
+    name = f"{PREFIX}{step:08d}"
+    return name, f"{TMP}{name}", f"{TMP}old-{name}"
+
+
 def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict,
          keep: int = 2) -> Path:
     """Write checkpoint `step` under folder and keep the newest `keep`; returns its path. On a full disk

@@ -20,6 +20,7 @@ from model.decay import weight_decay_groups
 from model.flops import train_flops_per_token
 from model.heads import MaskedLM
 from model.io import save_pretrained
+from pipeline import record
 from pipeline.shards import ShardSet
 from trainer import checkpoint, metrics
 from trainer.batches import epoch_batches, epoch_order, passes
@@ -115,9 +116,11 @@ class Run:
         self.forward = torch.compile(self.model, dynamic=False) if self.compiled else self.model
         self.loader = Prefetcher(reader, self.masker, self.micro_index, pin=cuda, depth=cfg.prefetch)
         self.peak = peak_flops(cfg.peak_tflops, self.device)
-        self.metrics_log = metrics.MetricsLog(  # drops what a killed run logged after its checkpoint
-            folder / "metrics.jsonl", folder / "tensorboard" if cfg.tensorboard else None,
-            resume_at=(self.steps, self.meter.tokens))
+        record.claim(folder, "run", files=["metrics.jsonl", ".tmp-metrics.jsonl"])  # the log, and its rewrite
+        with record.writing(folder, "run", *(["tensorboard"] if cfg.tensorboard else [])):
+            self.metrics_log = metrics.MetricsLog(  # drops what a killed run logged after its checkpoint
+                folder / "metrics.jsonl", folder / "tensorboard" if cfg.tensorboard else None,
+                resume_at=(self.steps, self.meter.tokens))
 
         logged = {k: r[k] for r in metrics.read(folder / "metrics.jsonl") for k in ("loss", "heldout_loss") if k in r}
         self.loss, self.heldout_loss = logged.get("loss", math.nan), logged.get("heldout_loss", math.nan)  # newest
@@ -245,8 +248,9 @@ class Run:
         state = {"micro_index": self.micro_index, "spent": self.meter.state_dict(), "reader": self.reader_state,
                  "finished": self.meter.progress() >= 1.0, "precision": self.precision.name,
                  "config": self.cfg.to_dict(), "model": self.mcfg.to_dict()}
-        checkpoint.save(self.folder / "checkpoints", self.steps, self.model, self.optimizer, state,
-                        keep=self.cfg.keep_checkpoints)
+        with record.writing(self.folder, "run", *(f"checkpoints/{n}" for n in checkpoint.folders(self.steps))):
+            checkpoint.save(self.folder / "checkpoints", self.steps, self.model, self.optimizer, state,
+                            keep=self.cfg.keep_checkpoints)
         self.last_checkpoint = time.perf_counter()
 
     def finish(self) -> None:
@@ -264,9 +268,11 @@ class Run:
                 "unigram_entropy": self.entropy}
         if self.heldout is not None:
             card["heldout_loss"] = self.heldout_loss
-        with checkpoint.disk_full_error(self.folder / "final", checkpoint.nbytes(self.model.state_dict())):
+        needed = checkpoint.nbytes(self.model.state_dict())
+        with record.writing(self.folder, "run", "final"), checkpoint.disk_full_error(self.folder / "final", needed):
             final = save_pretrained(self.model, self.folder / "final", tokenizer_file=self.shards.tokenizer_file,
                                     card=card)
+        record.claim(self.folder, "run", files=["train.png"])
         png = metrics.plot(self.folder / "metrics.jsonl", self.folder / "train.png")
         print(f"done: {self.meter.tokens:,} tokens, {self.steps} optimizer steps, {self.meter.elapsed() / 60:.1f} "
               f"min, last loss {self.loss:.3f}; model in {final}, "
