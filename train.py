@@ -75,8 +75,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
     mcfg = ModelConfig.preset(cfg.model)
     shards = open_shards(cfg, mcfg)  # data preparation: outside the budget
     folder = prepare_run_dir(cfg, resume, overwrite)
-    latest = checkpoint.latest(folder / "checkpoints") if resume else None
-    saved = checkpoint.read_state(latest) if latest else None
+    latest, saved = checkpoint.resumable(folder / "checkpoints") if resume else (None, None)
     if saved:
         conflicts = cfg.resume_conflicts(saved["config"])
         if conflicts or saved["model"] != mcfg.to_dict():
