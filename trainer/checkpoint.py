@@ -199,6 +199,9 @@ def resumable(folder: Path) -> tuple[Path | None, dict | None]:
             damaged.append(aside.name)
             print(f"checkpoint {path.name} is damaged, not used: {err}; moved to {aside}", file=sys.stderr)
             continue
+        if "sha256" not in state:
+            print(f"checkpoint {path.name} records no sha256 (written by an earlier cramkit): not verified",
+                  file=sys.stderr)
         if damaged:
             print(f"resuming from {path.name}, the newest intact checkpoint", file=sys.stderr)
         return path, state
