@@ -106,7 +106,7 @@ def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optim
             tmp.mkdir()
             save_file(weights, str(tmp / WEIGHTS))
             save_file(moments, str(tmp / OPTIMIZER))
-            state = {**state, "step": step}
+            state = json.loads(json.dumps({**state, "step": step}))  # as --resume will read it back
             digests = {name: sha256(tmp / name) for name in (WEIGHTS, OPTIMIZER)} | {STATE: _digest(state)}
             (tmp / STATE).write_text(json.dumps({**state, "sha256": digests}, indent=1) + "\n")
             for f in tmp.iterdir():
