@@ -62,9 +62,12 @@ def damage(ckpt: Path, how: str) -> None:
         overwrite(ckpt / "state.json", 40, b"#" * 10)
     elif how == "missing optimizer":
         (ckpt / "optimizer.safetensors").unlink()
+    elif how == "missing state":
+        (ckpt / "state.json").unlink()
 
 
-@pytest.mark.parametrize("how", ["weights", "optimizer", "state step", "state bytes", "missing optimizer"])
+@pytest.mark.parametrize("how", ["weights", "optimizer", "state step", "state bytes", "missing optimizer",
+                                 "missing state"])
 def test_a_damaged_checkpoint_is_never_loaded_the_newest_intact_one_is(finished, tmp_path, capsys, monkeypatch,
                                                                         how):
     folder, args = fresh_copy(finished, tmp_path)

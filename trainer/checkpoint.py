@@ -189,7 +189,8 @@ def resumable(folder: Path) -> tuple[Path | None, dict | None]:
     ResumeError when every checkpoint is damaged."""
     latest(folder)  # removes leftovers of an interrupted write
     damaged = []
-    for path in reversed(complete(folder)):
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX)) if folder.is_dir() else []
+    for path in reversed(found):  # state.json missing is damage too
         try:
             state = verify(path)
         except ResumeError as err:
