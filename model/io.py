@@ -186,7 +186,8 @@ def check_sizes(folder: Path, cfg: ModelConfig) -> None:
     """The config's sizes against the tensor shapes in model.safetensors' header (read without the tensors,
     its offsets checked against the file's size), before anything is built: a config.json that claims sizes
     its weights do not have is a CheckpointError, not an allocation without end. The sizes no saved tensor
-    shows (crammed positions, a fresh classifier's head_dim) may not ask for more than the weights hold."""
+    shows (crammed positions, a fresh classifier's head_dim) may not ask for more elements than the weights
+    hold, or 2**24 (64 MiB in fp32) for a model smaller than that."""
     path = weights_file(folder)
     try:
         with safe_open(str(path), "pt") as f:
@@ -214,7 +215,7 @@ def check_sizes(folder: Path, cfg: ModelConfig) -> None:
     if cfg.crammed:
         unseen["max_seq_len"] = d * cfg.max_seq_len  # the sinusoid table
     for field, size in unseen.items():
-        if size > held:
+        if size > max(held, 1 << 24):
             raise CheckpointError(f"{folder / CONFIG}: {field} {getattr(cfg, field):,} asks for a {size:,}-element "
                                   f"tensor, more than the {held:,} of all the weights in {path}; config.json is "
                                   "edited or belongs to other weights")

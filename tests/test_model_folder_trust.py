@@ -54,6 +54,7 @@ def one_error(capsys) -> str:
 
 @pytest.mark.parametrize("field,value", [("num_layers", 10**9), ("hidden_size", 10**9), ("vocab_size", 10**12),
                                          ("intermediate_size", 10**9), ("max_seq_len", 10**9), ("head_dim", 10**9),
+                                         ("max_seq_len", 10**6), ("head_dim", 10**6),
                                          ("num_layers", 3), ("vocab_size", 199), ("type_vocab_size", 2),
                                          ("num_layers", -5), ("hidden_size", 0), ("vocab_size", "big"),
                                          ("num_layers", 1e9)])
