@@ -75,8 +75,8 @@ def test_a_checkout_under_tmp_is_kept_in_the_workers_private_tmp(monkeypatch):
     same path, and nothing else of the launcher's /tmp."""
     if sys.platform != "linux" or shutil.which("unshare") is None:
         pytest.skip("unshare(1) is not available")
-    top = Path(tempfile.mkdtemp(prefix="clone-", dir="/tmp"))
-    stage = Path(tempfile.mkdtemp(prefix="private-tmp-", dir="/tmp"))
+    top = Path(tempfile.mkdtemp(prefix="clone-", dir=servers.TMP))
+    stage = Path(tempfile.mkdtemp(prefix="private-tmp-", dir=servers.TMP))
     try:
         (top / "repo" / ".venv" / "bin").mkdir(parents=True)
         (top / "repo" / ".venv" / "bin" / "python").symlink_to(Path(sys.executable).resolve())
