@@ -16,7 +16,7 @@ import configs
 from glueval import data, protocol, report, run, tasks
 from glueval.data import GlueDataError
 from glueval.encode import TokenizerError
-from glueval.hf_backend import BackendUnavailable
+from glueval.hf_backend import BackendUnavailable, UntrustedCode
 from glueval.run import BACKENDS, INITS
 from model.io import CheckpointError, read_config
 from pipeline import lock, record
@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--backend", choices=BACKENDS, default="cramkit",
                     help="cramkit: glueval's own fine-tuning loop (default); hf: transformers' Trainer on the "
                          "folder loaded with AutoModelForSequenceClassification (a crammed export; same protocol)")
+    ap.add_argument("--trust-remote-code", action="store_true",
+                    help="with --backend hf: let transformers run the folder's own Python files even when they "
+                         "are not byte for byte the ones cramkit ships (only for a folder whose code you trust)")
     ap.add_argument("--config", default="sane",
                     help="protocol: a name listed below or a YAML path (default: sane)")
     ap.add_argument("--out", type=Path, default=Path("runs/glue"), help="output folder (default: runs/glue)")
@@ -148,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
 
         results = run.evaluate(args.checkpoint, chosen, proto, args.glue_dir, inits, device, on_update=save,
                                log=lambda s: print(s, file=sys.stderr), previous=previous, announce=announce,
-                               backend=args.backend)
+                               backend=args.backend, trust_remote_code=args.trust_remote_code)
     except (configs.ConfigError, tasks.UnknownTaskError, GlueDataError, TokenizerError, CheckpointError,
-            BackendUnavailable, NoDevice, record.FolderError, lock.LockError) as e:
+            BackendUnavailable, UntrustedCode, NoDevice, record.FolderError, lock.LockError) as e:
         print(f"glue.py: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

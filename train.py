@@ -90,8 +90,7 @@ def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> in
 
 def _train(cfg: TrainConfig, mcfg: ModelConfig, shards: ShardSet, folder: Path, resume: bool) -> int:
     """The run in its held folder: the checkpoint to resume, the shards verified, then Run."""
-    latest = checkpoint.latest(folder / "checkpoints") if resume else None
-    saved = checkpoint.read_state(latest) if latest else None
+    latest, saved = checkpoint.resumable(folder / "checkpoints") if resume else (None, None)
     if saved:
         conflicts = cfg.resume_conflicts(saved["config"])
         if conflicts or saved["model"] != mcfg.to_dict():

@@ -1,6 +1,10 @@
 """`glue.py --backend hf`: one fine-tuning run through transformers, as a transformers user would do it on an
-exported crammed model folder: AutoTokenizer, AutoModelForSequenceClassification (trust_remote_code), a
-`Trainer` whose TrainingArguments carry the protocol, and DataCollatorWithPadding.
+exported crammed model folder: AutoTokenizer, AutoModelForSequenceClassification, a `Trainer` whose
+TrainingArguments carry the protocol, and DataCollatorWithPadding.
+
+The folder's Python files run (transformers' trust_remote_code) only when they are byte for byte the ones
+cramkit ships (model/bert.py, configuration_crammed.py, modeling_crammed.py) or the user passed
+--trust-remote-code; otherwise `code_consent` refuses before anything is loaded.
 
 The protocol maps one to one: lr, betas, eps, weight decay (transformers exempts biases and LayerNorms; cramkit
 every tensor below 2 dimensions: the two differ only on the position scale), batch size, epochs, cosine or
@@ -13,6 +17,7 @@ metrics are the caller's, shared with cramkit's loop.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -24,6 +29,7 @@ import torch
 from glueval.data import Split
 from glueval.protocol import Protocol
 from glueval.tasks import Task
+from model.io import CODE_DIR, CODE_FILES, sha256
 
 NEEDS = "glue.py --backend hf needs transformers (>= 5) and accelerate: pip install -e '.[test]'"
 
@@ -41,6 +47,49 @@ def check_installed() -> None:
         raise BackendUnavailable(f"{NEEDS} ({err})") from None
     if int(transformers.__version__.split(".")[0]) < 5:
         raise BackendUnavailable(f"{NEEDS} (found transformers {transformers.__version__})")
+
+
+class UntrustedCode(RuntimeError):
+    """The model folder holds Python code that is not cramkit's own, and the user did not consent to run it."""
+
+
+def _auto_map_modules(folder: Path) -> set[str]:
+    """The modules that the `auto_map` of the folder's JSON files (config.json, tokenizer_config.json, ...)
+    point transformers to: "module" for a file of the folder, "repo--module" for one it would download."""
+    modules = set()
+    for path in folder.glob("*.json"):
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # not JSON that transformers could act on either
+        refs = values.get("auto_map") if isinstance(values, dict) else None
+        refs = refs.values() if isinstance(refs, dict) else refs if isinstance(refs, list) else [refs]
+        for ref in refs:
+            modules |= {str(name).rsplit(".", 1)[0] for name in (ref if isinstance(ref, list) else [ref])
+                        if name is not None}
+    return modules
+
+
+def code_consent(folder: str | Path, trust: bool) -> bool:
+    """transformers' trust_remote_code for `folder`: True when the user consented (`trust`, from
+    --trust-remote-code) or when every Python file in the folder is byte for byte one that cramkit ships
+    and every auto_map entry names one of them; False when the folder has no code at all. Otherwise
+    UntrustedCode, in one line naming what differs, before anything is imported."""
+    folder = Path(folder)
+    if trust:
+        return True
+    shipped = {name: sha256(CODE_DIR / name) for name in CODE_FILES}
+    files = sorted(folder.glob("*.py"))
+    modules = _auto_map_modules(folder)
+    if not files and not modules:
+        return False
+    foreign = [p.name for p in files if p.name not in shipped or not p.is_file() or sha256(p) != shipped[p.name]]
+    foreign += sorted(f"auto_map's {m!r}" for m in modules if f"{m}.py" not in shipped or not (folder / f"{m}.py").is_file())
+    if foreign:
+        raise UntrustedCode(f"{folder}: code that is not cramkit's own ({', '.join(foreign)}: cramkit ships "
+                            f"{', '.join(CODE_FILES)}); --backend hf would run it: pass --trust-remote-code only "
+                            "if you trust that folder's code, or use the default --backend cramkit, which runs none")
+    return True
 
 
 def encode(tokenizer, split: Split, max_length: int, regression: bool) -> list[dict]:
@@ -66,9 +115,10 @@ def training_arguments(p: Protocol, seed: int, n_train: int, device: torch.devic
 
 
 def finetune(ckpt: str | Path, task: Task, train: Split, dev: dict[str, Split], p: Protocol, seed: int,
-             init: str, device: torch.device) -> tuple[dict, dict[str, np.ndarray]]:
+             init: str, device: torch.device, trust_remote_code: bool) -> tuple[dict, dict[str, np.ndarray]]:
     """Fine-tune on `train` and predict each dev split; returns glueval.finetune's run record (steps,
-    warmup_steps, final_loss, train_seconds, eval_seconds) and the predictions (class ids, or scores)."""
+    warmup_steps, final_loss, train_seconds, eval_seconds) and the predictions (class ids, or scores).
+    `trust_remote_code`: `code_consent`'s answer for the folder."""
     from transformers import (
         AutoConfig,
         AutoModelForSequenceClassification,
@@ -79,17 +129,17 @@ def finetune(ckpt: str | Path, task: Task, train: Split, dev: dict[str, Split], 
         set_seed,
     )
 
-    tokenizer = AutoTokenizer.from_pretrained(ckpt, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(ckpt, trust_remote_code=trust_remote_code)
     regression = task.is_regression
     train_set = encode(tokenizer, train, p.max_length, regression)
     set_seed(seed)  # the fresh head (and for init="random", every weight) draws from it
     if init == "pretrained":
         model = AutoModelForSequenceClassification.from_pretrained(
-            ckpt, trust_remote_code=True, num_labels=task.num_labels, dropout=p.dropout)
+            ckpt, trust_remote_code=trust_remote_code, num_labels=task.num_labels, dropout=p.dropout)
     elif init == "random":
-        config = AutoConfig.from_pretrained(ckpt, trust_remote_code=True, num_labels=task.num_labels,
+        config = AutoConfig.from_pretrained(ckpt, trust_remote_code=trust_remote_code, num_labels=task.num_labels,
                                             dropout=p.dropout)
-        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=True)
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
     else:
         raise ValueError(f"init must be 'pretrained' or 'random', not {init!r}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -112,16 +112,19 @@ def evaluate(ckpt: str | Path, tasks: list[Task], p: Protocol, glue_dir: str | P
              inits: list[str], device: torch.device, on_update: Callable[[dict], None] = lambda r: None,
              log: Callable[[str], None] = print, previous: dict | None = None,
              announce: Callable[[list[Prepared], dict[str, int], int], None] = lambda *a: None,
-             backend: str = "cramkit") -> dict:
+             backend: str = "cramkit", trust_remote_code: bool = False) -> dict:
     """Fine-tune and score with cramkit's loop or (backend="hf") transformers' Trainer on the same data;
     `on_update` gets the growing results after each run (to save them).
     `announce(prepared, runs_left_per_task, pad_id)` is called once, after the data is read and before the
     first run (glue.py prints the time estimate there).
-    `results["predictions"]` keeps every run's dev predictions with the gold labels, for re-checking."""
+    `results["predictions"]` keeps every run's dev predictions with the gold labels, for re-checking.
+    `trust_remote_code`: the user's consent to run the folder's own Python code with backend="hf" (without
+    it, only code byte for byte cramkit's runs: hf_backend.code_consent)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if backend == "hf":
         hf_backend.check_installed()
+        trust_remote_code = hf_backend.code_consent(ckpt, trust_remote_code)
     precision = Precision(p.precision, device)
     log(f"precision: {precision}")
     p = replace(p, precision=precision.name)  # auto resolved once: what every run uses, as recorded
@@ -161,7 +164,8 @@ def evaluate(ckpt: str | Path, tasks: list[Task], p: Protocol, glue_dir: str | P
                     continue
                 desc = f"{task.title} {init} seed {seed}"
                 if backend == "hf":
-                    info, preds = hf_backend.finetune(ckpt, task, prep.train, prep.dev, p, seed, init, device)
+                    info, preds = hf_backend.finetune(ckpt, task, prep.train, prep.dev, p, seed, init, device,
+                                                        trust_remote_code)
                 else:
                     torch.manual_seed(seed)
                     model = classifier(ckpt, task.num_labels, init, p.dropout).to(device)

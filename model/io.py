@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -169,14 +171,59 @@ def read_json(path: Path) -> dict:
     return values
 
 
-def read_weights(folder: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of folder/model.safetensors; pickled checkpoints are refused, never opened."""
+def weights_file(folder: Path) -> Path:
+    """folder/model.safetensors, or a CheckpointError saying it is missing (and that pickles are refused)."""
     path = folder / WEIGHTS
     if not path.is_file():
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
         hint = (f"; {pickles} are pickle files, which cramkit never loads (unpickling runs arbitrary code): "
                 "convert them to safetensors with a tool you trust") if pickles else ""
         raise CheckpointError(f"{path} is missing{hint}")
+    return path
+
+
+def check_sizes(folder: Path, cfg: ModelConfig) -> None:
+    """The config's sizes against the tensor shapes in model.safetensors' header (read without the tensors,
+    its offsets checked against the file's size), before anything is built: a config.json that claims sizes
+    its weights do not have is a CheckpointError, not an allocation without end. The sizes no saved tensor
+    shows (crammed positions, a fresh classifier's head_dim) may not ask for more elements than the weights
+    hold, or 2**24 (64 MiB in fp32) for a model smaller than that."""
+    path = weights_file(folder)
+    try:
+        with safe_open(str(path), "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({err}); pickle files are refused") from err
+    layers = sorted({int(m[1]) for k in shapes if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
+    d = cfg.hidden_size
+    found = {"vocab_size, hidden_size": ((cfg.vocab_size, d), shapes.get("encoder.embeddings.word.weight")),
+             "num_layers": (cfg.num_layers, len(layers) if layers == list(range(len(layers))) else layers),
+             "intermediate_size": ((cfg.intermediate_size, d), shapes.get("encoder.layers.0.ffn.up.weight"))}
+    if not cfg.crammed:
+        found["max_seq_len"] = ((cfg.max_seq_len, d), shapes.get("encoder.embeddings.position.weight"))
+    if cfg.type_vocab_size:
+        found["type_vocab_size"] = ((cfg.type_vocab_size, d), shapes.get("encoder.embeddings.token_type.weight"))
+    if "pool.weight" in shapes:
+        found["head_dim"] = ((cfg.head_dim, d), shapes["pool.weight"])
+    for field, (claimed, saved) in found.items():
+        if claimed != saved:
+            raise CheckpointError(f"{folder / CONFIG} says {field} = {claimed}, but the weights in {path} have "
+                                  f"{saved if saved is not None else 'no such tensor'}; config.json is edited or "
+                                  "belongs to other weights")
+    held = sum(math.prod(shape) for shape in shapes.values())
+    unseen = {"head_dim": d * cfg.head_dim} if "pool.weight" not in shapes else {}
+    if cfg.crammed:
+        unseen["max_seq_len"] = d * cfg.max_seq_len  # the sinusoid table
+    for field, size in unseen.items():
+        if size > max(held, 1 << 24):
+            raise CheckpointError(f"{folder / CONFIG}: {field} {getattr(cfg, field):,} asks for a {size:,}-element "
+                                  f"tensor, more than the {held:,} of all the weights in {path}; config.json is "
+                                  "edited or belongs to other weights")
+
+
+def read_weights(folder: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of folder/model.safetensors; pickled checkpoints are refused, never opened."""
+    path = weights_file(folder)
     if expected_sha256 is not None and sha256(path) != expected_sha256:
         raise CheckpointError(f"{path}: sha256 differs from the one recorded in {CONFIG} when it was saved; "
                               "the file was modified or is corrupt")
@@ -216,7 +263,8 @@ def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], with_head: boo
 
 def read_config(folder: str | Path) -> tuple[ModelConfig, dict]:
     """The ModelConfig and the "cramkit" entry of a save_pretrained folder's config.json (the keys that
-    transformers reads are set aside; any other unknown key is an error)."""
+    transformers reads are set aside; any other unknown key is an error), its sizes checked against the
+    weights (`check_sizes`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such checkpoint folder (expected {WEIGHTS}, {CONFIG} and a "
@@ -232,6 +280,7 @@ def read_config(folder: str | Path) -> tuple[ModelConfig, dict]:
         cfg = ModelConfig.from_dict({k: v for k, v in values.items() if k not in HF_KEYS}, source=str(folder / CONFIG))
     except ValueError as err:
         raise CheckpointError(str(err)) from err
+    check_sizes(folder, cfg)
     return cfg, meta
 
 

@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from configs import ConfigError, show
-    from pipeline import config, inputs, output, plan, shards, storage, tokenize
+    from pipeline import config, inputs, output, plan, runners, shards, storage, tokenize
     from pipeline import stats as accounting
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -167,6 +167,7 @@ def main(argv=None) -> int:
             return 0
         options = beam_options(args, beam_args)
         storage.configure(options)
+        runner = runners.create(args.runner, options)
         storage.check(args.output)
         for spec in specs:
             if spec.startswith("hf:"):
@@ -202,7 +203,6 @@ def main(argv=None) -> int:
     extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": [inputs.printable(s) for s in specs]}
     stats_path = storage.join(folders.final, accounting.STATS)
     try:
-        runner = storage.fnapi_runner(options) if args.runner == "FnApiRunner" else None
         with beam.Pipeline(runner=runner, options=options) as p:
             build(p, cfg, run_plan, found.units, found.skipped, extra)
         result = json.loads(storage.read_text(stats_path))
@@ -210,6 +210,9 @@ def main(argv=None) -> int:
         storage.write_text(stats_path, accounting.to_json(result))
     except BaseException as e:
         output.discard(folders)
+        if start := runners.start_failure(e, args.runner):
+            print(f"error: {start}", file=sys.stderr)
+            return 2
         full = _disk_full(e)
         if full is None:
             raise

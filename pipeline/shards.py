@@ -195,7 +195,10 @@ def read_manifest(path) -> dict:
         manifest = json.loads(path.read_text())
     except ValueError as e:
         raise ShardError(f"{path}: not valid JSON ({e}); rebuild the shard set") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict):
+        raise ShardError(f"{path}: a JSON {type(manifest).__name__}, not the object of a cramkit shard manifest; "
+                         "rebuild the shard set")
+    if manifest.get("format") != FORMAT:
         raise ShardError(f"{path}: not a cramkit shard manifest (format {manifest.get('format')!r})")
     version = manifest.get("format_version")
     if not isinstance(version, int) or version < 1:
@@ -266,9 +269,12 @@ class ShardSet:
                              "rebuild the shard set")
         entries = _shard_entries(self.manifest, self.path / MANIFEST)
         self._files = [_inside(self.path, s.get("file"), "shard file") for s in entries]
+        if not entries:
+            raise ShardError(f"{self.path / MANIFEST}: lists no shards (an empty shard set); rebuild it from input "
+                             "that keeps at least one document")
         rows = [s["rows"] for s in entries]
         self._starts = np.cumsum([0] + rows)
-        if self._starts[-1] != self.manifest["rows"] or not rows:
+        if self._starts[-1] != self.manifest["rows"]:
             raise ShardError(f"{self.path / MANIFEST}: shard rows sum to {self._starts[-1]}, manifest says "
                              f"{self.manifest['rows']}; rebuild the shard set")
         for entry, file in zip(entries, self._files, strict=True):

@@ -8,7 +8,9 @@ tests/conftest.py lists it in `pytest_plugins`).
   configured for the server.
 - `portable_cluster` (session): Beam's job service (`local_job_service_main`, its own process) and an
   external worker pool (`worker_pool_main`) whose processes run in another mount namespace with a
-  private, empty /tmp (`unshare -m` + tmpfs; skipped where that is not permitted). `.options` run a
+  private /tmp (`unshare -m` + tmpfs; skipped where that is not permitted), empty but for what the
+  workers run on when it lies under /tmp: this checkout, its venv and its Python, bound in at the same
+  paths (a clone under /tmp works as one anywhere else). `.options` run a
   pipeline there: `--runner=PortableRunner --job_endpoint=... --environment_type=EXTERNAL
   --environment_config=...`. The pool starts each worker through this file (`servers.py --id=...
   --provision_endpoint=...`, the contract of Beam's SDK container boot): it fetches the job's pipeline
@@ -19,6 +21,7 @@ tests/conftest.py lists it in `pytest_plugins`).
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -146,18 +149,47 @@ class PortableCluster:
     options: list[str] = field(default_factory=list)
 
 
-def _private_tmp_refusal() -> str | None:
-    """Why a process cannot get a private /tmp here (None when it can)."""
+TMP = Path("/tmp").resolve()
+
+
+def _kept_in_private_tmp() -> list[Path]:
+    """The folders under /tmp that the workers run on (this checkout, its venv, the Python behind it,
+    the import path), outermost only: bound into their private /tmp at the same paths."""
+    used = {Path(p).resolve() for p in (ROOT, sys.prefix, sys.base_prefix, Path(sys.executable).resolve().parent,
+                                        *sys.path) if p}
+    inside = sorted(p for p in used if p.is_relative_to(TMP) and p.is_dir())
+    return [p for p in inside if not any(p != q and p.is_relative_to(q) for q in inside)]
+
+
+def _private_tmp(stage: Path) -> str:
+    """Shell commands that give this mount namespace a private /tmp: a new tmpfs, with `_kept_in_private_tmp`
+    bound in. The tmpfs is put together at `stage` (an empty folder under /tmp) first, while the folders
+    to bind are still visible, then bound over /tmp with them."""
+    keep = _kept_in_private_tmp()
+    if not keep:
+        return f"mount -t tmpfs tmpfs {TMP}"
+    steps = [f"mount -t tmpfs tmpfs {shlex.quote(str(stage))}"]
+    for path in keep:
+        inner = shlex.quote(str(stage / path.relative_to(TMP)))
+        steps.append(f"mkdir -p {inner} && mount --bind {shlex.quote(str(path))} {inner}")
+    return " && ".join([*steps, f"mount --rbind {shlex.quote(str(stage))} {TMP}"])
+
+
+def _private_tmp_refusal(stage: Path) -> str | None:
+    """Why a process cannot get a private /tmp with what the workers run on here (None when it can)."""
     if sys.platform != "linux" or shutil.which("unshare") is None:
         return "unshare(1) is not available"
+    if TMP in _kept_in_private_tmp():
+        return f"this checkout or its Python is {TMP} itself, which the workers' private {TMP} would hide"
+    check = f"{_private_tmp(stage)} && [ ! -e {shlex.quote(str(stage))} ] && {shlex.quote(sys.executable)} -c pass"
     try:
-        probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                                "mount -t tmpfs tmpfs /tmp && [ -z \"$(ls -A /tmp)\" ]"],
-                               capture_output=True, text=True, timeout=30)
+        probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", check],
+                               capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unshare -m failed: {e}"
     if probe.returncode != 0:
-        return f"unshare -m + mount tmpfs on /tmp not permitted: {probe.stderr.strip() or probe.returncode}"
+        return (f"unshare -m + a tmpfs on {TMP} with {[str(p) for p in _kept_in_private_tmp()]} bound in is not "
+                f"permitted: {probe.stderr.strip() or probe.returncode}")
     return None
 
 
@@ -199,10 +231,11 @@ def _job_service_port(proc: subprocess.Popen, logs: Path) -> int:
     return port
 
 
-def _start_worker_pool(logs: Path, env: dict, tries: int = 3) -> tuple[subprocess.Popen, int]:
+def _start_worker_pool(logs: Path, env: dict, stage: Path, tries: int = 3) -> tuple[subprocess.Popen, int]:
     log = logs / "worker_pool.log"
-    pool = (f"mount -t tmpfs tmpfs /tmp && exec {sys.executable} -m apache_beam.runners.worker.worker_pool_main "
-            f"--service_port $0 --container_executable {Path(__file__).resolve()}")
+    pool = (f"{_private_tmp(stage)} && exec {shlex.quote(sys.executable)} -m "
+            f"apache_beam.runners.worker.worker_pool_main --service_port $0 --container_executable "
+            f"{shlex.quote(str(Path(__file__).resolve()))}")
     for attempt in range(tries):
         port = free_port()
         proc = _popen(["unshare", "-m", "--propagation", "private", "sh", "-c", pool, str(port)], log, env)
@@ -218,7 +251,15 @@ def _start_worker_pool(logs: Path, env: dict, tries: int = 3) -> tuple[subproces
 
 @pytest.fixture(scope="session")
 def portable_cluster(tmp_path_factory):
-    for refusal in (_private_tmp_refusal(), _loopback_refusal()):
+    stage = Path(tempfile.mkdtemp(prefix="private-tmp-", dir=TMP))  # stays empty out here
+    try:
+        yield from _portable_cluster(tmp_path_factory, stage)
+    finally:
+        stage.rmdir()
+
+
+def _portable_cluster(tmp_path_factory, stage: Path):
+    for refusal in (_private_tmp_refusal(stage), _loopback_refusal()):
         if refusal:
             pytest.skip(f"portable runner with an external worker pool: {refusal}")
     logs = tmp_path_factory.mktemp("portable_cluster")
@@ -229,7 +270,7 @@ def portable_cluster(tmp_path_factory):
     try:
         job = _job_service(logs, env)
         procs.append(job)
-        pool, pool_port = _start_worker_pool(logs, env)  # while the job service starts
+        pool, pool_port = _start_worker_pool(logs, env, stage)  # while the job service starts
         procs.append(pool)
         job_port = _job_service_port(job, logs)
         yield PortableCluster(job_port, pool_port, logs, [

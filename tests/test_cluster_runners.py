@@ -4,10 +4,16 @@ and writing only through FileSystems on a local S3-compatible server."""
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
+from pathlib import Path
 
 import apache_beam as beam
+import pytest
+import servers
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import storage
@@ -62,3 +68,31 @@ def test_local_worker_processes_get_the_s3_options(s3_server, s3_bucket, monkeyp
     assert [path.rsplit("/", 1)[1] for path, _ in files] == [f"{i}.txt" for i in range(6)]
     pids = {int(storage.read_text(path)) for path, _ in files}
     assert os.getpid() not in pids
+
+
+def test_a_checkout_under_tmp_is_kept_in_the_workers_private_tmp(monkeypatch):
+    """A clone that lives under /tmp (its venv with it): the workers' private /tmp still holds it at the
+    same path, and nothing else of the launcher's /tmp."""
+    if sys.platform != "linux" or shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not available")
+    top = Path(tempfile.mkdtemp(prefix="clone-", dir=servers.TMP))
+    stage = Path(tempfile.mkdtemp(prefix="private-tmp-", dir=servers.TMP))
+    try:
+        (top / "repo" / ".venv" / "bin").mkdir(parents=True)
+        (top / "repo" / ".venv" / "bin" / "python").symlink_to(Path(sys.executable).resolve())
+        (top / "launcher-only").write_text("the launcher's")
+        monkeypatch.setattr(servers, "ROOT", top / "repo")
+        kept = servers._kept_in_private_tmp()
+        assert top / "repo" in kept
+        python = top / "repo" / ".venv" / "bin" / "python"
+        script = (f"{servers._private_tmp(stage)} && [ ! -e {top / 'launcher-only'} ] && [ ! -e {stage} ] && "
+                  f"exec {python} -c 'import os, sys; print(sorted(os.listdir(\"/tmp\")), sys.prefix)'")
+        done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                              capture_output=True, text=True, timeout=60)
+        if "permission denied" in done.stderr.lower() or "operation not permitted" in done.stderr.lower():
+            pytest.skip(f"mounts in a private namespace are refused here: {done.stderr.strip()}")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(str(sorted({p.relative_to(servers.TMP).parts[0] for p in kept})))
+    finally:
+        shutil.rmtree(top)
+        stage.rmdir()

@@ -18,7 +18,7 @@ from test_train_loop import REPO, SEQ, SMALL, first_rows, make_shards, records, 
 import train
 from model.config import ModelConfig
 from model.heads import MaskedLM
-from model.io import clean_state_dict
+from model.io import clean_state_dict, sha256
 from pipeline.shards import ShardSet
 from trainer.heldout import TrainRows
 
@@ -252,8 +252,9 @@ def test_resume_of_a_finished_run_says_so(small_shards, tmp_path, capsys):
 
 
 def test_resume_reads_the_weights_as_every_model_is_read(small_shards, tmp_path, capsys):
-    """--resume reads a checkpoint's weights through model.io, as GLUE and export do: a damaged file or
-    tensors of another model are one line naming the file and the way out."""
+    """--resume reads a checkpoint's weights through model.io, as GLUE and export do: a file that is no
+    safetensors or tensors of another model, under the sha256 that state.json records for them (a damaged
+    file is never read: tests/test_resume_integrity.py), are one line naming the file and the way out."""
     args = [*SMALL, "--shards", str(small_shards), "--budget", tokens(12), "checkpoint_every=0s",
             "keep_checkpoints=100", f"out={tmp_path}", "name=r"]
     assert train.main(args) == 0
@@ -268,6 +269,9 @@ def test_resume_reads_the_weights_as_every_model_is_read(small_shards, tmp_path,
             save_file(clean_state_dict(MaskedLM(ModelConfig.preset("tiny-2", num_layers=1))), str(weights))
         else:
             weights.write_bytes(damage)
+        state = json.loads((newest / "state.json").read_text())
+        state["sha256"]["model.safetensors"] = sha256(weights)
+        (newest / "state.json").write_text(json.dumps(state))
         assert train.main([*args, "--resume"]) == 1
         err = error_lines(capsys.readouterr().err)
         assert len(err) == 1 and str(weights) in err[0] and message in err[0], err

@@ -3,18 +3,22 @@ renamed into place, so `ckpt-NNNNNNNN/` is either complete or absent.
 
 A checkpoint holds model.safetensors (clean names, as model.io writes them), optimizer.safetensors (AdamW
 moments and steps by parameter name, plus the torch RNG states) and state.json (step, budget spent, reader
-position, config). No pickle is ever written or read. This is the training state --resume reads; a
-finished model folder (config.json, tokenizer) is read by model.io, for GLUE and export alike.
+position, config, and the sha256 of the two tensor files and of state.json's own other fields). No pickle
+is ever written or read. This is the training state --resume reads (`resumable`: the newest checkpoint whose
+sha256s hold; a damaged one is moved aside as damaged-ckpt-NNNNNNNN/, never loaded); a finished model folder
+(config.json, tokenizer) is read by model.io, for GLUE and export alike.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -22,10 +26,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from model.io import WEIGHTS, clean_state_dict, load_into, read_weights
+from model.io import WEIGHTS, clean_state_dict, load_into, read_weights, sha256
+from pipeline import record
 
 PREFIX = "ckpt-"
 TMP = ".tmp-"
+DAMAGED = "damaged-"
+OPTIMIZER = "optimizer.safetensors"
+STATE = "state.json"
 
 
 class ResumeError(ValueError):
@@ -105,8 +113,10 @@ def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optim
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             save_file(weights, str(tmp / WEIGHTS))
-            save_file(moments, str(tmp / "optimizer.safetensors"))
-            (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1) + "\n")
+            save_file(moments, str(tmp / OPTIMIZER))
+            state = json.loads(json.dumps({**state, "step": step}))  # as --resume will read it back
+            digests = {name: sha256(tmp / name) for name in (WEIGHTS, OPTIMIZER)} | {STATE: _digest(state)}
+            (tmp / STATE).write_text(json.dumps({**state, "sha256": digests}, indent=1) + "\n")
             for f in tmp.iterdir():
                 with open(f, "rb") as handle:
                     os.fsync(handle.fileno())
@@ -126,12 +136,18 @@ def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optim
     return final
 
 
+def _digest(state: dict) -> str:
+    """The sha256 of state.json's fields but "sha256" (canonical JSON: sorted keys, no spaces)."""
+    rest = {k: v for k, v in state.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def complete(folder: Path) -> list[Path]:
-    """Finished checkpoints under folder, oldest first (temporary folders are not among them)."""
+    """Finished checkpoints under folder, oldest first (temporary and damaged folders are not among them)."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
-                  and (p / "state.json").is_file())
+                  and (p / STATE).is_file())
 
 
 def latest(folder: Path) -> Path | None:
@@ -146,10 +162,63 @@ def latest(folder: Path) -> Path | None:
 
 def read_state(path: Path) -> dict:
     try:
-        return json.loads((path / "state.json").read_text())
+        state = json.loads((path / STATE).read_text())
     except (OSError, ValueError) as e:
-        raise ResumeError(f"{path / 'state.json'}: unreadable ({e}); delete {path} to resume from the one "
-                          "before it") from e
+        raise ResumeError(f"{path / STATE}: unreadable ({e})") from e
+    if not isinstance(state, dict):
+        raise ResumeError(f"{path / STATE}: a JSON {type(state).__name__}, not an object")
+    return state
+
+
+def verify(path: Path) -> dict:
+    """The state.json of checkpoint `path` once the sha256 of its tensor files and of its own fields match
+    those it records; ResumeError saying what differs. A checkpoint of a cramkit that recorded no sha256
+    is read as it is (its tensors are still checked as every model's are, by `load`)."""
+    state = read_state(path)
+    digests = state.get("sha256")
+    if digests is None:
+        return state
+    if not isinstance(digests, dict):
+        raise ResumeError(f"{path / STATE}: field 'sha256' is not an object")
+    if digests.get(STATE) != _digest(state):
+        raise ResumeError(f"{path / STATE}: its fields differ from the sha256 it records (edited or corrupt)")
+    for name in (WEIGHTS, OPTIMIZER):
+        if not (path / name).is_file():
+            raise ResumeError(f"{path / name}: missing")
+        if sha256(path / name) != digests.get(name):
+            raise ResumeError(f"{path / name}: sha256 differs from the one recorded in {STATE} (modified or corrupt)")
+    return state
+
+
+def resumable(folder: Path) -> tuple[Path | None, dict | None]:
+    """The newest checkpoint under folder that `verify` finds intact, and its state ((None, None) when there
+    is no checkpoint). Each damaged one newer than it is moved aside to damaged-ckpt-NNNNNNNN/ (kept to look
+    at, never loaded or rotated) with a line on stderr naming it and why, and the one used instead.
+    ResumeError when every checkpoint is damaged."""
+    latest(folder)  # removes leftovers of an interrupted write
+    damaged = []
+    found = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith(PREFIX)) if folder.is_dir() else []
+    for path in reversed(found):  # state.json missing is damage too
+        try:
+            state = verify(path)
+        except ResumeError as err:
+            aside = folder / f"{DAMAGED}{path.name}"
+            shutil.rmtree(aside, ignore_errors=True)
+            with record.writing(folder.parent, "run", f"{folder.name}/{aside.name}"):  # still cramkit's
+                os.replace(path, aside)
+            damaged.append(aside.name)
+            print(f"checkpoint {path.name} is damaged, not used: {err}; moved to {aside}", file=sys.stderr)
+            continue
+        if "sha256" not in state:
+            print(f"checkpoint {path.name} records no sha256 (written by an earlier cramkit): not verified",
+                  file=sys.stderr)
+        if damaged:
+            print(f"resuming from {path.name}, the newest intact checkpoint", file=sys.stderr)
+        return path, state
+    if damaged:
+        raise ResumeError(f"{folder}: no intact checkpoint to resume (the damaged ones are kept as "
+                          f"{', '.join(damaged)}); start over with --overwrite")
+    return None, None
 
 
 def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -157,7 +226,7 @@ def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict
     state = read_state(path)
     try:
         load_into(model, read_weights(path), with_head=True, source=path / WEIGHTS)  # as every model is read
-        tensors = load_file(str(path / "optimizer.safetensors"))
+        tensors = load_file(str(path / OPTIMIZER))
     except (SafetensorError, OSError, ValueError) as e:  # CheckpointError is a ValueError
         raise ResumeError(f"{e}; delete {path} to resume from the one before it") from e
     names = _names(model)

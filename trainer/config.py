@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import configs
 from trainer.batches import SHUFFLE
@@ -98,8 +99,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def resume_conflicts(self, saved: dict) -> list[str]:
-        """Fields that differ from a checkpoint's config and would change the training itself."""
-        mine = self.to_dict()
+        """Fields that differ from a checkpoint's config and would change the training itself (the shard
+        folder compared as the folder it names: relative to here or absolute, through links)."""
+        mine, saved = self.to_dict(), dict(saved)
+        if isinstance(saved.get("shards"), str) and Path(saved["shards"]).resolve() == Path(self.shards).resolve():
+            saved["shards"] = mine["shards"]
         return sorted(k for k in set(mine) | set(saved)
                       if k not in RESUMABLE and mine.get(k) != saved.get(k))
 
