@@ -7,7 +7,7 @@ Hugging Face dataset streamed with `datasets`; `docstrings`, the docstrings of t
 sockets and devices; each is counted under its reason in stats.json ("skipped/<reason>").
 
 File kinds by name (after a `.gz` or `.zst` suffix): `.jsonl`/`.ndjson`/`.json` are JSON Lines, `.parquet`
-is Parquet, all else plain text.
+is Parquet, `.warc`, `.wet`/`.warc.wet` and `.html`/`.htm` are web input (pipeline.web), all else plain text.
 
 Every file gets a number `file_no` in the order of (kind, path relative to the inputs' common folder),
 and every document an integer id `file_no << 40 | offset` (the byte offset in the decompressed file; the
@@ -42,7 +42,7 @@ class Unit(NamedTuple):
     """One element of reading work: files (several for docstrings), or a byte range [start, stop) of one."""
 
     index: int
-    kind: str  # text | jsonl | parquet | hf | docstrings
+    kind: str  # text | jsonl | parquet | hf | docstrings | warc | wet | html
     files: tuple  # (File, ...)
     start: int = 0
     stop: int = -1  # -1: to the end of the file
@@ -73,6 +73,12 @@ def file_kind(path: str) -> str:
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
+    if name.endswith((".wet", ".warc.wet")):
+        return "wet"
+    if name.endswith(".warc"):
+        return "warc"
+    if name.endswith((".html", ".htm")):
+        return "html"
     return "text"
 
 

@@ -1,0 +1,202 @@
+"""Web input: WARC, WET and HTML files -> documents that keep their URL and crawl date.
+
+- `.warc`, `.warc.gz` (WARC 1.0 and 1.1, read with warcio; a `.gz` file is a stream of gzip members):
+  each `response` record with HTTP status 200 and an HTML payload is one document. Its payload (chunked
+  transfer and gzip/deflate/brotli content encodings undone) is decoded by the charset of its HTTP
+  Content-Type, else the one the page declares (`<meta charset>` or `http-equiv`), else as UTF-8, else by
+  detection (charset-normalizer), and then reduced to text by the extractor (`web.extract`). Every other
+  record is dropped by reason: "read/warc_<type>" (request, metadata, warcinfo, resource, revisit...
+  records), "read/http_status" (not 200), "read/not_html" (PDF, images, feeds...), "read/truncated" (the
+  record breaks off before its Content-Length), "read/too_long" (over `source.max_doc_bytes`, never read
+  into memory), "read/no_text" (the extractor found no text).
+- `.wet`, `.warc.wet.gz`: each `conversion` record is a document, its text as is.
+- `.html`, `.htm` (and `.gz`): one document per file, its URL from the page's `<link rel="canonical">`
+  or `og:url` when it names one.
+
+The URL is the record's WARC-Target-URI (the angle brackets of WARC 1.0's `<uri>` form removed), the date
+its WARC-Date. A document's id is its file number and the byte offset of its record in the file (of its
+gzip member in a `.warc.gz`). A WARC file is one work unit: it is not split into ranges.
+"""
+
+import codecs
+import re
+from dataclasses import dataclass
+
+from pipeline import records, storage
+from pipeline.document import Doc, Drop
+from pipeline.inputs import doc_id, doc_name
+
+KINDS = ("warc", "wet", "html")
+EXTRACTORS = ("main", "text")
+FAVOR = ("balanced", "precision", "recall")
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+SNIFF = 1024  # bytes of an untyped payload looked at for an HTML start
+META_BYTES = 16384  # bytes of a page searched for its declared charset and canonical URL
+_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
+_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
+_HTML_START = re.compile(rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b", re.I | re.S)
+_CANONICAL = re.compile(rb"""<link\b(?=[^>]*\brel\s*=\s*["']?canonical\b)[^>]*\bhref\s*=\s*["']([^"'<>\s]+)""",
+                        re.I)
+_OG_URL = re.compile(rb"""<meta\b(?=[^>]*\bproperty\s*=\s*["']og:url["'])[^>]*\bcontent\s*=\s*["']([^"'<>\s]+)""",
+                     re.I)
+# Labels that the HTML standard reads as a wider encoding than Python's codec of the same name.
+_WIDER = {"iso8859-1": "cp1252", "ascii": "cp1252", "latin-1": "cp1252", "gb2312": "gb18030", "gbk": "gb18030",
+          "euc_kr": "cp949", "shift_jis": "cp932", "tis-620": "cp874", "iso8859-9": "cp1254"}
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """`web.*` in the corpus config: how a web page becomes text."""
+
+    extract: str = "main"  # main: the main content (Trafilatura) | text: all visible text
+    favor: str = "balanced"  # main only: balanced | precision (less boilerplate) | recall (more text)
+    tables: bool = True  # main only: keep the text of tables
+
+    def __post_init__(self):
+        if self.extract not in EXTRACTORS:
+            raise ValueError(f"web.extract={self.extract!r}: choose one of {', '.join(EXTRACTORS)}")
+        if self.favor not in FAVOR:
+            raise ValueError(f"web.favor={self.favor!r}: choose one of {', '.join(FAVOR)}")
+
+
+def plain_url(uri: str | None) -> str:
+    """A WARC-Target-URI as a plain URL (WARC 1.0 writes it as `<uri>`)."""
+    uri = (uri or "").strip()
+    return uri[1:-1].strip() if uri.startswith("<") and uri.endswith(">") else uri
+
+
+def _codec(label) -> str | None:
+    if isinstance(label, bytes):
+        label = label.decode("ascii", "ignore")
+    try:
+        name = codecs.lookup(label.strip().lower()).name if label else None
+    except LookupError:
+        return None
+    return _WIDER.get(name, name)
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The codec of the charset a page declares in its first META_BYTES bytes, or None."""
+    m = _CHARSET.search(data, 0, META_BYTES)
+    return _codec(m.group(1)) if m else None
+
+
+def decode_html(data: bytes, header_charset: str | None = None) -> tuple[str, bool]:
+    """(text, repaired) of an HTML payload: by its byte-order mark, else the charset of its HTTP header,
+    else the one the page declares, else UTF-8, else the detected one; `repaired` when bytes had to be
+    replaced."""
+    if data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        codec = "utf-8-sig" if data.startswith(codecs.BOM_UTF8) else "utf-16"
+    else:
+        codec = _codec(header_charset) or declared_charset(data)
+    if codec is None:
+        try:
+            return data.decode("utf-8"), False
+        except UnicodeDecodeError:
+            from charset_normalizer import from_bytes
+
+            best = from_bytes(data[:65536]).best()
+            codec = _codec(best.encoding) if best else None
+            codec = codec or "cp1252"
+    try:
+        return data.decode(codec), False
+    except UnicodeDecodeError:
+        return data.decode(codec, errors="replace"), True
+
+
+def page_url(data: bytes) -> str:
+    """The URL a page names for itself (<link rel="canonical">, else og:url), or ""."""
+    m = _CANONICAL.search(data, 0, META_BYTES) or _OG_URL.search(data, 0, META_BYTES)
+    return m.group(1).decode("utf-8", "replace") if m else ""
+
+
+def looks_html(data: bytes) -> bool:
+    return bool(_HTML_START.match(data[:SNIFF]))
+
+
+class Extractor:
+    """HTML text -> the page's text, by `web.extract`."""
+
+    def __init__(self, cfg: WebConfig):
+        import trafilatura
+
+        self.cfg, self._t = cfg, trafilatura
+
+    def __call__(self, html: str, url: str = "") -> str:
+        if self.cfg.extract == "text":
+            return self._t.html2txt(html) or ""
+        return self._t.extract(html, url=url or None, include_comments=False, include_tables=self.cfg.tables,
+                               favor_precision=self.cfg.favor == "precision",
+                               favor_recall=self.cfg.favor == "recall", deduplicate=False) or ""
+
+
+class WebReader:
+    """`read(unit, info)` yields the Docs and Drops of one WARC, WET or HTML file; `info` is the file's
+    record (pipeline.sources.new_file_record), whose "repaired" it counts."""
+
+    def __init__(self, cfg: WebConfig, max_doc_bytes: int):
+        self.cfg, self.cap = cfg, max_doc_bytes
+        self.extract = Extractor(cfg)
+
+    def read(self, unit, info):
+        f = unit.files[0]
+        if unit.kind == "html":
+            yield self._html_file(f, info)
+            return
+        from warcio.archiveiterator import ArchiveIterator
+
+        with storage.open_read(f.path) as fh:
+            records_ = ArchiveIterator(fh)
+            for rec in records_:
+                rule, size, text, url, date = self._record(unit.kind, rec, info)
+                offset = records_.get_record_offset()  # known once the record is read
+                yield (Drop(doc_name(unit.kind, f.rel, offset), f"read/{rule}", size) if rule else
+                       self._doc(f, unit.kind, offset, text, url, date))
+
+    def _doc(self, f, kind, offset, text, url="", date=""):
+        name = doc_name(kind, f.rel, offset)
+        text = self.extract(text, url) if kind != "wet" else text
+        if not text.strip():
+            return Drop(name, "read/no_text", 0)
+        return Doc(doc_id(f.file_no, offset), name, text, url, date)
+
+    def _record(self, kind, rec, info):
+        """(drop rule or None, size, text, url, date) of one WARC record."""
+        if rec.rec_type != ("conversion" if kind == "wet" else "response"):
+            return f"warc_{re.sub(r'[^a-z0-9]+', '_', rec.rec_type.lower())}", rec.length or 0, "", "", ""
+        if rec.length > self.cap:  # the iterator skips what is not read
+            return "too_long", rec.length, "", "", ""
+        if kind == "warc" and (rec.http_headers.get_statuscode() if rec.http_headers else None) != "200":
+            return "http_status", rec.length, "", "", ""
+        payload = rec.content_stream().read()
+        if rec.raw_stream.limit:  # fewer bytes than its Content-Length: cut off
+            return "truncated", rec.length, "", "", ""
+        url = plain_url(rec.rec_headers.get_header("WARC-Target-URI"))
+        date = rec.rec_headers.get_header("WARC-Date") or ""
+        if kind == "wet":
+            text, repaired = records.decode(payload, "replace")
+        else:
+            ctype = rec.http_headers.get_header("Content-Type") or ""
+            mime = ctype.split(";")[0].strip().lower()
+            if not (mime in HTML_TYPES or (mime in ("", "text/plain", "application/octet-stream")
+                                           and looks_html(payload))):
+                return "not_html", len(payload), "", "", ""
+            charset = _HEADER_CHARSET.search(ctype)
+            text, repaired = decode_html(payload, charset.group(1) if charset else None)
+        info["repaired"] += repaired
+        return None, len(payload), text, url, date
+
+    def _html_file(self, f, info):
+        name = doc_name("html", f.rel, 0)
+        with storage.open_read(f.path) as fh:
+            chunks = records.decompressed(records.raw_chunks(fh), records.compression(f.path.lower()))
+            data, size = [], 0
+            for chunk in chunks:
+                size += len(chunk)
+                if size > self.cap:
+                    return Drop(name, "read/too_long", size)
+                data.append(chunk)
+        data = b"".join(data)
+        html, repaired = decode_html(data)
+        info["repaired"] += repaired
+        return self._doc(f, "html", 0, html, page_url(data))
