@@ -48,7 +48,7 @@ _WIDER = {"iso8859-1": "cp1252", "ascii": "cp1252", "latin-1": "cp1252", "gb2312
 class WebConfig:
     """`web.*` in the corpus config: how a web page becomes text."""
 
-    extract: str = "main"  # main: the main content (Trafilatura) | text: all visible text
+    extract: str = "main"  # main: the main content (Trafilatura) | text: all visible text, a line per block
     favor: str = "balanced"  # main only: balanced | precision (less boilerplate) | recall (more text)
     tables: bool = True  # main only: keep the text of tables
 
@@ -114,6 +114,28 @@ def looks_html(data: bytes) -> bool:
     return bool(_HTML_START.match(data[:SNIFF]))
 
 
+_BLOCKS = frozenset("address article aside blockquote br dd div dl dt figcaption figure footer form h1 h2 h3 h4 h5 h6 "
+                    "header hr li main nav ol p pre section table td th tr ul".split())
+_INVISIBLE = "//script|//style|//noscript|//template|//head|//comment()"
+
+
+def visible_text(html: str) -> str:
+    """All the text a browser would show, one line per block element (`web.extract=text`)."""
+    import lxml.etree
+    import lxml.html
+
+    try:
+        tree = lxml.html.document_fromstring(html.encode("utf-8"), parser=lxml.html.HTMLParser(encoding="utf-8"))
+    except (lxml.etree.ParserError, ValueError):
+        return ""
+    for el in tree.xpath(_INVISIBLE):
+        el.drop_tree()
+    for el in tree.iter(*_BLOCKS):
+        el.tail = "\n" + (el.tail or "")
+    lines = (" ".join(line.split()) for line in tree.text_content().split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
 class Extractor:
     """HTML text -> the page's text, by `web.extract`."""
 
@@ -124,7 +146,7 @@ class Extractor:
 
     def __call__(self, html: str, url: str = "") -> str:
         if self.cfg.extract == "text":
-            return self._t.html2txt(html) or ""
+            return visible_text(html)
         return self._t.extract(html, url=url or None, include_comments=False, include_tables=self.cfg.tables,
                                favor_precision=self.cfg.favor == "precision",
                                favor_recall=self.cfg.favor == "recall", deduplicate=False) or ""
