@@ -14,9 +14,9 @@ and every document an integer id `file_no << 40 | offset` (the byte offset in th
 row in Parquet and HF datasets; the line in a Python file) and a name "<kind>:<relative path>:<offset>".
 "Keep the lowest id" means the same document on every runner, with any number of workers.
 
-A work unit is one file, a byte range of a large uncompressed text or JSON Lines file (`split_bytes`;
-compressed files and `source.text_mode=file` are read whole), a group of Python files, or an HF
-dataset. Units are numbered in id order, so a unit's documents follow the previous unit's.
+A work unit is one file, a byte range of a large uncompressed text or JSON Lines file or of a
+`.warc.gz`/`.wet.gz` file (`split_bytes`; other compressed files and `source.text_mode=file` are read
+whole), a group of Python files, or an HF dataset. Units are numbered in id order, so a unit's documents follow the previous unit's.
 """
 
 import os
@@ -157,7 +157,8 @@ def expand(specs: list[str], text_mode: str = "block", docstrings_max_mb: float 
                 units.append(Unit(0, kind, tuple(g for g, _ in group), size=sum(s for _, s in group)))
                 group = []
             continue
-        splittable = (kind == "jsonl" or (kind == "text" and text_mode != "file")) and not path.endswith((".gz", ".zst"))
+        splittable = ((kind == "jsonl" or (kind == "text" and text_mode != "file")) and not path.endswith((".gz", ".zst"))
+                      or kind in ("warc", "wet") and path.endswith(".gz"))  # at gzip members (pipeline.web)
         if split_bytes and splittable and size > split_bytes:
             for start in range(0, size, split_bytes):
                 stop = min(start + split_bytes, size)

@@ -15,7 +15,10 @@
 
 The URL is the record's WARC-Target-URI (the angle brackets of WARC 1.0's `<uri>` form removed), the date
 its WARC-Date. A document's id is its file number and the byte offset of its record in the file (of its
-gzip member in a `.warc.gz`). A WARC file is one work unit: it is not split into ranges.
+gzip member in a `.warc.gz`). A large `.warc.gz` or `.wet.gz` is read in byte ranges (`--split-mb`) by
+several workers: a range starts at its first gzip member that begins a WARC record (`member_start`), and
+a record belongs to the range in which its member starts. An uncompressed WARC has no such marker a
+reader could trust inside payloads, so it is read whole.
 """
 
 import codecs
@@ -152,6 +155,35 @@ class Extractor:
                                favor_recall=self.cfg.favor == "recall", deduplicate=False) or ""
 
 
+def member_start(fh, start: int, stop: int) -> int | None:
+    """The offset of the first gzip member at or after `start` (and before `stop`, -1: the end) that
+    holds the start of a WARC record, or None. A `.warc.gz` compresses each record as its own member, so
+    a range of the file is read from there; a gzip header inside compressed data would also have to
+    inflate to "WARC/" to be taken."""
+    import zlib
+
+    pos, tail = start, b""
+    fh.seek(start)
+    while stop < 0 or pos < stop:
+        chunk = fh.read(records.CHUNK)
+        if not chunk:
+            return None
+        data, at = tail + chunk, 0
+        while (at := data.find(b"\x1f\x8b\x08", at)) >= 0:
+            found = pos - len(tail) + at
+            if 0 <= stop <= found:
+                return None
+            try:
+                if zlib.decompressobj(31).decompress(data[at:at + 4096], 8).startswith(b"WARC/"):
+                    return found
+            except zlib.error:
+                pass
+            at += 1
+        pos += len(chunk)
+        tail = data[-4096:]
+    return None
+
+
 class WebReader:
     """`read(unit, info)` yields the Docs and Drops of one WARC, WET or HTML file; `info` is the file's
     record (pipeline.sources.new_file_record), whose "repaired" it counts."""
@@ -168,10 +200,16 @@ class WebReader:
         from warcio.archiveiterator import ArchiveIterator
 
         with storage.open_read(f.path) as fh:
+            base = member_start(fh, unit.start, unit.stop) if unit.start else 0
+            if base is None:  # no record starts in this range
+                return
+            fh.seek(base)
             records_ = ArchiveIterator(fh)
             for rec in records_:
                 rule, size, text, url, date = self._record(unit.kind, rec, info)
-                offset = records_.get_record_offset()  # known once the record is read
+                offset = records_.get_record_offset()  # in the file (warcio starts at its position); known once read
+                if unit.stop >= 0 and offset >= unit.stop:
+                    break
                 yield (Drop(doc_name(unit.kind, f.rel, offset), f"read/{rule}", size) if rule else
                        self._doc(f, unit.kind, offset, text, url, date))
 

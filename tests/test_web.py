@@ -210,3 +210,19 @@ def test_pipeline_web_end_to_end(tmp_path):
     assert doc["url"] == "https://news.example.org/bridge" and doc["date"] == "2024-05-18T01:58:10Z"
     assert doc["text"].split("\n") == PROSE
     assert "url/blocked" in proc.stderr + proc.stdout
+
+
+def test_split_warc_gz_reads_the_same_records(web_data, tmp_path):
+    path = web_data / "sample-0001.warc.gz"
+    cfg = config.load()
+    whole = inputs.expand([str(path)])
+    split = inputs.expand([str(path)], split_bytes=40_000)
+    assert len(whole.units) == 1 and len(split.units) == path.stat().st_size // 40_000 + 1
+
+    def names(found):
+        reader = sources.Reader(cfg.source, cfg.web)
+        out = [(x.name, x.url if isinstance(x, Doc) else x.reason) for u in found.units for x in reader.read(u)]
+        return out, sum(f["records"] for f in reader.files)
+
+    assert names(split) == names(whole)
+    assert len(names(whole)[0]) == 34
