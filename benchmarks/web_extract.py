@@ -9,13 +9,15 @@ and `ground-truth.json` mapping each key to {"articleBody": ...}). Every page is
 decodes it (pipeline.web.decode_html), then each extractor turns it into text. Quality is the mean over
 pages of the bag-of-words F1 (lower-cased \\w+ tokens, counted with multiplicity) between the extracted
 and the hand-cleaned text; "F1>=0.85" is the share of pages that reach it. Speed is pages per second of
-extraction alone, on one core. With --scored, the clean documents of `python -m pipeline --input DIR/html
+extraction alone, on one core. Resiliparse is the compared peer (`pip install resiliparse==2.0.0`; its
+rows are left out without it). With --scored, the clean documents of `python -m pipeline --input DIR/html
 --output OUT --until clean` are scored the same way (a page without a document scores 0).
 """
 
 import argparse
 import gzip
 import json
+import os
 import re
 import sys
 import time
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import web  # noqa: E402
 
 _TOKEN = re.compile(r"\w+")
+RESULTS = Path(__file__).resolve().parent / "results" / "web_extract.md"
 
 
 def bow_f1(pred: str, true: str) -> float:
@@ -41,20 +44,21 @@ def bow_f1(pred: str, true: str) -> float:
 
 
 def extractors() -> dict:
-    def resiliparse(main):
-        from resiliparse.extract.html2text import extract_plain_text
-        from resiliparse.parse.html import HTMLTree
-
-        return lambda html, url: extract_plain_text(HTMLTree.parse(html), main_content=main)
-
-    return {
+    found = {
         "trafilatura (web.extract=main)": web.Extractor(web.WebConfig()),
         "trafilatura favor=precision": web.Extractor(web.WebConfig(favor="precision")),
         "trafilatura favor=recall": web.Extractor(web.WebConfig(favor="recall")),
-        "resiliparse main_content": resiliparse(True),
         "all visible text (web.extract=text)": web.Extractor(web.WebConfig(extract="text")),
-        "resiliparse all text": resiliparse(False),
     }
+    try:
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+    except ImportError:
+        print("resiliparse is not installed (pip install resiliparse==2.0.0): its rows are left out")
+        return found
+    for main, name in ((True, "resiliparse 2.0.0 main_content"), (False, "resiliparse 2.0.0 all text")):
+        found[name] = lambda html, url, main=main: extract_plain_text(HTMLTree.parse(html), main_content=main)
+    return found
 
 
 def main():
@@ -80,8 +84,15 @@ def main():
     for key in sorted(truth):
         html, _ = web.decode_html(gzip.decompress((args.data / "html" / f"{key}.html.gz").read_bytes()))
         pages.append((html, truth[key].get("url", ""), truth[key]["articleBody"]))
-    print(f"{len(pages)} pages from {args.data}")
-    print(f"{'extractor':<38} {'mean F1':>8} {'F1>=0.85':>9} {'non-empty':>10} {'pages/s':>8}")
+    load = os.getloadavg()
+    lines = ["# Main-content extraction benchmark", "",
+             f"Command: `python benchmarks/web_extract.py {' '.join(sys.argv[1:])}`  ",
+             f"Machine: 2-core x86_64 VM, CPU only, shared with other jobs; load average {load[0]:.1f} / "
+             f"{load[1]:.1f} / {load[2]:.1f}.  ",
+             f"Pages: {len(pages)} news and blog pages of the ScrapingHub article-extraction benchmark "
+             "(`html/*.html.gz`, `ground-truth.json`), decoded as the pipeline decodes them.", "",
+             "| extractor | mean bag-of-words F1 | pages with F1 >= 0.85 | non-empty | pages/s, one core |",
+             "|---|---|---|---|---|"]
     for name, fn in extractors().items():
         if args.only and not any(w in name for w in args.only):
             continue
@@ -90,8 +101,11 @@ def main():
             outs.append(fn(html, url) or "")
         rate = len(pages) / (time.process_time() - start)
         f1 = [bow_f1(out, true) for out, (_, _, true) in zip(outs, pages, strict=True)]
-        print(f"{name:<38} {sum(f1) / len(f1):8.3f} {sum(x >= 0.85 for x in f1) / len(f1):9.1%} "
-              f"{sum(bool(o.strip()) for o in outs) / len(outs):10.1%} {rate:8.1f}")
+        lines.append(f"| {name} | {sum(f1) / len(f1):.3f} | {sum(x >= 0.85 for x in f1) / len(f1):.1%} | "
+                     f"{sum(bool(o.strip()) for o in outs) / len(outs):.1%} | {rate:.1f} |")
+        print(lines[-1], flush=True)
+    if not args.only:
+        RESULTS.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
