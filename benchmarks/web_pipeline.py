@@ -8,7 +8,11 @@ of records, so gzip-per-record files concatenate into a valid one) `--copies` ti
   of the `web` preset, language ID, quality filters and dedup off (`filters.enabled=false
   filters.langid_model=null dedup.exact=false dedup.near=false`), one worker.
 - datatrove: WarcReader -> Trafilatura -> FineWebQualityFilter -> C4QualityFilter -> PIIFormatter ->
-  JsonlWriter, defaults, one task (its venv: benchmarks/corpus_pipeline.py --setup).
+  JsonlWriter, one task (its venv: benchmarks/corpus_pipeline.py --setup). Its Trafilatura step is set to
+  extract what cramkit's does: no precision bias (cramkit's `web.favor=balanced`), no cross-document
+  deduplication (its default drops the repeated copies of this input; cramkit's dedup is off here) and a
+  30 s timeout per page (its default, 1 s, drops pages on a loaded machine). The filters keep their
+  defaults, which add C4's "at least 5 sentences" rule cramkit does not have.
 Each runs as a child process: wall seconds and peak RSS (of it and its workers), MB/s of WARC input.
 
     python benchmarks/web_pipeline.py [--copies 5,20]     # writes benchmarks/results/web_pipeline.md
@@ -42,7 +46,8 @@ from datatrove.pipeline.readers import WarcReader
 from datatrove.pipeline.writers import JsonlWriter
 
 src, out = sys.argv[1], sys.argv[2]
-LocalPipelineExecutor(pipeline=[WarcReader(src, glob_pattern="*.warc.gz"), Trafilatura(), FineWebQualityFilter(),
+extract = Trafilatura(favour_precision=False, deduplicate=False, timeout=30)
+LocalPipelineExecutor(pipeline=[WarcReader(src, glob_pattern="*.warc.gz"), extract, FineWebQualityFilter(),
                                 C4QualityFilter(), PIIFormatter(), JsonlWriter(out + "/docs")],
                       tasks=1, workers=1, logging_dir=out + "/logs").run()
 """

@@ -8,7 +8,8 @@ import time
 
 EPILOG = """\
 inputs (--input, repeatable; default: docstrings):
-  FILE | FOLDER | 'GLOB'     .txt (and anything else: plain text), .jsonl/.ndjson/.json, .parquet,
+  FILE | FOLDER | 'GLOB'     .txt (and anything else: plain text), .jsonl/.ndjson/.json, .parquet, web
+                             pages: .warc, .wet/.warc.wet, .html/.htm (main text, url and crawl date),
                              each also as .gz / .zst; a folder is read recursively (hidden files and
                              folders, FIFOs, sockets and devices are skipped and counted). Local paths or
                              any storage Beam knows: s3://bucket/dir (needs cramkit[s3]), gs://...
@@ -26,8 +27,9 @@ overrides (key=value, dotted, after the options; values are YAML):
   tokenizer.path=existing/tokenizer.json tokenizer.sample_chars=25000000 tokenizer.compression_cutoff=0.25
   pack.cross_documents=false pack.segments=true pack.document_end=TOKEN pack.pad=TOKEN
   order.name=none|random|sentence-length|unigram order.reverse=true order.max_rows=0
-  shards.rows_per_shard=262144
-  (every key and its value: python -m pipeline --show-config)
+  shards.rows_per_shard=262144   web.extract=main|text   webclean.blocked=FILE webclean.pii=true
+  (--config web turns on C4/FineWeb web cleaning, PII redaction and English language ID;
+  every key and its value: python -m pipeline --show-config)
 
 runners: the default is Beam's local FnApiRunner (named explicitly: Beam's DirectRunner first tries to
 download Prism); --workers N runs N local worker processes. Other Beam options pass through, e.g.

@@ -33,6 +33,7 @@ KINDS = ("warc", "wet", "html")
 EXTRACTORS = ("main", "text")
 FAVOR = ("balanced", "precision", "recall")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+UNTYPED = ("", "text/plain", "application/octet-stream")  # payloads of these types are HTML if they look it
 SNIFF = 1024  # bytes of an untyped payload looked at for an HTML start
 META_BYTES = 16384  # bytes of a page searched for its declared charset and canonical URL
 _CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]+)""", re.I)
@@ -215,36 +216,40 @@ class WebReader:
 
     def _doc(self, f, kind, offset, text, url="", date=""):
         name = doc_name(kind, f.rel, offset)
-        text = self.extract(text, url) if kind != "wet" else text
-        if not text.strip():
-            return Drop(name, "read/no_text", 0)
-        return Doc(doc_id(f.file_no, offset), name, text, url, date)
+        out = self.extract(text, url) if kind != "wet" else text
+        if not out.strip():
+            return Drop(name, "read/no_text", len(text))
+        return Doc(doc_id(f.file_no, offset), name, out, url, date)
 
     def _record(self, kind, rec, info):
-        """(drop rule or None, size, text, url, date) of one WARC record."""
+        """(drop rule or None, size, text, url, date) of one WARC record; what is not read of a record
+        (a non-HTML or over-long payload) the iterator skips."""
+        size = rec.length or 0
         if rec.rec_type != ("conversion" if kind == "wet" else "response"):
-            return f"warc_{re.sub(r'[^a-z0-9]+', '_', rec.rec_type.lower())}", rec.length or 0, "", "", ""
-        if rec.length > self.cap:  # the iterator skips what is not read
-            return "too_long", rec.length, "", "", ""
-        if kind == "warc" and (rec.http_headers.get_statuscode() if rec.http_headers else None) != "200":
-            return "http_status", rec.length, "", "", ""
+            return f"warc_{re.sub(r'[^a-z0-9]+', '_', rec.rec_type.lower())}", size, "", "", ""
+        ctype = ""
+        if kind == "warc":
+            if (rec.http_headers.get_statuscode() if rec.http_headers else None) != "200":
+                return "http_status", size, "", "", ""
+            ctype = rec.http_headers.get_header("Content-Type") or ""
+            if ctype.split(";")[0].strip().lower() not in (*HTML_TYPES, *UNTYPED):
+                return "not_html", size, "", "", ""
+        if size > self.cap:
+            return "too_long", size, "", "", ""
         payload = rec.content_stream().read()
         if rec.raw_stream.limit:  # fewer bytes than its Content-Length: cut off
-            return "truncated", rec.length, "", "", ""
+            return "truncated", size, "", "", ""
         url = plain_url(rec.rec_headers.get_header("WARC-Target-URI"))
         date = rec.rec_headers.get_header("WARC-Date") or ""
         if kind == "wet":
             text, repaired = records.decode(payload, "replace")
         else:
-            ctype = rec.http_headers.get_header("Content-Type") or ""
-            mime = ctype.split(";")[0].strip().lower()
-            if not (mime in HTML_TYPES or (mime in ("", "text/plain", "application/octet-stream")
-                                           and looks_html(payload))):
-                return "not_html", len(payload), "", "", ""
+            if ctype.split(";")[0].strip().lower() in UNTYPED and not looks_html(payload):
+                return "not_html", size, "", "", ""
             charset = _HEADER_CHARSET.search(ctype)
             text, repaired = decode_html(payload, charset.group(1) if charset else None)
         info["repaired"] += repaired
-        return None, len(payload), text, url, date
+        return None, size, text, url, date
 
     def _html_file(self, f, info):
         name = doc_name("html", f.rel, 0)
