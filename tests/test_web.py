@@ -1,11 +1,13 @@
 """Web input and web cleaning: real WARC/WET files (../shared/data/web, skipped when absent) and small WARC
 and HTML files written here (WARC 1.0 `<uri>` targets, a 404, a PDF, a cut-off record, a cp1251 page that
 declares its charset only in <meta>), read into documents with URLs and counted drops; every cleaning rule
-and the PII placeholders on lines from real pages; the pipeline end to end with the `web` cleaning on."""
+and the PII placeholders on lines from real pages; the pipeline end to end with the `web` cleaning on, and
+url and date in JSON Lines and Parquet output."""
 
 import gzip
 import json
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import SHARED
 from test_corpus_cli import docs_of, run
@@ -210,6 +212,11 @@ def test_pipeline_web_end_to_end(tmp_path):
     assert doc["url"] == "https://news.example.org/bridge" and doc["date"] == "2024-05-18T01:58:10Z"
     assert doc["text"].split("\n") == PROSE
     assert "url/blocked" in proc.stderr + proc.stdout
+    pq_out = tmp_path / "pq"
+    run("--input", src, "--output", pq_out, "--until", "clean", "filters.enabled=false", "output.format=parquet")
+    table = pq.read_table(next(pq_out.glob("docs-*.parquet")))
+    assert table.column_names == ["id", "text", "url", "date"]
+    assert table.column("url").to_pylist() == ["https://news.example.org/bridge", "https://ru.example.org/most"]
 
 
 def test_split_warc_gz_reads_the_same_records(web_data, tmp_path):
