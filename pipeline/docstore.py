@@ -1,9 +1,9 @@
 """Staged documents: the texts that survive a unit's scan, written once, read back in order or by id.
 
 A docstore is an Arrow IPC file (zstd-compressed buffers) of record batches of about BATCH_CHARS
-characters, columns `id` (int64, ascending), `name`, `text`, `url` and `date` (web pages; "" elsewhere). The writer returns the first id of each
-batch; with it, `fetch` reads only the batches that hold the wanted ids. Texts move between stages only
-through these files, never through a Beam shuffle.
+characters, columns `id` (int64, ascending), `name`, `text`, `url` and `date` (web pages; "" elsewhere).
+The writer returns the first id of each batch; with it, `fetch` reads only the batches that hold the
+wanted ids. Texts move between stages only through these files, never through a Beam shuffle.
 """
 
 import numpy as np
