@@ -144,9 +144,13 @@ class Extractor:
     """HTML text -> the page's text, by `web.extract`."""
 
     def __init__(self, cfg: WebConfig):
+        import logging
+
         import trafilatura
 
         self.cfg, self._t = cfg, trafilatura
+        # A page it cannot parse or finds no text in is counted as read/no_text; its log lines would repeat that.
+        logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
 
     def __call__(self, html: str, url: str = "") -> str:
         if self.cfg.extract == "text":
