@@ -46,6 +46,7 @@ def bow_f1(pred: str, true: str) -> float:
 def extractors() -> dict:
     found = {
         "trafilatura (web.extract=main)": web.Extractor(web.WebConfig()),
+        "trafilatura fallback=true": web.Extractor(web.WebConfig(fallback=True)),
         "trafilatura favor=precision": web.Extractor(web.WebConfig(favor="precision")),
         "trafilatura favor=recall": web.Extractor(web.WebConfig(favor="recall")),
         "all visible text (web.extract=text)": web.Extractor(web.WebConfig(extract="text")),

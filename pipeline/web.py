@@ -55,6 +55,7 @@ class WebConfig:
     extract: str = "main"  # main: the main content (Trafilatura) | text: all visible text, a line per block
     favor: str = "balanced"  # main only: balanced | precision (less boilerplate) | recall (more text)
     tables: bool = True  # main only: keep the text of tables
+    fallback: bool = False  # main only: where little is found, also try readability and jusText (2x slower)
 
     def __post_init__(self):
         if self.extract not in EXTRACTORS:
@@ -157,7 +158,8 @@ class Extractor:
             return visible_text(html)
         return self._t.extract(html, url=url or None, include_comments=False, include_tables=self.cfg.tables,
                                favor_precision=self.cfg.favor == "precision",
-                               favor_recall=self.cfg.favor == "recall", deduplicate=False) or ""
+                               favor_recall=self.cfg.favor == "recall", fast=not self.cfg.fallback,
+                               deduplicate=False) or ""
 
 
 def member_start(fh, start: int, stop: int) -> int | None:
