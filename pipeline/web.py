@@ -206,6 +206,8 @@ class WebReader:
             return
         from warcio.archiveiterator import ArchiveIterator
 
+        if records.compression(f.path.lower()) == "zst":
+            raise records.BrokenFile("a zstd-compressed WARC is not read: decompress it, or gzip it record by record")
         with storage.open_read(f.path) as fh:
             base = member_start(fh, unit.start, unit.stop) if unit.start else 0
             if base is None:  # no record starts in this range

@@ -10,6 +10,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from conftest import SHARED
 from test_corpus_cli import docs_of, run
 
@@ -89,6 +90,10 @@ def test_written_warc_documents_urls_and_drops(tmp_path, gz):
     assert sorted(d.reason for d in drops) == ["read/http_status", "read/not_html", "read/truncated",
                                                "read/warc_request"]
     assert files[0]["records"] == len(docs) + len(drops) == 6 and files[0]["error"] is None
+    if not gz:  # a zstd WARC is reported by name, not misread
+        (tmp_path / "crawl.warc.zst").write_bytes(zstandard.ZstdCompressor().compress(path.read_bytes()))
+        docs, drops, files = read(tmp_path / "crawl.warc.zst")
+        assert not docs and not drops and "zstd-compressed WARC" in files[0]["error"]
 
 
 def test_html_files_and_their_canonical_url(tmp_path):
