@@ -169,10 +169,12 @@ def main(argv=None) -> int:
                 inputs.check_hf(spec)
             elif spec != "docstrings":
                 storage.check(spec)
-        for path in (cfg.filters.langid_model, cfg.tokenizer.path, cfg.webclean.blocked):
+        if cfg.filters.langid_model and not storage.exists(cfg.filters.langid_model):
+            raise inputs.InputError(f"{cfg.filters.langid_model}: no such file (filters.langid_model): `make langid` "
+                                    "fetches lid.176 into models/, or pass filters.langid_model=null")
+        for path in (cfg.tokenizer.path, cfg.webclean.blocked):
             if path and not storage.exists(path):
-                raise inputs.InputError(f"{path}: no such file (filters.langid_model / tokenizer.path / "
-                                        "webclean.blocked)")
+                raise inputs.InputError(f"{path}: no such file (tokenizer.path / webclean.blocked)")
         if cfg.tokenizer.path:  # an existing tokenizer must have the tokens the packer uses
             ids = tokenize.packing_ids(tokenize.load_tokenizer(cfg.tokenizer.path), cfg.objective,
                                        cfg.pack.document_end, cfg.pack.pad)
