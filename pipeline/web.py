@@ -7,8 +7,9 @@
   detection (charset-normalizer), and then reduced to text by the extractor (`web.extract`). Every other
   record is dropped by reason: "read/warc_<type>" (request, metadata, warcinfo, resource, revisit...
   records), "read/http_status" (not 200), "read/not_html" (PDF, images, feeds...), "read/truncated" (the
-  record breaks off before its Content-Length), "read/too_long" (over `source.max_doc_bytes`, never read
-  into memory), "read/no_text" (the extractor found no text).
+  record breaks off before its Content-Length), "read/undecodable" (a payload whose chunked, gzip, deflate
+  or brotli encoding is broken), "read/too_long" (over `source.max_doc_bytes`, never read into memory),
+  "read/no_text" (the extractor found no text).
 - `.wet`, `.warc.wet.gz`: each `conversion` record is a document, its text as is.
 - `.html`, `.htm` (and `.gz`): one document per file, its URL from the page's `<link rel="canonical">`
   or `og:url` when it names one.
@@ -191,6 +192,18 @@ def member_start(fh, start: int, stop: int) -> int | None:
     return None
 
 
+def _payload(rec) -> bytes:
+    """A record's payload with its transfer and content encodings undone: by warcio, but brotli by hand
+    (warcio 1.8's brotli reader fails with brotli 1.2)."""
+    headers = rec.http_headers
+    if headers and (headers.get_header("Content-Encoding") or "").strip().lower() == "br" \
+            and "chunked" not in (headers.get_header("Transfer-Encoding") or "").lower():
+        import brotli
+
+        return brotli.decompress(rec.raw_stream.read())
+    return rec.content_stream().read()
+
+
 class WebReader:
     """`read(unit, info)` yields the Docs and Drops of one WARC, WET or HTML file; `info` is the file's
     record (pipeline.sources.new_file_record), whose "repaired" it counts."""
@@ -244,7 +257,10 @@ class WebReader:
                 return "not_html", size, "", "", ""
         if size > self.cap:
             return "too_long", size, "", "", ""
-        payload = rec.content_stream().read()
+        try:
+            payload = _payload(rec)
+        except Exception:  # noqa: BLE001 -- a payload that cannot be decoded is counted; the file goes on
+            return "undecodable", size, "", "", ""
         if rec.raw_stream.limit:  # fewer bytes than its Content-Length: cut off
             return "truncated", size, "", "", ""
         url = plain_url(rec.rec_headers.get_header("WARC-Target-URI"))

@@ -239,3 +239,23 @@ def test_split_warc_gz_reads_the_same_records(web_data, tmp_path):
 
     assert names(split) == names(whole)
     assert len(names(whole)[0]) == 34
+
+
+def test_chunked_and_compressed_payloads_are_decoded(tmp_path):
+    import brotli
+
+    body = page("Bridge", PROSE).encode()
+    gz = gzip.compress(body)
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (gz[:100], gz[100:])) + b"0\r\n\r\n"
+    head = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Encoding: {}\r\n{}\r\n"
+    path = tmp_path / "encoded.warc"
+    path.write_bytes(record("response", "https://a.example.org/", head.format("gzip", "Transfer-Encoding: chunked\r\n").encode()
+                            + chunked)
+                     + record("response", "https://b.example.org/", head.format("br", "").encode() + brotli.compress(body)))
+    docs, drops, _ = read(path)
+    assert not drops and [d.url for d in docs] == ["https://a.example.org/", "https://b.example.org/"]
+    assert all("wooden deck would not survive" in d.text for d in docs)
+    broken = head.format("br", "").encode() + brotli.compress(body)[:-40] + b"garbage" * 20
+    path.write_bytes(record("response", "https://c.example.org/", broken) + path.read_bytes())
+    docs, drops, files = read(path)  # counted, and the records after it are read
+    assert [d.reason for d in drops] == ["read/undecodable"] and len(docs) == 2 and files[0]["error"] is None
