@@ -259,3 +259,15 @@ def test_chunked_and_compressed_payloads_are_decoded(tmp_path):
     path.write_bytes(record("response", "https://c.example.org/", broken) + path.read_bytes())
     docs, drops, files = read(path)  # counted, and the records after it are read
     assert [d.reason for d in drops] == ["read/undecodable"] and len(docs) == 2 and files[0]["error"] is None
+
+
+def test_http2_status_and_an_untyped_page_that_looks_like_html(tmp_path):
+    xhtml = ("\ufeff<?xml version='1.0'?>\n" + page("Bridge", PROSE)).encode()
+    path = tmp_path / "h2.warc"
+    path.write_bytes(record("response", "https://a.example.org/", b"HTTP/2 200\r\ncontent-type: text/html\r\n\r\n"
+                            + page("Bridge", PROSE).encode())
+                     + record("response", "https://b.example.org/", b"HTTP/1.1 200 OK\r\n\r\n" + xhtml)
+                     + record("response", "https://c.example.org/", b"HTTP/1.1 200 OK\r\n\r\n" + b"just text, no markup"))
+    docs, drops, _ = read(path)
+    assert [d.url for d in docs] == ["https://a.example.org/", "https://b.example.org/"]
+    assert [d.reason for d in drops] == ["read/not_html"]
