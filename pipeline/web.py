@@ -19,10 +19,12 @@ its WARC-Date. A document's id is its file number and the byte offset of its rec
 gzip member in a `.warc.gz`). A large `.warc.gz` or `.wet.gz` is read in byte ranges (`--split-mb`) by
 several workers: a range starts at its first gzip member that begins a WARC record (`member_start`), and
 a record belongs to the range in which its member starts. An uncompressed WARC has no such marker a
-reader could trust inside payloads, so it is read whole.
+reader could trust inside payloads, nor has a whole WARC gzipped as one stream (read through, its ids
+from offsets in the decompressed stream), so these are read whole.
 """
 
 import codecs
+import gzip
 import re
 from dataclasses import dataclass
 
@@ -164,6 +166,23 @@ class Extractor:
                                deduplicate=False) or ""
 
 
+def whole_gzip(fh) -> bool:
+    """Whether a `.gz` WARC is one gzip stream over several records (a whole file gzipped), not a member
+    per record: its first member inflates past the end of its first record."""
+    import zlib
+
+    d, out = zlib.decompressobj(31), b""
+    fh.seek(0)
+    while not d.eof and len(out) < 1 << 20:
+        chunk = d.unconsumed_tail or fh.read(records.CHUNK)
+        if not chunk:
+            break
+        out += d.decompress(chunk, (1 << 20) - len(out))
+    head, _, _ = out.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return bool(length) and len(out) > len(head) + 4 + int(length.group(1)) + 4
+
+
 def member_start(fh, start: int, stop: int) -> int | None:
     """The offset of the first gzip member at or after `start` (and before `stop`, -1: the end) that
     holds the start of a WARC record, or None. A `.warc.gz` compresses each record as its own member, so
@@ -223,15 +242,20 @@ class WebReader:
         if records.compression(f.path.lower()) == "zst":
             raise records.BrokenFile("a zstd-compressed WARC is not read: decompress it, or gzip it record by record")
         with storage.open_read(f.path) as fh:
+            stop, stream = unit.stop, fh
+            if f.path.lower().endswith(".gz") and whole_gzip(fh):  # offsets are then in the decompressed stream
+                if unit.start:  # the first range reads it all
+                    return
+                stop, stream = -1, gzip.GzipFile(fileobj=fh)
             base = member_start(fh, unit.start, unit.stop) if unit.start else 0
             if base is None:  # no record starts in this range
                 return
             fh.seek(base)
-            records_ = ArchiveIterator(fh)
+            records_ = ArchiveIterator(stream)
             for rec in records_:
                 rule, size, text, url, date = self._record(unit.kind, rec, info)
                 offset = records_.get_record_offset()  # in the file (warcio starts at its position); known once read
-                if unit.stop >= 0 and offset >= unit.stop:
+                if stop >= 0 and offset >= stop:
                     break
                 yield (Drop(doc_name(unit.kind, f.rel, offset), f"read/{rule}", size) if rule else
                        self._doc(f, unit.kind, offset, text, url, date))

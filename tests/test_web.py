@@ -271,3 +271,16 @@ def test_http2_status_and_an_untyped_page_that_looks_like_html(tmp_path):
     docs, drops, _ = read(path)
     assert [d.url for d in docs] == ["https://a.example.org/", "https://b.example.org/"]
     assert [d.reason for d in drops] == ["read/not_html"]
+
+
+def test_a_warc_gzipped_whole_reads_like_one_gzipped_per_record(web_data, tmp_path):
+    path = tmp_path / "whole.warc.gz"
+    path.write_bytes(gzip.compress(gzip.decompress((web_data / "sample-0001.warc.gz").read_bytes())))
+    per_record, _, _ = read(web_data / "sample-0001.warc.gz")
+    whole, drops, files = read(path)
+    assert [(d.url, d.text) for d in whole] == [(d.url, d.text) for d in per_record]
+    assert files[0]["records"] == 34 and files[0]["error"] is None
+    cfg = config.load()
+    reader = sources.Reader(cfg.source, cfg.web)
+    split = [x.name for u in inputs.expand([str(path)], split_bytes=40_000).units for x in reader.read(u)]
+    assert split == [d.name for d in sorted(whole + drops, key=lambda d: d.name)]
