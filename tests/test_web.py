@@ -8,6 +8,7 @@ url and date in JSON Lines and Parquet output."""
 import gzip
 import json
 
+import brotli
 import pyarrow.parquet as pq
 import pytest
 import zstandard
@@ -225,7 +226,7 @@ def test_pipeline_web_end_to_end(tmp_path):
     assert table.column("url").to_pylist() == ["https://news.example.org/bridge", "https://ru.example.org/most"]
 
 
-def test_split_warc_gz_reads_the_same_records(web_data, tmp_path):
+def test_split_warc_gz_reads_the_same_records(web_data):
     path = web_data / "sample-0001.warc.gz"
     cfg = config.load()
     whole = inputs.expand([str(path)])
@@ -242,8 +243,6 @@ def test_split_warc_gz_reads_the_same_records(web_data, tmp_path):
 
 
 def test_chunked_and_compressed_payloads_are_decoded(tmp_path):
-    import brotli
-
     body = page("Bridge", PROSE).encode()
     gz = gzip.compress(body)
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (gz[:100], gz[100:])) + b"0\r\n\r\n"
