@@ -344,8 +344,8 @@ def main():
     args = ap.parse_args()
     if args.setup:
         subprocess.run([sys.executable, "-m", "venv", str(DT_VENV)], check=True)
-        subprocess.run([str(DT_VENV / "bin" / "pip"), "install", "-q", "datatrove[io,processing]==0.10.1", "spacy"],
-                       check=True)
+        subprocess.run([str(DT_VENV / "bin" / "pip"), "install", "-q", "datatrove[io,processing]==0.10.1", "spacy",
+                        "lxml_html_clean"], check=True)  # the HTML cleaner its Trafilatura imports (web_pipeline.py)
         return
     if not args.no_datatrove and not DT_PYTHON.is_file():
         raise SystemExit(f"datatrove's venv is missing ({DT_VENV}): run with --setup first, or pass --no-datatrove")

@@ -8,7 +8,8 @@ import time
 
 EPILOG = """\
 inputs (--input, repeatable; default: docstrings):
-  FILE | FOLDER | 'GLOB'     .txt (and anything else: plain text), .jsonl/.ndjson/.json, .parquet,
+  FILE | FOLDER | 'GLOB'     .txt (and anything else: plain text), .jsonl/.ndjson/.json, .parquet, web
+                             pages: .warc, .wet/.warc.wet, .html/.htm (main text, url and crawl date),
                              each also as .gz / .zst; a folder is read recursively (hidden files and
                              folders, FIFOs, sockets, devices and symlinks leading out of the folder
                              are skipped and counted; source.follow_symlinks=true reads such links;
@@ -28,8 +29,9 @@ overrides (key=value, dotted, after the options; values are YAML):
   tokenizer.path=existing/tokenizer.json tokenizer.sample_chars=25000000 tokenizer.compression_cutoff=0.25
   pack.cross_documents=false pack.segments=true pack.document_end=TOKEN pack.pad=TOKEN
   order.name=none|random|sentence-length|unigram order.reverse=true order.max_rows=0
-  shards.rows_per_shard=262144
-  (every key and its value: python -m pipeline --show-config)
+  shards.rows_per_shard=262144   web.extract=main|text   webclean.blocked=FILE webclean.pii=true
+  (--config web turns on C4/FineWeb web cleaning, PII redaction and English language ID;
+  every key and its value: python -m pipeline --show-config)
 
 runners: the default is Beam's local FnApiRunner (named explicitly: Beam's DirectRunner first tries to
 download Prism); --workers N runs N local worker processes. Other Beam options pass through, e.g.
@@ -174,9 +176,12 @@ def main(argv=None) -> int:
                 inputs.check_hf(spec)
             elif spec != "docstrings":
                 storage.check(spec)
-        for path in (cfg.filters.langid_model, cfg.tokenizer.path):
+        if cfg.filters.langid_model and not storage.exists(cfg.filters.langid_model):
+            raise inputs.InputError(f"{cfg.filters.langid_model}: no such file (filters.langid_model): `make langid` "
+                                    "fetches lid.176 into models/, or pass filters.langid_model=null")
+        for path in (cfg.tokenizer.path, cfg.webclean.blocked):
             if path and not storage.exists(path):
-                raise inputs.InputError(f"{path}: no such file (filters.langid_model / tokenizer.path)")
+                raise inputs.InputError(f"{path}: no such file (tokenizer.path / webclean.blocked)")
         if cfg.tokenizer.path:  # an existing tokenizer must have the tokens the packer uses
             ids = tokenize.packing_ids(tokenize.load_tokenizer(cfg.tokenizer.path), cfg.objective,
                                        cfg.pack.document_end, cfg.pack.pad)

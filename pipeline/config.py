@@ -1,6 +1,7 @@
 """The corpus config: every stage's dataclass, composed, and read the way every config is (`configs`).
 
-Each stage module owns its settings next to its code (sources.SourceConfig, normalize.NormalizeConfig,
+Each stage module owns its settings next to its code (sources.SourceConfig, web.WebConfig,
+webclean.WebCleanConfig, normalize.NormalizeConfig,
 dedup.DedupConfig, filters.FilterConfig, output.OutputConfig, tokenize.TokenizerConfig,
 pack.PackConfig, order.OrderConfig/ShardConfig); this module only composes them.
 """
@@ -17,6 +18,8 @@ from pipeline.output import OutputConfig
 from pipeline.pack import PackConfig
 from pipeline.sources import SourceConfig
 from pipeline.tokenize import OBJECTIVES, TokenizerConfig
+from pipeline.web import WebConfig
+from pipeline.webclean import WebCleanConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class CorpusConfig:
     objective: str = "mlm"  # mlm (BERT-style: [SEP]-ended documents) | clm (GPT-style: <|endoftext|>)
     seq_len: int = 128  # tokens per row
     source: SourceConfig = field(default_factory=SourceConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    webclean: WebCleanConfig = field(default_factory=WebCleanConfig)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)

@@ -1,9 +1,9 @@
 """Staged documents: the texts that survive a unit's scan, written once, read back in order or by id.
 
 A docstore is an Arrow IPC file (zstd-compressed buffers) of record batches of about BATCH_CHARS
-characters, columns `id` (int64, ascending), `name` and `text`. The writer returns the first id of each
-batch; with it, `fetch` reads only the batches that hold the wanted ids. Texts move between stages only
-through these files, never through a Beam shuffle.
+characters, columns `id` (int64, ascending), `name`, `text`, `url` and `date` (web pages; "" elsewhere).
+The writer returns the first id of each batch; with it, `fetch` reads only the batches that hold the
+wanted ids. Texts move between stages only through these files, never through a Beam shuffle.
 """
 
 import numpy as np
@@ -13,7 +13,8 @@ from pipeline import storage
 from pipeline.document import Doc
 
 BATCH_CHARS = 1 << 18
-SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("text", pa.string())])
+SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("text", pa.string()), ("url", pa.string()),
+                    ("date", pa.string())])
 _OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
@@ -39,9 +40,9 @@ class Writer:
         if self._writer is None:
             self._file = storage.create(self.path)
             self._writer = pa.ipc.new_file(pa.PythonFile(self._file, mode="w"), SCHEMA, options=_OPTIONS)
-        ids, names, texts = zip(*self._docs, strict=True)
-        self._writer.write_batch(pa.record_batch([pa.array(ids, pa.int64()), pa.array(names, pa.string()),
-                                                  pa.array(texts, pa.string())], schema=SCHEMA))
+        ids, *strings = zip(*self._docs, strict=True)
+        self._writer.write_batch(pa.record_batch([pa.array(ids, pa.int64()), *(pa.array(c, pa.string()) for c in strings)],
+                                                 schema=SCHEMA))
         self.first_ids.append(ids[0])
         self._docs, self._chars = [], 0
 
@@ -53,14 +54,16 @@ class Writer:
         return self.first_ids
 
 
-def batches(path: str, first_ids):
-    """Every batch of a docstore in order, as (ids ndarray, names list, texts list)."""
+def batches(path: str, first_ids, web: bool = False):
+    """Every batch of a docstore in order, as (ids ndarray, names list, texts list), and with `web` also
+    (urls list, dates list)."""
     if not first_ids:
         return
     with storage.open_read(path) as f:
         reader = pa.ipc.open_file(pa.PythonFile(f, mode="r"))
         for i in range(reader.num_record_batches):
-            yield _unpack(reader.get_batch(i))
+            batch = reader.get_batch(i)
+            yield _unpack(batch) + ((batch.column(3).to_pylist(), batch.column(4).to_pylist()) if web else ())
 
 
 def _unpack(batch: pa.RecordBatch):

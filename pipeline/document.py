@@ -5,11 +5,14 @@ from typing import NamedTuple
 
 class Doc(NamedTuple):
     """One document. `id` is its integer id (pipeline.inputs: file number and offset), whose order is
-    the order of "keep the lowest id"; `name` is the readable "<kind>:<relative path>:<offset>"."""
+    the order of "keep the lowest id"; `name` is the readable "<kind>:<relative path>:<offset>"; a web
+    page keeps its `url` and crawl `date` (ISO 8601), "" elsewhere."""
 
     id: int
     name: str
     text: str
+    url: str = ""
+    date: str = ""
 
 
 class Drop(NamedTuple):

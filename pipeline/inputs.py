@@ -8,7 +8,7 @@ sockets, devices and symlinks that leave the input tree (pipeline.walk has the p
 under its reason in stats.json ("skipped/<reason>").
 
 File kinds by name (after a `.gz` or `.zst` suffix): `.jsonl`/`.ndjson`/`.json` are JSON Lines, `.parquet`
-is Parquet, all else plain text.
+is Parquet, `.warc`, `.wet`/`.warc.wet` and `.html`/`.htm` are web input (pipeline.web), all else plain text.
 
 Every file gets a number `file_no` in the order of (kind, path relative to the inputs' common folder),
 and every document an integer id `file_no << 40 | offset` (the byte offset in the decompressed file; the
@@ -16,10 +16,11 @@ row in Parquet and HF datasets; the line in a Python file) and a name "<kind>:<r
 (bytes of a file name that are not UTF-8 written as `\\xNN`).
 "Keep the lowest id" means the same document on every runner, with any number of workers.
 
-A work unit is one file, a byte range of a large uncompressed text or JSON Lines file (`split_bytes`;
-compressed files and `source.text_mode=file` are read whole), a group of Python files, or an HF
-dataset. Units are numbered in id order, so a unit's documents follow the previous unit's. Each file
-carries the size and modification time seen here: the reader fails a file that no longer has them.
+A work unit is one file, a byte range of a large uncompressed text or JSON Lines file or of a
+`.warc.gz`/`.wet.gz` file (`split_bytes`; other compressed files and `source.text_mode=file` are read
+whole), a group of Python files, or an HF dataset. Units are numbered in id order, so a unit's documents
+follow the previous unit's. Each file carries the size and modification time seen here: the reader fails a
+file that no longer has them.
 """
 
 import os
@@ -47,7 +48,7 @@ class Unit(NamedTuple):
     """One element of reading work: files (several for docstrings), or a byte range [start, stop) of one."""
 
     index: int
-    kind: str  # text | jsonl | parquet | hf | docstrings
+    kind: str  # text | jsonl | parquet | hf | docstrings | warc | wet | html
     files: tuple  # (File, ...)
     start: int = 0
     stop: int = -1  # -1: to the end of the file
@@ -78,6 +79,12 @@ def file_kind(path: str) -> str:
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
+    if name.endswith((".wet", ".warc.wet")):
+        return "wet"
+    if name.endswith(".warc"):
+        return "warc"
+    if name.endswith((".html", ".htm")):
+        return "html"
     return "text"
 
 
@@ -165,7 +172,8 @@ def expand(specs: list[str], text_mode: str = "block", docstrings_max_mb: float 
                 units.append(Unit(0, kind, tuple(g for g, _ in group), size=sum(s for _, s in group)))
                 group = []
             continue
-        splittable = (kind == "jsonl" or (kind == "text" and text_mode != "file")) and not path.endswith((".gz", ".zst"))
+        splittable = ((kind == "jsonl" or (kind == "text" and text_mode != "file")) and not path.endswith((".gz", ".zst"))
+                      or kind in ("warc", "wet") and path.endswith(".gz"))  # at gzip members (pipeline.web)
         if split_bytes and splittable and size > split_bytes:
             for start in range(0, size, split_bytes):
                 stop = min(start + split_bytes, size)

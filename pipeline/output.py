@@ -19,8 +19,9 @@ only when it carries cramkit's marker or record and nothing else; anything else 
 error, never deleted.
 
 Clean documents (`--until clean` or earlier) go to `docs-NNNNN-of-MMMMM.jsonl.zst` (one JSON object
-{"id", "text"} per line, zstd; "id" is the document's name) or `.parquet` (columns id, text): one file
-per work unit that kept a document, in id order.
+{"id", "text"} per line, zstd; "id" is the document's name; a web page adds its "url" and crawl "date")
+or `.parquet` (columns id, text, url, date; url and date null but for web pages): one file per work unit
+that kept a document, in id order.
 """
 
 import json
@@ -37,6 +38,7 @@ FORMATS = ("jsonl.zst", "parquet")
 RECORD = record.RECORD  # in an output: the record of its files; in a staging folder: STAGING_NOTE
 STAGING_NOTE = "cramkit staging folder\n"
 MANIFEST = "manifest.json"  # the completion marker of a shard set, moved in last and deleted first
+DOC_FIELDS = ("id", "text", "url", "date")  # a clean document; url and date only for web pages
 
 
 @dataclass(frozen=True)
@@ -226,22 +228,24 @@ def write_docs(scan, cfg: OutputConfig, plan, decisions) -> dict | None:
     gone = losers_of(scan.unit, decisions)
     name = f"docs-{scan.unit:05d}-of-{plan.units:05d}.{cfg.format}"
     path, docs, fh, sink = storage.join(plan.out, name), 0, None, None
-    for ids, names, texts in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs):
+    for ids, *columns in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs, web=True):
         live = np.flatnonzero(~np.isin(ids, gone))
         if not len(live):
             continue
-        names, texts = [names[i] for i in live], [texts[i] for i in live]
+        names, texts, urls, dates = ([c[i] for i in live] for c in columns)
         if sink is None:  # opened at the first kept document: object stores cannot hold an empty file
             fh = storage.create(path)
-            sink = (pq.ParquetWriter(pa.PythonFile(fh, mode="w"), pa.schema([("id", pa.string()), ("text", pa.string())]),
+            sink = (pq.ParquetWriter(pa.PythonFile(fh, mode="w"), pa.schema([(k, pa.string()) for k in DOC_FIELDS]),
                                      compression="zstd") if cfg.format == "parquet"
                     else zstandard.ZstdCompressor(level=cfg.zstd_level).stream_writer(fh, closefd=False))
         docs += len(names)
+        rows = [dict(zip(DOC_FIELDS, row, strict=True)) for row in zip(names, texts, urls, dates, strict=True)]
         if cfg.format == "parquet":
-            sink.write_table(pa.table({"id": names, "text": texts}))
+            sink.write_table(pa.Table.from_pylist([{**r, "url": r["url"] or None, "date": r["date"] or None}
+                                                   for r in rows], schema=sink.schema))
         else:
-            sink.write("".join(json.dumps({"id": n, "text": t}, ensure_ascii=False) + "\n"
-                               for n, t in zip(names, texts, strict=True)).encode("utf-8"))
+            sink.write("".join(json.dumps({k: v for k, v in r.items() if v or k == "text"}, ensure_ascii=False) + "\n"
+                               for r in rows).encode("utf-8"))
     progress.advance("write docs", plan.units)
     if sink is None:
         return None

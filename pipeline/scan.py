@@ -1,4 +1,5 @@
-"""Stage 1, one work unit at a time: read -> normalize -> filter, then stage and sign the survivors.
+"""Stage 1, one work unit at a time: read -> web cleaning (pipeline.webclean, when on) -> normalize ->
+filter, then stage and sign the survivors.
 
 For every document that passes, the scan writes
 - its text to the unit's docstore, and to the unit's tokenizer sample when its sample hash is below
@@ -24,6 +25,7 @@ from pipeline.normalize import PRESETS
 from pipeline.plan import STAGES, Plan, sample_hash
 from pipeline.sources import Reader
 from pipeline.stats import Tally
+from pipeline.webclean import WebClean
 
 EXACT = np.dtype([("h1", "<u8"), ("h2", "<u8"), ("id", "<i8"), ("chars", "<u4")])
 BAND = np.dtype([("key", "<u8"), ("text", "<u8"), ("id", "<i8"), ("chars", "<u4")])
@@ -62,6 +64,7 @@ class Scanner:
         self.cfg, self.plan = cfg, plan
         upto = STAGES.index(plan.until)
         self.normalize = upto >= STAGES.index("normalize")
+        self.webclean = WebClean(cfg.webclean) if self.normalize and cfg.webclean.active else None
         self.filters = Filters(cfg.filters) if upto >= STAGES.index("filter") else None
         self.exact = cfg.dedup.exact and upto >= STAGES.index("exact")
         self.near = cfg.dedup.near and upto >= STAGES.index("near")
@@ -69,7 +72,7 @@ class Scanner:
 
     def __call__(self, unit: Unit) -> ScanResult:
         cfg, plan, tally = self.cfg, self.plan, Tally()
-        reader = Reader(cfg.source)
+        reader = Reader(cfg.source, cfg.web)
         docs = docstore.Writer(plan.unit_file(unit.index, "docs.arrow"))
         sample = docstore.Writer(plan.unit_file(unit.index, "sample.arrow"))
         exact = runs.Writer(plan.unit_file(unit.index, "exact"), EXACT, plan.exact_parts)
@@ -84,6 +87,8 @@ class Scanner:
                 if isinstance(drop, Drop):
                     tally.drop(drop.reason, drop.size)
             tally.passed("read", len(kept), sum(len(d.text) for d in kept))
+            if any(d.url for d in kept):
+                tally.count("web/with_url", sum(1 for d in kept if d.url))
             kept = self._clean(kept, tally)
             for doc in kept:
                 docs.add(doc)
@@ -95,12 +100,16 @@ class Scanner:
         return ScanResult(unit.index, docs.close(), sample.close(), exact.close(), bands.close(), tally)
 
     def _clean(self, docs: list, tally: Tally) -> list:
+        if self.webclean is not None:  # its drops are counted between read and normalize
+            start = time.perf_counter()
+            docs = self.webclean.apply(docs, tally)
+            tally.took("web", time.perf_counter() - start)
         if self.normalize:
             start, fn, out = time.perf_counter(), PRESETS[self.cfg.normalize.preset], []
             for doc in docs:
                 text = fn(doc.text)
                 if text.strip():
-                    out.append(Doc(doc.id, doc.name, text))
+                    out.append(doc._replace(text=text))
                 else:
                     tally.drop("normalize/empty", len(doc.text))
             docs = out

@@ -1,7 +1,7 @@
 """One work unit -> documents: open its files through storage, cut records, decode, and say why each
 record that is not a document was dropped.
 
-Every record read is either a Doc or a Drop "read/<rule>": invalid_json, missing_field, undecodable
+Every record read is either a Doc or a Drop "read/<rule>" (web input: pipeline.web): invalid_json, missing_field, undecodable
 (bytes that are not UTF-8 under policy "drop"; a JSON string holding a lone surrogate such as "\ud83d"),
 binary, too_long (over `source.max_doc_bytes`; never held in memory, compressed or not), truncated (the
 last record of a truncated compressed file). A file that cannot be read, or breaks off (corrupt data, a
@@ -16,7 +16,7 @@ import itertools
 import json
 from dataclasses import dataclass
 
-from pipeline import embedded, records, storage
+from pipeline import embedded, records, storage, web
 from pipeline.document import Doc, Drop
 from pipeline.inputs import Unit, doc_id, doc_name
 
@@ -78,9 +78,10 @@ class Reader:
     """`read(unit)` yields Docs and Drops; `files` holds one record per file read (see new_file_record),
     with "records" counted and "error" set for a file that failed."""
 
-    def __init__(self, cfg: SourceConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: SourceConfig, web_cfg: web.WebConfig | None = None):
+        self.cfg, self.web_cfg = cfg, web_cfg or web.WebConfig()
         self.files: list[dict] = []
+        self._web = None
 
     def read(self, unit: Unit):
         if unit.kind == "docstrings":
@@ -107,6 +108,9 @@ class Reader:
             yield from self._hf(unit, info)
         elif unit.kind == "parquet":
             yield from self._parquet(unit, info)
+        elif unit.kind in web.KINDS:
+            self._web = self._web or web.WebReader(self.web_cfg, self.cfg.max_doc_bytes)
+            yield from self._web.read(unit, info)
         else:
             yield from self._lines(unit, info)
 

@@ -14,6 +14,8 @@ stats.json:
               source.encoding_errors), failed: [{path, error}], skipped: {reason: count} (hidden files,
               FIFOs, sockets, devices, symlinks: never opened)
   dedup       diagnostic counts of the dedup stages (candidate pairs, rejected pairs, ...)
+  web         (web input) pages with a URL ("with_url"), lines removed per rule ("lines/<rule>") and
+              PII redacted per kind ("pii/<kind>") by pipeline.webclean
   output      files [{file, docs (clean files) or rows (shards), bytes}], bytes_out
   error       present when the run produced nothing (every input failed, or nothing survived)
 Timings are the only values that differ between two runs of the same input and config.
@@ -23,6 +25,7 @@ import json
 from dataclasses import dataclass, field
 
 STATS = "stats.json"
+WEB = "web/"  # Tally.info keys of web input and cleaning (pipeline.webclean), in their own section
 
 
 def _add(a: dict, b: dict) -> dict:
@@ -116,6 +119,7 @@ def build_stats(tally: Tally, stages: list[str], skipped: list, written: list[di
     for _, reason in skipped:
         skips[reason] = skips.get(reason, 0) + 1
     written = sorted(written, key=lambda w: w["file"])
+    web = {k.removeprefix(WEB): v for k, v in sorted(tally.info.items()) if k.startswith(WEB)}
     return {
         **extra,
         "documents": {"read": read, "kept": kept, "dropped": dropped, "balanced": read == kept + dropped},
@@ -124,7 +128,8 @@ def build_stats(tally: Tally, stages: list[str], skipped: list, written: list[di
         "files": {"count": len(files), "bytes_in": sum(f["bytes"] for f in files),
                   "repaired": sum(f["repaired"] for f in files), "failed": failed,
                   "skipped": dict(sorted(skips.items()))},
-        "dedup": dict(sorted(tally.info.items())),
+        "dedup": {k: v for k, v in sorted(tally.info.items()) if not k.startswith(WEB)},
+        **({"web": web} if web else {}),
         "output": {"files": [{k: w[k] for k in ("file", "docs", "rows", "bytes") if k in w} for w in written],
                    "bytes_out": sum(w["bytes"] for w in written)},
     }
@@ -163,6 +168,10 @@ def summary_table(stats: dict):
              f"{files['repaired']:,} documents with repaired encoding"]
     if files.get("skipped"):
         lines.append("paths skipped, never opened: " + ", ".join(f"{n:,} {r}" for r, n in files["skipped"].items()))
+    for what, prefix in (("web lines removed", "lines/"), ("PII redacted", "pii/")):
+        found = {k.removeprefix(prefix): n for k, n in stats.get("web", {}).items() if k.startswith(prefix)}
+        if found:
+            lines.append(f"{what}: " + ", ".join(f"{n:,} {k}" for k, n in found.items()))
     if "wall_seconds" in stats:
         lines[0] += f"; {stats['wall_seconds']:.1f} s wall"
     if files["failed"]:
