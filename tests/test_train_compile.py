@@ -4,27 +4,21 @@ the masking-rate schedule through two widths of masked positions, a held-out eva
 after every step. No graph break, one graph per width (no recompilation after the first step of each shape),
 and the losses of eager mode."""
 
-from pathlib import Path
-
 import pytest
 import torch
 from test_train_loop import SEQ, first_rows, make_shards, records
 
 import train
+from trainer.device import cpu_has_bf16
 from trainer.masking import Masker
 
 MICRO, BATCH = 4, 16
-# 16 -> 10 masked positions of 64: widths 16 and 24 (padded to 8); ramp 4 -> 16 rows over the first 40%
+# 19 -> 10 masked positions of 64: widths 24 and 16 (padded to 8); ramp 4 -> 16 rows over the first 40%
 ARGS = ["--model", "tiny-2", f"micro_batch={MICRO}", f"batch_size={BATCH}", "batch_ramp=0.4", "threads=2",
         "log_every=0", "lr=2e-3", "mask_schedule=linear", "mask_start=0.3", "mask_end=0.15", "heldout_rows=8",
         "eval_every=0s", "checkpoint_every=0s", "keep_checkpoints=1", "--budget", f"{36 * MICRO * SEQ}tok"]
 # inductor's fused kernels may round differently from eager's op by op: measured at most 3.2e-5 apart here
 TOLERANCE = 1e-3
-
-
-def bf16_cpu() -> bool:
-    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else []
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def shards(tmp_path_factory):
 def test_compiled_cpu_loop_has_no_graph_break_nor_recompile_and_matches_eager(shards, tmp_path, capsys):
     from torch._dynamo.utils import counters
 
-    precision = "bf16" if bf16_cpu() else "fp32"
+    precision = "bf16" if cpu_has_bf16() else "fp32"
     common = [*ARGS, "--shards", str(shards), f"out={tmp_path}", f"precision={precision}"]
     torch._dynamo.reset()
     counters.clear()
