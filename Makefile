@@ -11,7 +11,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 ARGS   ?=
 export PYTHONHASHSEED := 0
 
-.PHONY: install install-test test corpus cram glue demo lint bench langid clean
+.PHONY: install install-test test corpus cram glue demo lint bench gpu-check langid clean
 
 # `install`: what corpus, cram, glue and demo run on; `install-test`: plus the test extra (pytest, ruff,
 # transformers and the other references), for test, lint and bench.
@@ -77,6 +77,14 @@ BENCHES ?= model_step shard_reader tokenize_pack filters glue_data glue_finetune
 bench: install-test
 	test -x benchmarks/work/datatrove-venv/bin/python || PYTHONPATH=. $(BIN)/python benchmarks/corpus_pipeline.py --setup
 	for b in $(BENCHES); do PYTHONPATH=. $(BIN)/python benchmarks/$$b.py || exit 1; done
+
+# On a GPU machine: the loss in fp32 / bf16 / bf16 + compile, the model step sweep and train.py with its loader
+# and the batch ramp, in under 10 minutes; writes benchmarks/results/gpu_check.md. Runs on the packages already
+# there (torch, pyarrow, tokenizers, safetensors, pyyaml, tqdm: no venv built, nothing downloaded), with the
+# venv's python if there is one. Where no CUDA device is visible it says so in one line and fails.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	@PYTHONPATH=. $(GPU_PYTHON) benchmarks/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf out runs benchmarks/work

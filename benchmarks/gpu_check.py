@@ -1,4 +1,4 @@
-"""One GPU check of at most ~8 minutes, for a session that is lent a GPU: run it once, paste the table.
+"""The GPU measurements, under 10 minutes (`make gpu-check`): run it once on the GPU machine, paste the tables.
 
 1. Synthetic shards (random ids, a WordLevel tokenizer with the BERT specials), written by
    `pipeline.shards` without Beam.
@@ -12,8 +12,9 @@
    torch.compile built (torch._dynamo counters; 1 means no recompile as the ramp grows the batch).
 
 Needs only torch, pyarrow, tokenizers, safetensors, pyyaml, tqdm. Writes benchmarks/results/gpu_check.md.
+Without --dry-run it refuses, in one line, where no CUDA device is visible.
 
-    python benchmarks/gpu_check.py                 # on the GPU machine (H100/H200: ~6-8 min)
+    make gpu-check                                 # on the GPU machine: python benchmarks/gpu_check.py
     python benchmarks/gpu_check.py --dry-run       # anywhere, seconds: tiny-2, small batches, no inductor
 """
 
@@ -108,6 +109,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help=f"report (default {OUT}; dry run: printed only)")
     args = ap.parse_args(argv)
     device, dry = torch.device(args.device), args.dry_run
+    if not dry and (device.type != "cuda" or not torch.cuda.is_available()):
+        print(f"gpu_check: no CUDA device is visible (device {args.device}, torch {torch.__version__}); run it on "
+              "a GPU machine, or with --dry-run for the CPU smoke run", file=sys.stderr)
+        return 2
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -1,10 +1,12 @@
 """benchmarks/gpu_check.py, the script a session runs when it is lent a GPU: its CPU dry run passes every
 part (synthetic shards, the loss three ways, the micro-batch sweep, train.py with the batch ramp) with only
-the GPU machine's packages importable."""
+the GPU machine's packages importable; `make gpu-check` refuses in one line where no CUDA device is visible."""
 
 import subprocess
 import sys
 
+import pytest
+import torch
 from conftest import ROOT
 
 ONLY_GPU_PACKAGES = """
@@ -42,3 +44,15 @@ def test_dry_run_passes_every_part_with_only_the_gpu_machines_packages():
     for text in ("| fp32 |", "| bf16 |", "| bf16 + compile (eager) |", "bf16 losses within 2% of fp32: **yes**",
                  "| 2 |", "| 4 |", "## train.py with the batch ramp", "batch sizes seen 2 .. 16", "loader stall"):
         assert text in out, text
+
+
+def test_make_gpu_check_refuses_in_one_line_without_cuda():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is visible: make gpu-check would run the measurements")
+    script = subprocess.run([sys.executable, "benchmarks/gpu_check.py"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert script.returncode == 2 and script.stdout == ""
+    assert script.stderr.splitlines() == [script.stderr.strip()] and "no CUDA device is visible" in script.stderr
+    made = subprocess.run(["make", "-s", "gpu-check", f"PYTHON={sys.executable}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert made.returncode != 0 and script.stderr.strip() in made.stderr

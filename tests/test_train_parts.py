@@ -28,12 +28,17 @@ def test_budget_parse_rejects(text):
 
 def test_meter_progress_tokens_and_flops_and_resume():
     meter = Meter(Budget.parse("1000tok"), flops_per_token=10.0)
-    meter.add_tokens(250)
-    assert meter.progress() == 0.25 and meter.flops == 2500
-    meter.add_tokens(10_000)
+    meter.add(250, 2500.0)
+    assert meter.progress() == 0.25 and meter.flops == 2500 and meter.progress_at(500, 0.0) == 0.5
+    meter.add(10_000, 1e5)
     assert meter.progress() == 1.0  # capped
+    # a checkpoint without the FLOP sum: tokens x the nominal rate
     flops = Meter(Budget.parse("5000flop"), flops_per_token=10.0, spent={"tokens": 100, "seconds": 3.0})
     assert flops.progress() == pytest.approx(0.2) and flops.elapsed() == 3.0
+    flops.add(100, 500.0)  # FLOPs add up per micro-batch, whatever the tokens
+    assert flops.progress() == pytest.approx(0.3) and flops.state_dict()["flops"] == 1500.0
+    assert flops.tokens_at_end() == 200 + 3500 / 10.0
+    assert Meter(flops.budget, 10.0, flops.state_dict()).progress() == flops.progress()
 
 
 def test_meter_clock_pauses():

@@ -40,9 +40,11 @@ class Budget:
 
 
 class Meter:
-    """Spent budget across resumes: seconds (only while the clock runs), tokens and FLOPs.
+    """Spent budget across resumes: seconds (only while the clock runs), tokens and FLOPs (the sum of each
+    micro-batch's own: a masking rate that changes changes the FLOPs per token).
 
-    `progress()` is the fraction of the budget spent, capped at 1.
+    `progress()` is the fraction of the budget spent, capped at 1. `flops_per_token` is the run's nominal
+    rate, for estimates only (and the FLOPs of a checkpoint that predates the FLOP sum).
     """
 
     def __init__(self, budget: Budget, flops_per_token: float, spent: dict | None = None):
@@ -50,6 +52,7 @@ class Meter:
         spent = spent or {}
         self.seconds = float(spent.get("seconds", 0.0))
         self.tokens = int(spent.get("tokens", 0))
+        self.flops = float(spent.get("flops", self.tokens * flops_per_token))
         self._started: float | None = None
 
     def start(self) -> None:
@@ -69,17 +72,14 @@ class Meter:
         if self.budget.kind == "tokens":
             return self.budget.amount
         if self.budget.kind == "flops":
-            return self.budget.amount / self.flops_per_token
+            return self.tokens + max(0.0, self.budget.amount - self.flops) / self.flops_per_token
         if not tokens_per_s:
             return None
         return self.tokens + tokens_per_s * max(0.0, self.budget.amount - self.elapsed())
 
-    def add_tokens(self, n: int) -> None:
-        self.tokens += n
-
-    @property
-    def flops(self) -> float:
-        return self.tokens * self.flops_per_token
+    def add(self, tokens: int, flops: float) -> None:
+        self.tokens += tokens
+        self.flops += flops
 
     def spent(self, kind: str | None = None) -> float:
         kind = kind or self.budget.kind
@@ -88,5 +88,12 @@ class Meter:
     def progress(self) -> float:
         return min(1.0, self.spent() / self.budget.amount)
 
+    def progress_at(self, tokens: int, flops: float) -> float:
+        """The progress this meter will show once `tokens` and `flops` are spent (a time budget: now's)."""
+        if self.budget.kind == "seconds":
+            return self.progress()
+        spent = float(tokens) if self.budget.kind == "tokens" else flops
+        return min(1.0, spent / self.budget.amount)
+
     def state_dict(self) -> dict:
-        return {"seconds": self.elapsed(), "tokens": self.tokens}
+        return {"seconds": self.elapsed(), "tokens": self.tokens, "flops": self.flops}

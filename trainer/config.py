@@ -11,7 +11,7 @@ import configs
 from trainer.batches import SHUFFLE
 from trainer.budget import Budget
 from trainer.masking import MODES
-from trainer.schedule import LR_SCHEDULES
+from trainer.schedule import LR_SCHEDULES, MASK_SCHEDULES
 
 RESUMABLE = {"name", "out", "checkpoint_every", "keep_checkpoints", "log_every", "tensorboard", "threads",
              "compile", "peak_tflops", "prefetch", "verify", "micro_batch", "precision", "eval_every"}
@@ -39,7 +39,11 @@ class TrainConfig:
     weight_decay: float = opt("AdamW weight decay; none on 1-D parameters (norms, biases)", 0.01)
     grad_clip: float = opt("global L2 norm; 0 turns it off", 0.5)
     schedule: str = opt("triangle2 (cramming) or one-cycle", "triangle2")
-    mask_fraction: float = opt("share of positions predicted", 0.25)
+    mask_fraction: float = opt("share of positions predicted (mask_schedule=constant)", 0.25)
+    mask_schedule: str = opt("constant (mask_fraction throughout) or linear (mask_start at the start to mask_end "
+                             "at the end of the budget)", "constant")
+    mask_start: float = opt("masking rate at the start of a linear mask_schedule", 0.30)
+    mask_end: float = opt("masking rate at the end of a linear mask_schedule", 0.15)
     mask_mode: str = opt("exact (round(fraction * seq) per row) or bernoulli", "exact")
     shuffle: str = opt("row order per epoch: later (epoch 1 as stored, e.g. the curriculum, then a seeded "
                        "permutation per epoch), never (as stored every epoch), always (permuted from epoch 1)",
@@ -73,6 +77,11 @@ class TrainConfig:
                              "epoch; the former true is always, false is never)")
         if self.mask_mode not in MODES:
             raise ValueError(f"train config: mask_mode={self.mask_mode!r}, choose one of {MODES}")
+        if self.mask_schedule not in MASK_SCHEDULES:
+            raise ValueError(f"train config: mask_schedule={self.mask_schedule!r}, choose one of {MASK_SCHEDULES}")
+        for key in ("mask_fraction", "mask_start", "mask_end"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise ValueError(f"train config: {key}={getattr(self, key)} must be in (0, 1)")
         if self.micro_batch < 1 or self.batch_size < self.micro_batch or self.batch_size % self.micro_batch:
             raise ValueError(f"train config: batch_size={self.batch_size} must be a positive multiple of "
                              f"micro_batch={self.micro_batch}")

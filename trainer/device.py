@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -58,6 +59,14 @@ def peak_flops(peak_tflops: float, device: torch.device) -> float | None:
         tflops = PEAK_TFLOPS.get(torch.cuda.get_device_name(device))
         return None if tflops is None else tflops * 1e12
     return None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 matmul instructions (avx512_bf16 or amx_bf16 among /proc/cpuinfo's flags;
+    False where that file is absent)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.is_file() else set()
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def bf16_speedup(budget_s: float = 0.5, rounds: int = 5) -> float:

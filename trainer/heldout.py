@@ -5,7 +5,7 @@
   on (`TrainRows` is the rest). At most a tenth of the rows is held out.
 - Held-out loss: MLM cross-entropy in nats on those rows with a fixed task, the same for every run and
   setting: exactly round(0.15 x seq_len) positions per row (BERT's rate, whatever the run's own
-  mask_fraction), drawn once from a fixed seed, and every one of them replaced by [MASK]. So the model
+  mask_fraction or mask_schedule), drawn once from a fixed seed, and every one of them replaced by [MASK]. So the model
   sees nothing of a target, and the best predictor that ignores the context scores exactly the
   unigram entropy below.
 - Unigram entropy: H = -sum_t p(t) ln p(t) of the token frequencies p over the shard rows (padding

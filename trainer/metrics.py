@@ -83,8 +83,15 @@ def header(cfg, mcfg, device, precision: str, compiled: bool, rows: int, heldout
         f"shards {cfg.shards}: {rows:,} rows x {seq_len} = {rows * seq_len:,} tokens; {rows - heldout_rows:,} rows "
         f"train, {heldout}; unigram entropy of the rows {entropy:.3f} nats",
         f"budget {cfg.budget}: {epochs}; batch {cfg.micro_batch} -> {cfg.batch_size} sequences, lr {cfg.lr:g} "
-        f"({cfg.schedule}), {cfg.mask_fraction:.0%} of positions masked",
+        f"({cfg.schedule}), {masking(cfg)}",
     ])
+
+
+def masking(cfg) -> str:
+    """The masking rate in words."""
+    if cfg.mask_schedule == "constant":
+        return f"{cfg.mask_fraction:.0%} of positions masked"
+    return f"masking {cfg.mask_start:.0%} -> {cfg.mask_end:.0%} of positions ({cfg.mask_schedule} in the budget)"
 
 
 def verdict(heldout_loss: float, entropy: float) -> str:

@@ -4,6 +4,7 @@ the budget is spent, and the final model folder."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -26,11 +27,11 @@ from trainer import checkpoint, metrics
 from trainer.batches import epoch_batches, epoch_order, passes
 from trainer.budget import Budget, Meter
 from trainer.config import TrainConfig
-from trainer.data import Prefetcher
+from trainer.data import MaskPlan, Prefetcher
 from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops, pick_device
 from trainer.heldout import HeldOut, TrainRows, heldout_indices, unigram_entropy
 from trainer.masking import Masker
-from trainer.schedule import batch_size, lr_multiplier
+from trainer.schedule import batch_size, lr_multiplier, mask_rate
 
 
 class NonFiniteLoss(RuntimeError):
@@ -63,11 +64,12 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
 class Window:
     """What the loop adds up between two log records; the loss sums stay on the device until `Run.log`."""
 
-    def __init__(self, device: torch.device, tokens: int, stall: float, start: float):
+    def __init__(self, device: torch.device, meter: Meter, stall: float, start: float):
         self.loss = torch.zeros((), device=device)
         self.bad = torch.zeros((), dtype=torch.bool, device=device)  # a non-finite gradient norm
         self.micro, self.real = 0, 0  # micro-batches, real tokens (padding excluded)
-        self.tokens, self.stall, self.start = tokens, stall, start  # the meter, loader and clock at its start
+        self.tokens, self.flops = meter.tokens, meter.flops  # the meter at its start
+        self.stall, self.start = stall, start  # the loader and the clock at its start
 
 
 class Run:
@@ -79,12 +81,21 @@ class Run:
                  latest: Path | None = None, saved: dict | None = None):
         self.cfg, self.mcfg, self.shards, self.folder, self.saved = cfg, mcfg, shards, folder, saved
         specials = tokenizer.special_ids(shards.tokenizer_file)
+        seq_len, scheduled = shards.seq_len, cfg.mask_schedule != "constant"
+        # a changing rate pads the masked positions to multiples of 8: a few shapes for torch.compile
         self.masker = Masker(specials["[MASK]"], shards.vocab_size, cfg.mask_fraction, cfg.mask_mode,
-                             tuple(specials.values()), cfg.seed)
-        seq_len = shards.seq_len
-        masked = self.masker.count(seq_len) / seq_len if cfg.mask_mode == "exact" else cfg.mask_fraction
+                             tuple(specials.values()), cfg.seed, pad_to=8 if scheduled else 1)
+        self.mask_rate = functools.partial(mask_rate, kind=cfg.mask_schedule, fraction=cfg.mask_fraction,
+                                           start=cfg.mask_start, end=cfg.mask_end)
+        self.mask_fraction = self.mask_rate(0.0)  # of the newest micro-batch, for the log
+
+        def per_token(decoded: int) -> float:  # training FLOPs per position, `decoded` positions of a row decoded
+            return train_flops_per_token(mcfg, decoded / seq_len, seq_len)
+
+        middle = self.mask_rate(0.5)  # the mean rate of a linear schedule
         self.budget = Budget.parse(cfg.budget)
-        self.meter = Meter(self.budget, train_flops_per_token(mcfg, masked, seq_len), saved and saved["spent"])
+        self.meter = Meter(self.budget, per_token(self.masker.width(seq_len, middle) if cfg.mask_mode == "exact"
+                                                  else middle * seq_len), saved and saved["spent"])
         self.held = heldout_indices(len(shards), min(cfg.heldout_rows, len(shards) // 10))
         train_rows = TrainRows(shards, self.held)
         self.heldout = HeldOut(shards, self.held, specials["[MASK]"], tuple(specials.values()), cfg.micro_batch,
@@ -113,8 +124,12 @@ class Run:
             print(f"resumed from {latest} at {100 * self.meter.progress():.1f}% of the budget", file=sys.stderr)
         self.reader_state = reader.state_dict()  # after the last micro-batch the model consumed
         self.compiled = cfg.compile == "true" or (cfg.compile == "auto" and cuda)
+        if self.compiled and scheduled and cfg.mask_mode == "exact":  # one graph per width of the masked positions
+            widths = {self.masker.width(seq_len, self.mask_rate(i / 1000)) for i in range(1001)}
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, len(widths))
         self.forward = torch.compile(self.model, dynamic=False) if self.compiled else self.model
-        self.loader = Prefetcher(reader, self.masker, self.micro_index, pin=cuda, depth=cfg.prefetch)
+        self.loader = Prefetcher(reader, self.masker, self.micro_index, pin=cuda, depth=cfg.prefetch,
+                                 plan=MaskPlan(self.meter, self.mask_rate, per_token))
         self.peak = peak_flops(cfg.peak_tflops, self.device)
         record.claim(folder, "run", files=["metrics.jsonl", ".tmp-metrics.jsonl"])  # the log, and its rewrite
         with record.writing(folder, "run", *(["tensorboard"] if cfg.tensorboard else [])):
@@ -126,7 +141,7 @@ class Run:
         self.loss, self.heldout_loss = logged.get("loss", math.nan), logged.get("heldout_loss", math.nan)  # newest
         self.lr, self.batch_size, self.tokens_per_s, self.mfu = 0.0, cfg.micro_batch, 0.0, "n/a"
         self.epoch, self.warned = self.reader_state["epoch"], False
-        self.window = Window(self.device, self.meter.tokens, self.loader.stall_seconds, time.perf_counter())
+        self.window = Window(self.device, self.meter, self.loader.stall_seconds, time.perf_counter())
         self.p_start, self.t_start = self.meter.progress(), time.perf_counter()
         self.last_log, self.last_eval, self.last_checkpoint = 0.0, time.perf_counter(), time.perf_counter()
 
@@ -190,8 +205,9 @@ class Run:
             self.window.loss += loss.detach()
             self.window.micro += 1
             self.window.real += batch.tokens
-            self.meter.add_tokens(batch.input_ids.numel())
+            self.meter.add(batch.input_ids.numel(), batch.flops)
             self.micro_index, self.reader_state = batch.index + 1, batch.reader_state
+            self.mask_fraction = batch.mask_fraction
             if self.meter.progress() >= 1.0 and i < accumulate - 1:
                 break
         else:
@@ -219,17 +235,18 @@ class Run:
         positions_s, self.tokens_per_s = (self.meter.tokens - window.tokens) / seconds, window.real / seconds
         record = {"step": self.steps, "tokens": self.meter.tokens, "progress": round(self.meter.progress(), 6),
                   "epoch": round(passes(self.reader_state), 4), "loss": loss, "lr": self.lr,
-                  "batch_size": self.batch_size, "tokens_per_s": self.tokens_per_s,
+                  "batch_size": self.batch_size, "mask_fraction": round(self.mask_fraction, 6),
+                  "tokens_per_s": self.tokens_per_s,
                   "elapsed_s": round(self.meter.elapsed(), 2),
                   "stall_s": round(self.loader.stall_seconds - window.stall, 3),
                   "load_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
-        if self.peak:  # padding is computed too: MFU counts every position
-            record["mfu"] = positions_s * self.meter.flops_per_token / self.peak
+        if self.peak:  # padding is computed too: MFU counts every position, and every decoded one
+            record["mfu"] = (self.meter.flops - window.flops) / seconds / self.peak
             self.mfu = f"{100 * record['mfu']:.1f}%"
         self.metrics_log.write(record)
         self.loss = loss
         self.warn_repeats(positions_s)
-        self.window = Window(self.device, self.meter.tokens, self.loader.stall_seconds, now)
+        self.window = Window(self.device, self.meter, self.loader.stall_seconds, now)
 
     def evaluate(self) -> None:
         """The held-out loss, a metrics record of its own (on the clock too)."""

@@ -1,10 +1,12 @@
-"""Schedules driven by the budget progress p in [0, 1]: the learning-rate multiplier and the batch ramp."""
+"""Schedules driven by the budget progress p in [0, 1]: the learning-rate multiplier, the batch ramp and
+the masking rate."""
 
 from __future__ import annotations
 
 import math
 
 LR_SCHEDULES = ("triangle2", "one-cycle")
+MASK_SCHEDULES = ("constant", "linear")
 
 
 def lr_multiplier(p: float, kind: str = "triangle2") -> float:
@@ -29,3 +31,13 @@ def batch_size(p: float, micro_batch: int, target: int, ramp: float) -> int:
     if ramp <= 0:
         return target
     return min(target, micro_batch * (math.floor(p * target / ramp / micro_batch) + 1))
+
+
+def mask_rate(p: float, kind: str, fraction: float, start: float, end: float) -> float:
+    """Share of positions masked at progress p: constant = `fraction` throughout; linear = from `start` at
+    p = 0 to `end` at p = 1 (Ankner et al., "Dynamic Masking Rate Schedules for MLM Pretraining": 30% -> 15%)."""
+    if kind == "constant":
+        return fraction
+    if kind == "linear":
+        return start + (end - start) * min(1.0, max(0.0, p))
+    raise ValueError(f"mask schedule {kind!r}: choose one of {MASK_SCHEDULES}")
