@@ -12,8 +12,8 @@ or `.<name>.old` folder is removed only when it carries cramkit's marker; anythi
 an error, never deleted.
 
 Clean documents (`--until clean` or earlier) go to `docs-NNNNN-of-MMMMM.jsonl.zst` (one JSON object
-{"id", "text"} per line, zstd; "id" is the document's name) or `.parquet` (columns id, text): one file
-per work unit that kept a document, in id order.
+{"id", "text"} per line, zstd; "id" is the document's name; with quality scores on, also "quality") or
+`.parquet` (columns id, text[, quality]): one file per work unit that kept a document, in id order.
 """
 
 import fnmatch
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import zstandard
 
-from pipeline import docstore, progress, storage
+from pipeline import docstore, progress, quality, storage
 from pipeline.dedup import losers_of
 
 FORMATS = ("jsonl.zst", "parquet")
 MARKERS = ("stats.json", "manifest.json")  # a folder holding one of these was written by cramkit
-OWN = (*MARKERS, "tokenizer.json", "report.png", "shard-*.arrow", "docs-*-of-*.*")
+OWN = (*MARKERS, "tokenizer.json", "report.png", "shard-*.arrow", "docs-*-of-*.*", "quality/*")
 STAGING_MARKER = ".cramkit"
 
 
@@ -128,32 +128,41 @@ def discard(folders: Folders) -> None:
     storage.delete_tree(folders.tmp)
 
 
-def write_docs(scan, cfg: OutputConfig, plan, decisions) -> dict | None:
-    """A unit's clean documents (its docstore less the dedup losers) as one file, streamed batch by
-    batch; its output record {file, docs, bytes}, or None when it kept nothing."""
+def write_docs(scan, cfg: OutputConfig, plan, decisions, cut=None) -> dict | None:
+    """A unit's clean documents (its docstore less the dedup losers and, given a quality.Cut, the
+    documents below it) as one file, streamed batch by batch; its output record {file, docs, bytes}, or
+    None when it kept nothing."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     gone = losers_of(scan.unit, decisions)
+    scored = None if cut is None else quality.unit_scores(plan, scan.unit)
+    columns = [("id", pa.string()), ("text", pa.string())] + ([] if cut is None else [("quality", pa.float32())])
     name = f"docs-{scan.unit:05d}-of-{plan.units:05d}.{cfg.format}"
     path, docs, fh, sink = storage.join(plan.out, name), 0, None, None
     for ids, names, texts in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs):
-        live = np.flatnonzero(~np.isin(ids, gone))
+        live = ~np.isin(ids, gone)
+        if cut is not None:
+            scores = quality.lookup(scored, ids)
+            live &= scores >= cut.threshold
+        live = np.flatnonzero(live)
         if not len(live):
             continue
-        names, texts = [names[i] for i in live], [texts[i] for i in live]
+        cols = {"id": [names[i] for i in live], "text": [texts[i] for i in live]}
+        if cut is not None:
+            cols["quality"] = np.round(scores[live], 4).tolist()
         if sink is None:  # opened at the first kept document: object stores cannot hold an empty file
             fh = storage.create(path)
-            sink = (pq.ParquetWriter(pa.PythonFile(fh, mode="w"), pa.schema([("id", pa.string()), ("text", pa.string())]),
+            sink = (pq.ParquetWriter(pa.PythonFile(fh, mode="w"), pa.schema(columns),
                                      compression="zstd") if cfg.format == "parquet"
                     else zstandard.ZstdCompressor(level=cfg.zstd_level).stream_writer(fh, closefd=False))
-        docs += len(names)
+        docs += len(live)
         if cfg.format == "parquet":
-            sink.write_table(pa.table({"id": names, "text": texts}))
+            sink.write_table(pa.table(cols, schema=pa.schema(columns)))
         else:
-            sink.write("".join(json.dumps({"id": n, "text": t}, ensure_ascii=False) + "\n"
-                               for n, t in zip(names, texts, strict=True)).encode("utf-8"))
+            sink.write("".join(json.dumps(dict(zip(cols, row, strict=True)), ensure_ascii=False) + "\n"
+                               for row in zip(*cols.values(), strict=True)).encode("utf-8"))
     progress.advance("write docs", plan.units)
     if sink is None:
         return None
