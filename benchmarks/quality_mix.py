@@ -73,10 +73,11 @@ def web_pages(web: Path) -> list[str]:
     return [t for t in out if len(t.split()) >= 30]
 
 
-def make_mix(good_files: list[Path], web: Path | None, folder: Path, n_good: int, seed: int = 0) -> dict:
+def make_mix(good_files: list[Path], web: Path | None, folder: Path, n_good: int, seed: int = 0,
+             min_words: int = 150) -> dict:
     """Write the mix to `folder` (one .jsonl per kind); {kind: documents written}."""
     rng = random.Random(seed)
-    good = good_docs(good_files)
+    good = good_docs(good_files, min_words)
     rng.shuffle(good)
     good = good[:n_good]
     words = [w for doc in good for w in doc.split()]
@@ -133,17 +134,19 @@ def main() -> int:
                                            "milton-paradise,blake-poems", help="Gutenberg books of the reference")
     ap.add_argument("--docs", type=int, default=1000, help="good documents (as many junk)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--min-words", type=int, default=150, help="words per good document, at least")
+    ap.add_argument("overrides", nargs="*", help="more pipeline overrides for both runs (key=value)")
     args = ap.parse_args()
     books = args.text / "nltk_gutenberg"
     counts = make_mix([books / f"{b}.txt" for b in args.good.split(",")], args.web, args.work / "in", args.docs,
-                      args.seed)
+                      args.seed, args.min_words)
     print("mix:", counts)
     reference = "quality.reference=" + ",".join(str(books / f"{b}.txt") for b in args.reference.split(","))
-    run(args.work / "in", args.work / "all", reference, "quality.keep_fraction=1.0")
+    run(args.work / "in", args.work / "all", reference, "quality.keep_fraction=1.0", *args.overrides)
     rows = read_clean(args.work / "all")
     print("scored:", {k: sum(1 for kk, _ in rows if kk == k) for k in KINDS})
     print("AUC good vs junk:", {k: round(v, 4) for k, v in aucs(rows).items()})
-    run(args.work / "in", args.work / "half", reference, "quality.keep_fraction=0.5")
+    run(args.work / "in", args.work / "half", reference, "quality.keep_fraction=0.5", *args.overrides)
     kept = read_clean(args.work / "half")
     print(f"keep_fraction=0.5: kept {len(kept)} of {len(rows)}; good among them: "
           f"{sum(k == 'good' for k, _ in kept) / max(len(kept), 1):.4f}")

@@ -2,31 +2,36 @@
 
 Training (one step, after the scan; deterministic, on bounded samples):
 - the reference (`quality.reference=PATH[,PATH...]`) is read through the pipeline's own reader and
-  normalized and filtered like the input, at most `sample_chars` characters, spread evenly over its work
-  units. A hash of each document's id sends `holdout` of them to calibration, the rest to training;
+  normalized and filtered like the input, at most `sample_chars` characters, the same share from each of
+  its work units. A hash of each document's id holds out `holdout` of them for calibration;
 - (a) a fastText classifier (DCLM's recipe): reference documents (positives) against as many documents
   sampled from the input (negatives: the scan's tokenizer sample), word unigrams and bigrams, one thread
-  and a fixed seed, small (`ft_dim` x (words + `ft_bucket`) floats: about 4 MB);
+  and a fixed seed; small: `ft_dim` floats per word and per bigram hash bucket (`ft_bucket`), ~4 MB;
 - (b) a word bigram language model of the reference (CCNet-style perplexity): interpolated Kneser-Ney
-  with absolute discount `lm_discount` over the `lm_vocab` most common words (rarer words share one
-  unknown word, so it gets a probability too) and at most `lm_bigrams` stored bigrams (the most
-  frequent; the others back off). A batch of documents is scored at once: its bigram keys are looked up
-  with searchsorted in the sorted keys of the stored bigrams.
-Words are whitespace-separated tokens, lowercased (what fastText sees too).
+  with absolute discount `lm_discount` over the `lm_vocab` most common words (the rarer ones share one
+  unknown word, which then costs its probability divided among the word types it stands for) and at
+  most `lm_bigrams` stored bigrams (the most frequent; the others back off). A batch of documents is
+  scored at once, vectorized: word ids and bigram keys are looked up with searchsorted in sorted tables.
+Both read the text lowercased, its words split at whitespace.
 
-The score: each signal of a document (the classifier's log-odds of "reference"; the language model's
-mean log-probability per word) is measured against the held-out reference documents, as a robust
-z-score: (value - their median) / their spread (interquartile range / 1.349). The quality is the lower
-of the two: a document must look like the reference under both models. 0 is the typical reference
-text, negative is worse (-3: three spreads below it on the model it fits worse).
+Three signals per document: the classifier's log-odds of "reference"; the language model's mean
+log-probability per word (low for keyword listings, markup, foreign text); its mean pointwise mutual
+information of each word with the one before, log P(w | prev) - log P(w) (near zero for word salad,
+even salad of the reference's own words, whose perplexity alone looks ordinary). Each is measured
+against the held-out reference documents as a robust z-score, (value - their median) / their spread
+(interquartile range / 1.349), and the quality is the lowest of the three: a document must look like
+the reference under every signal. 0 is typical reference text; -3 is three spreads below it on the
+signal where the document fits worst. (On a mix of book prose and junk the language model's two
+signals separate every kind; the classifier, trained against an input that is half good prose, adds
+little there: BENCHMARKS.md, "Quality scores".)
 
 Outputs: `quality/classifier.ftz`, `quality/lm.npz` and `quality/calibration.json` in the output
 folder; `quality.model=DIR` loads them from an earlier output instead of training. The scorers' hash
 (sha256 over the three files) goes to stats.json and the shard manifest with the cut.
 
 The cut: `quality.threshold` (a fixed score) or `quality.keep_fraction` (a global quantile of the
-scores, estimated from a sample of at most `score_sample` of them chosen by a hash of the document id,
-so it is the same on any worker count). Documents below it are dropped as "filter/quality"; every clean
+scores, estimated from a sample of about `score_sample` of them chosen by a hash of the document id, so
+it is the same on any worker count). Documents below it are dropped as "filter/quality"; every clean
 record carries its score as "quality".
 """
 
@@ -47,7 +52,7 @@ from pipeline.dedup import losers_of
 from pipeline.filters import Filters
 from pipeline.inputs import expand
 from pipeline.normalize import PRESETS
-from pipeline.plan import sample_hash
+from pipeline.plan import STAGES, sample_hash
 from pipeline.sources import Reader
 from pipeline.stats import Tally
 
@@ -71,7 +76,7 @@ class QualityConfig:
     holdout: float = 0.1  # fraction of reference documents (by id hash) held out to calibrate the scores
     score_sample: int = 100_000  # scores sampled to place the keep_fraction cut
     seed: int = 1
-    ft_dim: int = 8  # fastText: vector size, hash buckets of the words and bigrams, epochs, learning rate
+    ft_dim: int = 8  # fastText: vector size, hash buckets of the bigrams, epochs, learning rate
     ft_bucket: int = 100_000
     ft_epoch: int = 5
     ft_lr: float = 0.1
@@ -208,7 +213,7 @@ class BigramLM:
 # ---- (a) the fastText classifier -------------------------------------------------------------------
 
 def train_classifier(positives: list[str], negatives: list[str], cfg: QualityConfig, folder: str):
-    """A quantized fastText classifier of reference (positives) against input (negatives), saved in
+    """A fastText classifier of reference (positives) against input (negatives), saved in
     `folder` (a local temporary folder) as classifier.ftz; the model."""
     import fasttext
 
@@ -267,7 +272,7 @@ class Scorer:
         self.classifier, self.lm, self.calibration, self.sha256 = classifier, lm, calibration, sha256
 
     def signals(self, texts: list[str]) -> np.ndarray:
-        """[n, 2]: classifier log-odds and the language model's mean log-probability per word."""
+        """[n, 3]: the three signals of each text (see `signals`)."""
         return signals(self.classifier, self.lm, [line(t) for t in texts])
 
     def score(self, texts: list[str]) -> np.ndarray:
@@ -446,11 +451,12 @@ class Scoring:
 
 
 def sample_below(cfg: QualityConfig, scans: list) -> int:
-    """The id-hash bound that samples about `score_sample` of the documents the scan kept."""
-    from pipeline.plan import STAGES
+    """The id-hash bound that samples about `score_sample` of the documents the scan staged."""
+    def staged(scan) -> int:  # what the scan's last stage passed on
+        stages = [k for k in STAGES if k in scan.tally.out]
+        return scan.tally.out[stages[-1]][0] if stages else 0
 
-    kept = sum(s.tally.out[max(s.tally.out, key=STAGES.index)][0] for s in scans if s.tally.out)
-    return min(int(min(1.0, cfg.score_sample / max(kept, 1)) * 2.0**64), 2**64 - 1)
+    return min(int(min(1.0, cfg.score_sample / max(sum(map(staged, scans)), 1)) * 2.0**64), 2**64 - 1)
 
 
 def cut(cfg: QualityConfig, sha256: str, scored: list) -> Cut:
