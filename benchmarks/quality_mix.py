@@ -17,6 +17,7 @@ The reference is other books (`--reference`), read by the pipeline itself.
 import argparse
 import gzip
 import json
+import os
 import random
 import re
 import subprocess
@@ -135,21 +136,32 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=1000, help="good documents (as many junk)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--min-words", type=int, default=150, help="words per good document, at least")
+    ap.add_argument("--results", type=Path, help="append the figures to this markdown file")
     ap.add_argument("overrides", nargs="*", help="more pipeline overrides for both runs (key=value)")
     args = ap.parse_args()
-    books = args.text / "nltk_gutenberg"
+    books, lines = args.text / "nltk_gutenberg", []
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    say(f"command: python benchmarks/quality_mix.py {' '.join(sys.argv[1:])}")
+    say(f"good books: {args.good}; reference books: {args.reference}; load before: {os.getloadavg()[0]:.1f}")
     counts = make_mix([books / f"{b}.txt" for b in args.good.split(",")], args.web, args.work / "in", args.docs,
                       args.seed, args.min_words)
-    print("mix:", counts)
+    say(f"mix (documents written): {counts}")
     reference = "quality.reference=" + ",".join(str(books / f"{b}.txt") for b in args.reference.split(","))
     run(args.work / "in", args.work / "all", reference, "quality.keep_fraction=1.0", *args.overrides)
     rows = read_clean(args.work / "all")
-    print("scored:", {k: sum(1 for kk, _ in rows if kk == k) for k in KINDS})
-    print("AUC good vs junk:", {k: round(v, 4) for k, v in aucs(rows).items()})
+    say(f"scored (clean records, after filters and dedup): {({k: sum(1 for kk, _ in rows if kk == k) for k in KINDS})}")
+    say(f"AUC good vs junk: {({k: round(v, 4) for k, v in aucs(rows).items()})}")
     run(args.work / "in", args.work / "half", reference, "quality.keep_fraction=0.5", *args.overrides)
     kept = read_clean(args.work / "half")
-    print(f"keep_fraction=0.5: kept {len(kept)} of {len(rows)}; good among them: "
-          f"{sum(k == 'good' for k, _ in kept) / max(len(kept), 1):.4f}")
+    say(f"keep_fraction=0.5: kept {len(kept)} of {len(rows)}; good among them: "
+        f"{sum(k == 'good' for k, _ in kept) / max(len(kept), 1):.4f}")
+    if args.results:
+        with open(args.results, "a") as f:
+            f.write("\n".join(["```", *lines, "```", ""]) + "\n")
     return 0
 
 

@@ -15,6 +15,7 @@ one process each (MB/s of UTF-8 text per core).
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -38,6 +39,7 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=3000, help="good documents in the mix (as many junk)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--work", type=Path, default=WORK / "quality_speed")
+    ap.add_argument("--results", type=Path, help="append the figures to this markdown file")
     args = ap.parse_args()
     import zstandard
 
@@ -53,7 +55,7 @@ def main() -> int:
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
 
-    scorer = quality.Scorer.load(str(args.work / "out" / "quality"))
+    scorer, load = quality.Scorer.load(str(args.work / "out" / "quality")), os.getloadavg()[0]
     best = float("inf")
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -61,8 +63,10 @@ def main() -> int:
             scorer.score(texts[i:i + 256])
         best = min(best, time.perf_counter() - start)
     ours = mb / best
-    print(f"corpus: {len(texts):,} documents, {mb:.1f} MB")
-    print(f"cramkit quality scores (classifier + language model): {ours:.1f} MB/s")
+    lines = [f"command: python benchmarks/quality_speed.py {' '.join(sys.argv[1:])}",
+             f"corpus: {len(texts):,} documents, {mb:.1f} MB; load before: {load:.1f}",
+             f"cramkit quality scores (classifier + language model + calibration), one process: {ours:.1f} MB/s"]
+    print("\n".join(lines), flush=True)
     if not DT_PYTHON.is_file():
         print(f"datatrove's venv is missing ({DT_PYTHON}): run benchmarks/corpus_pipeline.py --setup")
         return 0
@@ -71,9 +75,12 @@ def main() -> int:
                          check=True, capture_output=True, text=True).stdout
     dt = json.loads(out.strip().splitlines()[-1])
     theirs = dt["mb"] / dt["seconds"]
-    print(f"datatrove FastTextClassifierFilter (the same classifier alone): {theirs:.1f} MB/s")
-    print(f"| quality scoring, {len(texts):,} docs / {mb:.1f} MB | {ours:.1f} MB/s | {theirs:.1f} MB/s | "
-          f"{ours / theirs:.2f}x |")
+    lines += [f"datatrove FastTextClassifierFilter (the same classifier alone), one process: {theirs:.1f} MB/s",
+              f"ratio: {ours / theirs:.2f}x; load after: {os.getloadavg()[0]:.1f}"]
+    print("\n".join(lines[-2:]))
+    if args.results:
+        with open(args.results, "a") as f:
+            f.write("\n".join(["```", *lines, "```", ""]) + "\n")
     return 0
 
 

@@ -35,6 +35,7 @@ it is the same on any worker count). Documents below it are dropped as "filter/q
 record carries its score as "quality".
 """
 
+import ctypes
 import hashlib
 import itertools
 import json
@@ -61,7 +62,6 @@ FILES = ("classifier.ftz", "lm.npz", "calibration.json")
 SCORE = np.dtype([("id", "<i8"), ("chars", "<u4"), ("score", "<f4")])
 LABELS = ("__label__reference", "__label__input")
 _BATCH = 256  # documents normalized and filtered together
-NAN_RETRIES = 20
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,8 @@ class QualityConfig:
         for field in ("sample_chars", "score_sample", "ft_dim", "ft_bucket", "ft_epoch", "lm_vocab", "lm_bigrams"):
             if getattr(self, field) < 1:
                 bad(field, "must be a positive integer")
+        if self.ft_bucket * self.ft_dim < 32_768:
+            bad("ft_bucket", "ft_bucket x ft_dim must be at least 32768 (see _fresh_large_allocations)")
         if not 0 < self.lm_discount < 1:
             bad("lm_discount", "must be in (0, 1)")
 
@@ -227,21 +229,24 @@ def train_classifier(positives: list[str], negatives: list[str], cfg: QualityCon
     with open(path, "w", encoding="utf-8") as f:
         for i in order:
             f.write(f"{rows[i][0]} {rows[i][1]}\n")
-    # fastText sporadically stops with "Encountered NaN" on small training sets, the same seed failing on
-    # one try and not the next; every try that finishes gives the same model, so a failed try is repeated.
-    for attempt in range(NAN_RETRIES):
-        try:
-            model = fasttext.train_supervised(input=path, dim=cfg.ft_dim, epoch=cfg.ft_epoch, lr=cfg.ft_lr,
-                                              wordNgrams=2, minCount=1, bucket=cfg.ft_bucket, thread=1,
-                                              seed=cfg.seed, verbose=0)
-            break
-        except RuntimeError as e:
-            if "NaN" not in str(e) or attempt == NAN_RETRIES - 1:
-                raise ValueError(f"quality: fastText training failed {attempt + 1} times ({e}); try another "
-                                 "quality.seed or quality.ft_lr") from e
+    _fresh_large_allocations()
+    model = fasttext.train_supervised(input=path, dim=cfg.ft_dim, epoch=cfg.ft_epoch, lr=cfg.ft_lr, wordNgrams=2,
+                                      minCount=1, bucket=cfg.ft_bucket, thread=1, seed=cfg.seed, verbose=0)
     os.remove(path)
     model.save_model(os.path.join(folder, FILES[0]))
     return model
+
+
+def _fresh_large_allocations() -> None:
+    """fastText initializes only the first tenth of its input matrix when it trains on one thread and
+    leaves the rest as malloc returned it: on a reused heap block that is garbage, and training stops
+    with "Encountered NaN" or gives another model. With glibc's mmap threshold fixed at its default
+    (128 KB; glibc otherwise raises it after large frees), every block that size is fresh mmap memory,
+    all zeros, and the matrix (at least `ft_bucket` x `ft_dim` floats, 128 KB) is one of them."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _load_fasttext(data: bytes):
