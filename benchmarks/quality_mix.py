@@ -94,13 +94,13 @@ def make_mix(good_files: list[Path], web: Path | None, folder: Path, n_good: int
     return {k: len(v) for k, v in kinds.items()}
 
 
-def read_clean(out: Path) -> list[tuple[str, float]]:
-    """(kind, quality) of every clean record of an output folder."""
+def read_clean(out: Path, field: str = "quality") -> list[tuple[str, object]]:
+    """(kind, `field`) of every clean record of an output folder."""
     rows = []
     for f in sorted(out.glob("docs-*.jsonl.zst")):
         for line in zstandard.ZstdDecompressor().stream_reader(f.open("rb")).read().decode().splitlines():
             rec = json.loads(line)
-            rows.append((rec["id"].split(":")[1].removesuffix(".jsonl"), rec["quality"]))
+            rows.append((rec["id"].split(":")[1].removesuffix(".jsonl"), rec[field]))
     return rows
 
 
@@ -155,6 +155,17 @@ def main() -> int:
     rows = read_clean(args.work / "all")
     say(f"scored (clean records, after filters and dedup): {({k: sum(1 for kk, _ in rows if kk == k) for k in KINDS})}")
     say(f"AUC good vs junk: {({k: round(v, 4) for k, v in aucs(rows).items()})}")
+    from pipeline import quality
+
+    texts = read_clean(args.work / "all", "text")
+    scorer = quality.Scorer.load(str(args.work / "all" / "quality"))
+    signals = scorer.signals([t for _, t in texts])
+    z = (signals - scorer.calibration["median"]) / np.array(scorer.calibration["spread"])
+    other = {f"{name} alone": signals[:, i] for i, name in enumerate(scorer.calibration["signals"])}
+    other |= {"min of the two language-model signals": z[:, 1:].min(1), "mean of the three": z.mean(1)}
+    for name, values in other.items():
+        per = aucs([(k, v) for (k, _), v in zip(texts, values, strict=True)])
+        say(f"  AUC of {name}: {({k: round(v, 4) for k, v in per.items()})}")
     run(args.work / "in", args.work / "half", reference, "quality.keep_fraction=0.5", *args.overrides)
     kept = read_clean(args.work / "half")
     say(f"keep_fraction=0.5: kept {len(kept)} of {len(rows)}; good among them: "

@@ -399,12 +399,13 @@ def input_sample(cfg, plan, scans: list) -> list[str]:
     `sample_chars` characters, the same share from every unit."""
     per_unit, out = cfg.quality.sample_chars // max(plan.units, 1), []
     for scan in sorted(scans, key=lambda s: s.unit):
+        batches = docstore.batches(plan.unit_file(scan.unit, "sample.arrow"), scan.sample)
         chars = 0
-        for _, _, texts in docstore.batches(plan.unit_file(scan.unit, "sample.arrow"), scan.sample):
-            out += texts
-            chars += sum(map(len, texts))
+        for text in itertools.chain.from_iterable(texts for _, _, texts in batches):  # read lazily
             if chars >= per_unit:
                 break
+            out.append(text)
+            chars += len(text)
     return out
 
 
