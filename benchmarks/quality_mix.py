@@ -11,7 +11,7 @@ The mix (one JSON Lines file per kind, so a clean record's id names its kind):
   (navigation, menus and all, like a WET record) and as raw HTML, and the WET file's pages.
 The reference is other books (`--reference`), read by the pipeline itself.
 
-    python benchmarks/quality_mix.py --text DATA/text --web DATA/web --work /tmp/qmix
+    python benchmarks/quality_mix.py [--text DATA/text --web DATA/web] [--min-words 30] [key=value ...]
 """
 
 import argparse
@@ -28,6 +28,7 @@ import numpy as np
 import zstandard
 
 KINDS = ("good", "salad", "keywords", "web")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEPARATORS = (", ", " | ", "\n", " - ", "; ")
 
 
@@ -126,9 +127,9 @@ def run(mix: Path, out: Path, *overrides: str, workers: int = 1) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--text", type=Path, required=True, help="the shared prose folder (nltk_gutenberg, ...)")
-    ap.add_argument("--web", type=Path, required=True, help="the shared web-crawl folder")
-    ap.add_argument("--work", type=Path, default=Path("benchmarks/work/quality_mix"))
+    ap.add_argument("--text", type=Path, default=DATA / "text", help="a folder holding nltk_gutenberg/")
+    ap.add_argument("--web", type=Path, default=DATA / "web", help="a folder of Common Crawl WARC / WET files")
+    ap.add_argument("--work", type=Path, default=Path(__file__).resolve().parent / "work" / "quality_mix")
     ap.add_argument("--good", default="austen-emma,melville-moby_dick,chesterton-brown,whitman-leaves",
                     help="Gutenberg books of the good prose (names without .txt)")
     ap.add_argument("--reference", default="austen-sense,chesterton-ball,shakespeare-hamlet,shakespeare-macbeth,"
@@ -136,9 +137,11 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=1000, help="good documents (as many junk)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--min-words", type=int, default=150, help="words per good document, at least")
-    ap.add_argument("--results", type=Path, help="append the figures to this markdown file")
+    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results" / "quality_mix.md",
+                    help="append the figures to this markdown file")
     ap.add_argument("overrides", nargs="*", help="more pipeline overrides for both runs (key=value)")
     args = ap.parse_args()
+    args.work = args.work.resolve()
     books, lines = args.text / "nltk_gutenberg", []
 
     def say(text: str) -> None:
