@@ -67,7 +67,7 @@ def test_keep_fraction_on_two_workers_and_a_reloaded_scorer(mix, everything):
     kept = _records(half)
     # the cut is the median of all the scores (the sample holds every document here)
     assert abs(len(kept) - len(scores) / 2) <= 1
-    assert min(r["quality"] for r in kept) >= stats["quality"]["threshold"]
+    assert min(r["quality"] for r in kept) >= stats["quality"]["threshold"] - 1e-4  # records round to 4 places
     assert all(scores[r["id"]] == r["quality"] for r in kept)
     assert sum(r["id"].split(":")[1] == "good.jsonl" for r in kept) >= 0.9 * len(kept)
     drop = stats["dropped"]["filter/quality"]
@@ -83,7 +83,7 @@ def test_keep_fraction_on_two_workers_and_a_reloaded_scorer(mix, everything):
 
 def test_threshold_keeps_exactly_the_documents_at_or_above_it(mix, everything):
     scores = sorted(r["quality"] for r in _records(everything[0]))
-    threshold = scores[len(scores) // 4]
+    threshold = scores[len(scores) // 4] - 0.00005  # half a unit of the records' rounding below one score
     out, stats = run(mix, "threshold", f"quality.model={everything[0] / 'quality'}", f"quality.threshold={threshold}")
     assert sorted(r["quality"] for r in _records(out)) == [s for s in scores if s >= threshold]
     assert stats["quality"]["threshold"] == threshold
