@@ -1,8 +1,8 @@
 """The corpus config: every stage's dataclass, composed, and read the way every config is (`configs`).
 
 Each stage module owns its settings next to its code (sources.SourceConfig, normalize.NormalizeConfig,
-dedup.DedupConfig, filters.FilterConfig, quality.QualityConfig, output.OutputConfig, tokenize.TokenizerConfig,
-pack.PackConfig, order.OrderConfig/ShardConfig); this module only composes them.
+dedup.DedupConfig, filters.FilterConfig, quality.QualityConfig, output.OutputConfig,
+tokenize.TokenizerConfig, pack.PackConfig, order.OrderConfig/ShardConfig); this module only composes them.
 """
 
 from dataclasses import asdict, dataclass, field

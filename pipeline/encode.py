@@ -2,9 +2,9 @@
 
 Reads the unit's docstore in order, leaves out the documents the dedup decisions removed and those
 below the quality cut, encodes in batches (`encode_batch`, each document followed by the document-end
-token) and drops documents the tokenizer compresses badly ("tokenize/compression"). The ids of the kept documents are appended to
-the unit's token file (row dtype, no header) and their lengths to its lengths file (uint32), for the
-packing stage. Returns the counts, the unigram token counts and the report's histograms.
+token) and drops documents the tokenizer compresses badly ("tokenize/compression"). The ids of the kept
+documents are appended to the unit's token file (row dtype, no header) and their lengths to its lengths
+file (uint32), for the packing stage. Returns the counts, the unigram token counts and the report's histograms.
 """
 
 import time
