@@ -179,10 +179,10 @@ def main(argv=None) -> int:
             if ids["pad"] is None and not cfg.pack.cross_documents:
                 raise inputs.InputError(f"{cfg.tokenizer.path}: has no {ids['pad_token']!r} token to pad rows "
                                         "with (pack.cross_documents=false); set pack.pad to one of its tokens")
-        for ref in cfg.quality.references:
+        for ref in cfg.quality.references:  # found now, not after the scan
             try:
-                storage.match_inputs(ref)
-            except storage.StorageError as e:
+                inputs.check_hf(ref) if ref.startswith("hf:") else storage.match_inputs(ref)
+            except (inputs.InputError, storage.StorageError) as e:
                 raise inputs.InputError(f"quality.reference: {e}") from None
         if cfg.quality.model:
             quality.check_model(cfg.quality)

@@ -50,6 +50,7 @@ import numpy as np
 
 from pipeline import docstore, minhash, progress, storage
 from pipeline.dedup import losers_of
+from pipeline.document import Doc
 from pipeline.filters import Filters
 from pipeline.inputs import expand
 from pipeline.normalize import PRESETS
@@ -370,8 +371,6 @@ def _clean(cfg, docs: list, filters: Filters) -> list:
 def read_reference(cfg) -> list[tuple[int, str]]:
     """The reference documents [(id, text)], read, normalized and filtered like the input: at most
     `sample_chars` characters, the same share from every work unit of the reference."""
-    from pipeline.document import Doc
-
     found = expand(cfg.quality.references, cfg.source.text_mode)
     per_unit, reader, filters = cfg.quality.sample_chars // max(len(found.units), 1), Reader(cfg.source), Filters(cfg.filters)
     out = []
