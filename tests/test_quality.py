@@ -2,7 +2,8 @@
 made here (word salad from the prose's own words, keyword listings) plus raw Common Crawl pages
 (../shared/data/web, when present), with other books as the reference: AUC per kind, a score on every
 clean record, the keep_fraction and threshold cuts, the same output on 1 and 2 workers and from a
-reloaded scorer, the stage accounting, and shards whose manifest and report carry the cut."""
+reloaded scorer, the stage accounting, and the same shards on 1 and 2 workers, whose manifest and report
+carry the cut."""
 
 import json
 import sys
@@ -89,13 +90,17 @@ def test_threshold_keeps_exactly_the_documents_at_or_above_it(mix, everything):
     assert stats["quality"]["threshold"] == threshold
 
 
-def test_shards_manifest_and_report_record_the_cut(mix, everything):
-    out, stats = run(mix, "shards", f"quality.model={everything[0] / 'quality'}", "quality.keep_fraction=0.6",
-                     "tokenizer.vocab_size=2000", "tokenizer.compression_cutoff=1.0", until="shards")
+def test_shards_on_one_and_two_workers_record_the_cut(mix, everything):
+    settings = (f"quality.model={everything[0] / 'quality'}", "quality.keep_fraction=0.6", "tokenizer.vocab_size=2000",
+                "tokenizer.compression_cutoff=1.0")
+    out, stats = run(mix, "shards", *settings, until="shards")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["quality"] == stats["quality"] and stats["quality"]["keep_fraction"] == 0.6
     assert stats["dropped"]["filter/quality"]["docs"] > 0 and stats["documents"]["balanced"]
     assert (out / "report.png").stat().st_size > 0 and (out / "quality").is_dir()
+    two, _ = run(mix, "shards2", *settings, until="shards", workers=2)
+    assert json.loads((two / "manifest.json").read_text())["content_hash"] == manifest["content_hash"]
+    assert {p.name: p.read_bytes() for p in two.glob("shard-*")} == {p.name: p.read_bytes() for p in out.glob("shard-*")}
 
 
 def test_bad_settings_fail_in_one_line(tmp_path, capsys):
