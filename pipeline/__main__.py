@@ -25,6 +25,8 @@ overrides (key=value, dotted, after the options; values are YAML):
   normalize.preset=cramming|cased|none   filters.enabled=false filters.min_words=20
   filters.langid_model=models/lid.176.ftz   dedup.exact=false dedup.near=false dedup.bands=14 dedup.rows=8
   dedup.num_perm=112 dedup.jaccard_threshold=0.8   output.format=jsonl.zst|parquet
+  quality.reference=PATH[,PATH...] (trusted text: train quality scorers)  quality.model=OUT/quality (reuse)
+  quality.keep_fraction=0.8 | quality.threshold=-2.0
   objective=mlm|clm seq_len=128   tokenizer.kind=wordpiece|bpe tokenizer.vocab_size=32768
   tokenizer.path=existing/tokenizer.json tokenizer.sample_chars=25000000 tokenizer.compression_cutoff=0.25
   pack.cross_documents=false pack.segments=true pack.document_end=TOKEN pack.pad=TOKEN
@@ -45,6 +47,7 @@ On a cluster, --input and --output must be storage every worker can reach (s3://
 output (--output, default out/corpus):
   --until shards (default)   shard-*.arrow, tokenizer.json, report.png, manifest.json (the trainer's input)
   --until clean (or earlier) docs-*.jsonl.zst (or .parquet), one per work unit, in id order
+  quality/                   with quality.reference or quality.model: the scorers (reuse: quality.model)
 and always stats.json: documents read = kept + dropped per reason, failed and skipped files, bytes
 in/out, seconds per stage, and .cramkit, the record of the files cramkit wrote (--overwrite deletes
 only those, and refuses a folder holding anything else; reading an input folder skips a folder holding
@@ -156,7 +159,7 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from configs import ConfigError, show
-    from pipeline import config, inputs, output, plan, runners, shards, storage, tokenize
+    from pipeline import config, inputs, output, plan, quality, runners, shards, storage, tokenize
     from pipeline import stats as accounting
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -188,6 +191,13 @@ def main(argv=None) -> int:
             if ids["pad"] is None and not cfg.pack.cross_documents:
                 raise inputs.InputError(f"{cfg.tokenizer.path}: has no {ids['pad_token']!r} token to pad rows "
                                         "with (pack.cross_documents=false); set pack.pad to one of its tokens")
+        for ref in cfg.quality.references:  # found now, not after the scan
+            try:
+                inputs.check_hf(ref) if ref.startswith("hf:") else storage.match_inputs(ref)
+            except (inputs.InputError, storage.StorageError) as e:
+                raise inputs.InputError(f"quality.reference: {e}") from None
+        if cfg.quality.model:
+            quality.check_model(cfg.quality)
         found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6),
                               cfg.source.follow_symlinks)
         folders = output.prepare(args.output, args.overwrite, specs)

@@ -8,6 +8,7 @@ small results between stages (as side inputs); texts, hashes and rows move throu
     scan (per unit) --+-- exact (per hash partition) -------------------------------------+
                       +-- candidates (per band partition) -- verify (per edge partition)   |
                           -- clusters (one) ---------------------------------------------+
+      quality (on):   train (one) -- score (per unit) -- cut (one) -- drops (per unit)  |
       --until clean:  write docs (per unit)                                               |
       shards:         tokenizer (one) -- encode (per unit) -- keys (per unit) -- boundaries (one)
                       -- rows (per unit) -- write (per shard)
@@ -17,7 +18,7 @@ small results between stages (as side inputs); texts, hashes and rows move throu
 import apache_beam as beam
 
 from model import tokenizer
-from pipeline import dedup, finish, order, output, tokenize
+from pipeline import dedup, finish, order, output, quality, tokenize
 from pipeline.encode import Encoder
 from pipeline.pack import Layout
 from pipeline.plan import STAGES
@@ -48,16 +49,27 @@ class _Scan(beam.DoFn):
         yield self.scan(unit)
 
 
+class _Score(beam.DoFn):
+    def __init__(self, cfg, plan):
+        self.cfg, self.plan = cfg, plan
+
+    def setup(self):
+        self.score = quality.Scoring(self.cfg, self.plan)  # loads the scorers once per worker
+
+    def process(self, scan, decisions, trained, below):
+        yield self.score(scan, decisions, below)
+
+
 class _Encode(beam.DoFn):
     def __init__(self, cfg, plan):
         self.cfg, self.plan, self.encoder = cfg, plan, None
 
-    def process(self, scan, tokenizer_json, decisions):
+    def process(self, scan, tokenizer_json, decisions, cut=None):
         if tokenizer_json is None:
             return
         if self.encoder is None:
             self.encoder = Encoder(self.cfg, self.plan, tokenizer_json)
-        yield self.encoder(scan, decisions)
+        yield self.encoder(scan, decisions, cut)
 
 
 class _Rows(beam.DoFn):
@@ -113,16 +125,29 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
     decided = _all(decisions)
     tallies.append(decisions | "DecisionTally" >> beam.Map(lambda d: d.tally))
     one = p | "One" >> beam.Create([None])
+    cut = p | "NoQuality" >> beam.Create([None])  # quality off: write_docs and encode get None
+    if cfg.quality.enabled and upto >= STAGES.index("quality"):
+        trained = one | "QualityModels" >> beam.Map(lambda _, s: quality.train(cfg, plan, s), scanned)
+        below = one | "QualitySample" >> beam.Map(lambda _, s: quality.sample_below(cfg.quality, s), scanned)
+        scored = scans | "Score" >> beam.ParDo(_Score(cfg, plan), decided, _one(trained), _one(below))
+        cut = one | "QualityCut" >> beam.Map(lambda _, t, s: quality.cut(cfg.quality, t[0], s), _one(trained),
+                                             _all(scored))
+        tallies += [trained | "TrainTally" >> beam.Map(lambda t: t[1]),
+                    scored | "ScoreTally" >> beam.Map(lambda s: s[2]),
+                    scans | "QualityDrops" >> beam.Map(lambda s, c: quality.drops(plan, c.threshold, s.unit),
+                                                       _one(cut))]
+    cut = _one(cut)
 
     if plan.until != "shards":
-        written = scans | "WriteDocs" >> beam.Map(lambda s, d: output.write_docs(s, cfg.output, plan, d), decided)
+        written = scans | "WriteDocs" >> beam.Map(
+            lambda s, d, c: output.write_docs(s, cfg.output, plan, d, c), decided, cut)
         return one | "Finish" >> beam.Map(
-            lambda _, w, t: finish.finish(cfg, plan, skipped, t, [x for x in w if x], extra),
-            _all(written), _all(tallies | "Tallies" >> beam.Flatten()))
+            lambda _, w, t, c: finish.finish(cfg, plan, skipped, t, [x for x in w if x], extra, quality=c),
+            _all(written), _all(tallies | "Tallies" >> beam.Flatten()), cut)
 
     tok = one | "Tokenizer" >> beam.Map(
         lambda _, s, d: tokenize.train_from_sample(cfg.tokenizer, cfg.objective, plan, s, d), scanned, decided)
-    encoded = scans | "Encode" >> beam.ParDo(_Encode(cfg, plan), _one(tok), decided)
+    encoded = scans | "Encode" >> beam.ParDo(_Encode(cfg, plan), _one(tok), decided, cut)
     tallies.append(encoded | "EncodeTally" >> beam.Map(lambda e: e.tally))
     counts = encoded | "Unigrams" >> beam.Map(lambda e: e.counts) | "SumUnigrams" >> beam.CombineGlobally(_sum)
     hists = encoded | "Hists" >> beam.Map(lambda e: e.hists) | "SumHists" >> beam.CombineGlobally(_sum)
@@ -144,5 +169,5 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
     written = (bounds | "ShardItems" >> beam.FlatMap(lambda b: range(len(b) + 1)) | "ShardSpread" >> beam.Reshuffle()
                | "WriteShards" >> beam.Map(shard, _one(bounds), _all(parted), _one(tok)))
     return one | "Finish" >> beam.Map(
-        lambda _, w, t, tj, lay, h: finish.finish(cfg, plan, skipped, t, w, extra, tj, lay, h),
-        _all(written), _all(tallies | "Tallies" >> beam.Flatten()), _one(tok), _one(layout), _one(hists))
+        lambda _, w, t, tj, lay, h, c: finish.finish(cfg, plan, skipped, t, w, extra, tj, lay, h, c),
+        _all(written), _all(tallies | "Tallies" >> beam.Flatten()), _one(tok), _one(layout), _one(hists), cut)

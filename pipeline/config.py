@@ -1,9 +1,9 @@
 """The corpus config: every stage's dataclass, composed, and read the way every config is (`configs`).
 
 Each stage module owns its settings next to its code (sources.SourceConfig, web.WebConfig,
-webclean.WebCleanConfig, normalize.NormalizeConfig,
-dedup.DedupConfig, filters.FilterConfig, output.OutputConfig, tokenize.TokenizerConfig,
-pack.PackConfig, order.OrderConfig/ShardConfig); this module only composes them.
+webclean.WebCleanConfig, normalize.NormalizeConfig, dedup.DedupConfig, filters.FilterConfig,
+quality.QualityConfig, output.OutputConfig, tokenize.TokenizerConfig, pack.PackConfig,
+order.OrderConfig/ShardConfig); this module only composes them.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -16,6 +16,7 @@ from pipeline.normalize import NormalizeConfig
 from pipeline.order import OrderConfig, ShardConfig
 from pipeline.output import OutputConfig
 from pipeline.pack import PackConfig
+from pipeline.quality import QualityConfig
 from pipeline.sources import SourceConfig
 from pipeline.tokenize import OBJECTIVES, TokenizerConfig
 from pipeline.web import WebConfig
@@ -34,6 +35,7 @@ class CorpusConfig:
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pack: PackConfig = field(default_factory=PackConfig)

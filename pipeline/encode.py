@@ -1,10 +1,10 @@
 """Stage: one unit's clean documents -> token ids, with cramming's tokenizer-compression filter.
 
-Reads the unit's docstore in order, leaves out the documents the dedup decisions removed, encodes in
-batches (`encode_batch`, each document followed by the document-end token) and drops documents
-the tokenizer compresses badly ("tokenize/compression"). The ids of the kept documents are appended to
-the unit's token file (row dtype, no header) and their lengths to its lengths file (uint32), for the
-packing stage. Returns the counts, the unigram token counts and the report's histograms.
+Reads the unit's docstore in order, leaves out the documents the dedup decisions removed and those
+below the quality cut, encodes in batches (`encode_batch`, each document followed by the document-end
+token) and drops documents the tokenizer compresses badly ("tokenize/compression"). The ids of the kept
+documents are appended to the unit's token file (row dtype, no header) and their lengths to its lengths
+file (uint32), for the packing stage. Returns the counts, the unigram token counts and the report's histograms.
 """
 
 import time
@@ -14,7 +14,7 @@ import numpy as np
 import zstandard
 
 from model import tokenizer
-from pipeline import docstore, progress, report, shards, storage
+from pipeline import docstore, progress, quality, report, shards, storage
 from pipeline.dedup import losers_of
 from pipeline.stats import Tally
 from pipeline.tokenize import DROP_REASON, compression_keep, encode, packing_ids
@@ -69,16 +69,19 @@ class Encoder:
         self.dtype = shards.dtype_for_vocab(self.vocab)
         self.cctx = zstandard.ZstdCompressor(level=3)
 
-    def __call__(self, scan, decisions) -> Encoded:
+    def __call__(self, scan, decisions, cut=None) -> Encoded:
         cfg, plan, seq_len = self.cfg, self.plan, self.cfg.seq_len
         tally, start = Tally(), time.perf_counter()
         gone = losers_of(scan.unit, decisions)
+        scored = None if cut is None else quality.unit_scores(plan, scan.unit)
         counts = np.zeros(self.vocab, np.int64)
         hists = {name: np.zeros(len(e) - 1, np.int64) for name, e in report.EDGES.items()}
         kept_tokens = kept_docs = kept_chars = rows = 0
         with _Lazy(tokens_file(plan, scan.unit)) as tokens, _Lazy(lengths_file(plan, scan.unit)) as lengths:
             for ids, _, texts in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs):
                 live = ~np.isin(ids, gone)
+                if cut is not None:  # below the quality cut: dropped (counted by the quality drops step)
+                    live &= quality.lookup(scored, ids) >= cut.threshold
                 texts = [t for t, keep in zip(texts, live, strict=True) if keep]
                 stats, keep_ids = [], []
                 for text, token_ids in zip(texts, encode(self.tok, texts, self.end), strict=True):

@@ -17,9 +17,9 @@ from pipeline.tokenize import packing_ids
 REPORT = "report.png"
 
 
-def stage_names(until: str) -> list[str]:
+def stage_names(until: str, quality: bool = False) -> list[str]:
     names = list(STAGES[: STAGES.index(until) + 1])
-    names = [n for n in names if n != "clean"]
+    names = [n for n in names if n != "clean" and (quality or n != "quality")]
     return names[:-1] + ["tokenize"] if until == "shards" else names
 
 
@@ -49,8 +49,9 @@ def _error(stats: dict, rows: int | None) -> str | None:
 
 
 def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, tokenizer_json: str | None = None,
-           layout=None, hists: dict | None = None) -> dict:
-    """Write stats.json (and for shards report.png and manifest.json) into the output; the stats dict."""
+           layout=None, hists: dict | None = None, quality=None) -> dict:
+    """Write stats.json (and for shards report.png and manifest.json) into the output; the stats dict.
+    `quality`: the quality.Cut when quality scores are on."""
     tally = total(tallies)
     shard_run = plan.until == "shards"
     entries = [w for w in written if w.get("file")]
@@ -63,8 +64,10 @@ def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, 
         tally.count("packed", layout.rows * seq_len, tokens=True)
         tally.count("capped", sum(w["capped"] for w in written), tokens=True)
         tally.count("written", sum(e["tokens"] for e in entries), tokens=True)
-    stats = build_stats(tally, stage_names(plan.until), skipped,
+    stats = build_stats(tally, stage_names(plan.until, quality is not None), skipped,
                         [{k: e[k] for k in ("file", "rows", "docs", "bytes") if k in e} for e in entries], extra)
+    if quality is not None:
+        stats["quality"] = quality.record()
     if shard_run:
         stats["tokens"] = dict(sorted(tally.tokens.items()))
     error = _error(stats, rows)
@@ -72,14 +75,14 @@ def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, 
         stats["error"] = error
     storage.write_text(storage.join(plan.out, STATS), to_json(stats))
     if shard_run and not error:
-        _manifest(cfg, plan, stats, entries, tokenizer_json, hists)
+        _manifest(cfg, plan, stats, entries, tokenizer_json, hists, quality)
     return stats
 
 
-def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists: dict) -> None:
+def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists: dict, quality=None) -> None:
     drops = {reason: d["docs"] for reason, d in stats["dropped"].items()}
     png = io.BytesIO()
-    report.write_report(png, hists, drops, cfg.tokenizer.compression_cutoff)
+    report.write_report(png, hists, drops, cfg.tokenizer.compression_cutoff, quality)
     storage.write_bytes(storage.join(plan.out, REPORT), png.getvalue())
     tok = tokenizer.parse(tokenizer_json, "the corpus tokenizer")
     pack, ids = cfg.pack, packing_ids(tok, cfg.objective, cfg.pack.document_end, cfg.pack.pad)
@@ -97,5 +100,6 @@ def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists:
         objective=cfg.objective, seq_len=cfg.seq_len, vocab_size=tokenizer.vocab_size(tok), shards=shard_list,
         config=cfg.to_dict(), order=asdict(cfg.order), packing=packing, counts=counts_of(stats),
         tokens=stats["tokens"], tokenizer_sha256=shards.sha256_bytes(tokenizer_json.encode()),
-        created=plan.created, columns=columns, special_tokens=specials)
+        created=plan.created, columns=columns, special_tokens=specials,
+        quality=None if quality is None else stats["quality"])
     storage.write_text(storage.join(plan.out, shards.MANIFEST), text)

@@ -19,9 +19,9 @@ only when it carries cramkit's marker or record and nothing else; anything else 
 error, never deleted.
 
 Clean documents (`--until clean` or earlier) go to `docs-NNNNN-of-MMMMM.jsonl.zst` (one JSON object
-{"id", "text"} per line, zstd; "id" is the document's name; a web page adds its "url" and crawl "date")
-or `.parquet` (columns id, text, url, date; url and date null but for web pages): one file per work unit
-that kept a document, in id order.
+{"id", "text"} per line, zstd; "id" is the document's name; a web page adds its "url" and crawl "date";
+with quality scores on, every document carries its "quality") or `.parquet` (columns id, text, url, date,
+[quality]; url and date null but for web pages): one file per work unit that kept a document, in id order.
 """
 
 import json
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import zstandard
 
-from pipeline import docstore, lock, progress, record, storage
+from pipeline import docstore, lock, progress, quality, record, storage
 from pipeline.dedup import losers_of
 
 FORMATS = ("jsonl.zst", "parquet")
@@ -218,34 +218,44 @@ def discard(folders: Folders) -> None:
     folders.held.release()
 
 
-def write_docs(scan, cfg: OutputConfig, plan, decisions) -> dict | None:
-    """A unit's clean documents (its docstore less the dedup losers) as one file, streamed batch by
-    batch; its output record {file, docs, bytes}, or None when it kept nothing."""
+def write_docs(scan, cfg: OutputConfig, plan, decisions, cut=None) -> dict | None:
+    """A unit's clean documents (its docstore less the dedup losers and, given a quality.Cut, the
+    documents below it) as one file, streamed batch by batch; its output record {file, docs, bytes}, or
+    None when it kept nothing."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     gone = losers_of(scan.unit, decisions)
+    scored = None if cut is None else quality.unit_scores(plan, scan.unit)
     name = f"docs-{scan.unit:05d}-of-{plan.units:05d}.{cfg.format}"
     path, docs, fh, sink = storage.join(plan.out, name), 0, None, None
+    fields = DOC_FIELDS + (() if cut is None else ("quality",))
+    schema = pa.schema([(k, pa.float32() if k == "quality" else pa.string()) for k in fields])
     for ids, *columns in docstore.batches(plan.unit_file(scan.unit, "docs.arrow"), scan.docs, web=True):
-        live = np.flatnonzero(~np.isin(ids, gone))
+        live = ~np.isin(ids, gone)
+        if cut is not None:
+            scores = quality.lookup(scored, ids)
+            live &= scores >= cut.threshold
+        live = np.flatnonzero(live)
         if not len(live):
             continue
-        names, texts, urls, dates = ([c[i] for i in live] for c in columns)
+        rows = [dict(zip(DOC_FIELDS, (c[i] for c in columns), strict=True)) for i in live]
+        if cut is not None:
+            for row, score in zip(rows, np.round(scores[live], 4).tolist(), strict=True):
+                row["quality"] = score
         if sink is None:  # opened at the first kept document: object stores cannot hold an empty file
             fh = storage.create(path)
-            sink = (pq.ParquetWriter(pa.PythonFile(fh, mode="w"), pa.schema([(k, pa.string()) for k in DOC_FIELDS]),
-                                     compression="zstd") if cfg.format == "parquet"
+            sink = (pq.ParquetWriter(pa.PythonFile(fh, mode="w"), schema, compression="zstd")
+                    if cfg.format == "parquet"
                     else zstandard.ZstdCompressor(level=cfg.zstd_level).stream_writer(fh, closefd=False))
-        docs += len(names)
-        rows = [dict(zip(DOC_FIELDS, row, strict=True)) for row in zip(names, texts, urls, dates, strict=True)]
+        docs += len(rows)
         if cfg.format == "parquet":
             sink.write_table(pa.Table.from_pylist([{**r, "url": r["url"] or None, "date": r["date"] or None}
-                                                   for r in rows], schema=sink.schema))
+                                                   for r in rows], schema=schema))
         else:
-            sink.write("".join(json.dumps({k: v for k, v in r.items() if v or k == "text"}, ensure_ascii=False) + "\n"
-                               for r in rows).encode("utf-8"))
+            sink.write("".join(json.dumps({k: v for k, v in r.items() if v or k in ("text", "quality")},
+                                          ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
     progress.advance("write docs", plan.units)
     if sink is None:
         return None

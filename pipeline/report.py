@@ -26,14 +26,15 @@ def histogram(name: str, values) -> np.ndarray:
     return np.histogram(clipped, bins=edges)[0].astype(np.int64)
 
 
-def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None) -> None:
-    """One PNG: the three histograms (every encoded document) and the drop counts per reason."""
+def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None, quality=None) -> None:
+    """One PNG: the three histograms (every encoded document), the drop counts per reason and, given a
+    quality.Cut, the histogram of the sampled quality scores with the cut."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = plt.subplots(2, 2 if quality is None else 3, figsize=(12 if quality is None else 18, 8))
     for ax, name in zip(axes.flat, EDGES, strict=False):
         edges, counts = EDGES[name], np.asarray(hists.get(name, np.zeros(len(EDGES[name]) - 1)))
         ax.stairs(counts, edges, fill=True, alpha=0.7)
@@ -57,7 +58,23 @@ def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None) ->
     ax.set_xlabel("documents")
     if not reasons:
         ax.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=ax.transAxes)
+    if quality is not None:
+        _quality_panel(axes.flat[4], quality)
+        axes.flat[5].axis("off")
     fig.suptitle("histograms: every document that reached the tokenizer; drops: every stage", fontsize=10)
     fig.tight_layout()
     fig.savefig(sink, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)
+
+
+def _quality_panel(ax, cut) -> None:
+    scores = np.asarray(cut.sample, dtype=np.float64)
+    scores = scores[scores > -1e5]  # documents without words score -1e6
+    if len(scores):
+        lo, hi = np.percentile(scores, [0.5, 100])
+        ax.hist(np.clip(scores, lo, hi), bins=60, range=(lo, hi + 1e-9), alpha=0.7)
+    if np.isfinite(cut.threshold):
+        ax.axvline(cut.threshold, color="red", linestyle="--", label=f"cut {cut.threshold:.3f}")
+        ax.legend()
+    ax.set_title(f"quality score (sample of {len(cut.sample):,}; kept: right of the cut)")
+    ax.set_ylabel("documents")

@@ -142,10 +142,11 @@ def library_versions() -> dict:
 
 def manifest(*, seq_len: int, vocab_size: int, shards: list[dict], config: dict, order: dict, packing: dict,
              counts: dict, tokens: dict, tokenizer_sha256: str, created: str, columns=("input_ids",),
-             special_tokens: dict | None = None, objective: str = "mlm") -> str:
+             special_tokens: dict | None = None, objective: str = "mlm", quality: dict | None = None) -> str:
     """The text of manifest.json. Everything but "created" is covered by "content_hash", so the same
     input and config give the same manifest apart from that timestamp. `special_tokens` maps token -> id
-    for readers that mask or pad. Refuses a shard set without rows (EmptyCorpus)."""
+    for readers that mask or pad; `quality` the quality scorers' hash and cut (None: scores were off).
+    Refuses a shard set without rows (EmptyCorpus)."""
     rows = sum(s["rows"] for s in shards)
     if rows == 0:
         raise EmptyCorpus("no rows to write: every document was filtered away or was shorter than one row. "
@@ -159,6 +160,7 @@ def manifest(*, seq_len: int, vocab_size: int, shards: list[dict], config: dict,
         "order": order, "packing": packing, "counts": counts, "tokens": tokens,
         "shards": shards, "versions": library_versions(),
     }
+    body["quality"] = quality
     body["content_hash"] = config_hash(body)
     body["created"] = created
     return json.dumps(body, indent=1, sort_keys=True) + "\n"

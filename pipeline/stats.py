@@ -76,7 +76,7 @@ def total(tallies) -> Tally:
     return sum(tallies, Tally())
 
 
-DERIVED = {"exact": "dedup/exact", "near": "dedup/near"}  # stages whose output is counted by what they drop
+DERIVED = {"exact": "dedup/exact", "near": "dedup/near", "quality": "filter/quality"}  # stages whose output is counted by what they drop
 
 
 def stage_outputs(tally: Tally, stages: list[str]) -> dict:
