@@ -27,6 +27,8 @@ overrides (key=value, dotted, after the options; values are YAML):
   pack.cross_documents=false pack.segments=true pack.document_end=TOKEN pack.pad=TOKEN
   order.name=none|random|sentence-length|unigram order.reverse=true order.max_rows=0
   shards.rows_per_shard=262144
+  decontam.glue_dir=DIR decontam.hub=true decontam.paths=[evals.txt,qa.jsonl#question,nli.tsv#premise+hypothesis]
+  decontam.splits=[dev,test] decontam.ngram=13 decontam.min_words=8 decontam.max_examples=10 decontam.mode=drop|span
   (every key and its value: python -m pipeline --show-config)
 
 runners: the default is Beam's local FnApiRunner (named explicitly: Beam's DirectRunner first tries to
@@ -42,7 +44,8 @@ output (--output, default out/corpus):
   --until shards (default)   shard-*.arrow, tokenizer.json, report.png, manifest.json (the trainer's input)
   --until clean (or earlier) docs-*.jsonl.zst (or .parquet), one per work unit, in id order
 and always stats.json: documents read = kept + dropped per reason, failed and skipped files, bytes
-in/out, seconds per stage. Intermediate files go to a staging folder .<name>.tmp beside the output,
+in/out, seconds per stage; with decontam.* set also contamination.jsonl (every match) and the
+contamination report (evaluation examples found per task and split) in stats.json and the summary. Intermediate files go to a staging folder .<name>.tmp beside the output,
 removed at the end. Same input and config give the same bytes on any runner and worker count, with
 or without --split-mb (manifest.json's "created" comes from --created).
 """
@@ -148,7 +151,7 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from configs import ConfigError, show
-    from pipeline import config, inputs, output, plan, shards, storage, tokenize
+    from pipeline import config, decontam, inputs, output, plan, shards, storage, tokenize
     from pipeline import stats as accounting
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -177,6 +180,8 @@ def main(argv=None) -> int:
                 raise inputs.InputError(f"{cfg.tokenizer.path}: has no {ids['pad_token']!r} token to pad rows "
                                         "with (pack.cross_documents=false); set pack.pad to one of its tokens")
         found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6))
+        checked = cfg.decontam.enabled and plan.STAGES.index(args.until) >= plan.STAGES.index("decontam")
+        evals = decontam.load(cfg.decontam, cfg.normalize.preset) if checked else None
         folders = output.prepare(args.output, args.overwrite)
     except (ConfigError, inputs.InputError, storage.StorageError, output.OutputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -191,6 +196,9 @@ def main(argv=None) -> int:
     console.print(f"reading {len(found.units):,} input units ({found.bytes / 1e6:.1f} MB"
                   f"{f', {len(found.skipped)} paths skipped' if found.skipped else ''}) with {args.runner}, "
                   f"{args.workers} worker(s), until {args.until}; staging in {folders.tmp}", markup=False)
+    if evals is not None:
+        decontam.save(evals, run_plan)
+        console.print(decontam.describe(evals), markup=False)
     start = time.perf_counter()
     extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": specs}
     stats_path = storage.join(folders.final, accounting.STATS)

@@ -1,7 +1,7 @@
 """The corpus config: every stage's dataclass, composed, and read the way every config is (`configs`).
 
 Each stage module owns its settings next to its code (sources.SourceConfig, normalize.NormalizeConfig,
-dedup.DedupConfig, filters.FilterConfig, output.OutputConfig, tokenize.TokenizerConfig,
+dedup.DedupConfig, filters.FilterConfig, decontam.DecontamConfig, output.OutputConfig, tokenize.TokenizerConfig,
 pack.PackConfig, order.OrderConfig/ShardConfig); this module only composes them.
 """
 
@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import configs
 from pipeline import shards
+from pipeline.decontam import DecontamConfig
 from pipeline.dedup import DedupConfig
 from pipeline.filters import FilterConfig
 from pipeline.normalize import NormalizeConfig
@@ -29,6 +30,7 @@ class CorpusConfig:
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     pack: PackConfig = field(default_factory=PackConfig)

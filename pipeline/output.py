@@ -27,7 +27,7 @@ from pipeline.dedup import losers_of
 
 FORMATS = ("jsonl.zst", "parquet")
 MARKERS = ("stats.json", "manifest.json")  # a folder holding one of these was written by cramkit
-OWN = (*MARKERS, "tokenizer.json", "report.png", "shard-*.arrow", "docs-*-of-*.*")
+OWN = (*MARKERS, "tokenizer.json", "report.png", "shard-*.arrow", "docs-*-of-*.*", "contamination.jsonl")
 STAGING_MARKER = ".cramkit"
 
 

@@ -26,14 +26,15 @@ def histogram(name: str, values) -> np.ndarray:
     return np.histogram(clipped, bins=edges)[0].astype(np.int64)
 
 
-def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None) -> None:
-    """One PNG: the three histograms (every encoded document) and the drop counts per reason."""
+def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None, contamination: dict | None = None) -> None:
+    """One PNG: the three histograms (every encoded document), the drop counts per reason and, with a
+    decontamination report, the evaluation examples found in the corpus per task and split."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig, axes = plt.subplots(2, 3 if contamination else 2, figsize=(18 if contamination else 12, 8))
     for ax, name in zip(axes.flat, EDGES, strict=False):
         edges, counts = EDGES[name], np.asarray(hists.get(name, np.zeros(len(EDGES[name]) - 1)))
         ax.stairs(counts, edges, fill=True, alpha=0.7)
@@ -57,7 +58,22 @@ def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None) ->
     ax.set_xlabel("documents")
     if not reasons:
         ax.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=ax.transAxes)
+    if contamination:
+        _contamination(axes.flat[4], contamination)
+        axes.flat[5].axis("off")
     fig.suptitle("histograms: every document that reached the tokenizer; drops: every stage", fontsize=10)
     fig.tight_layout()
     fig.savefig(sink, format="png", dpi=80, metadata={"Software": None})
     plt.close(fig)
+
+
+def _contamination(ax, report: dict) -> None:
+    from pipeline import decontam
+
+    rows = decontam.rows(report)[::-1]
+    labels = [f"{task} {split} ({found:,}/{ok:,})" for task, split, _, ok, found, _, _ in rows]
+    ax.barh(labels, [pct for *_, pct, _ in rows])
+    ax.set_title(f"evaluation examples found in the corpus ({report['ngram']}-grams), % of checkable")
+    ax.set_xlabel("% of checkable examples")
+    if not rows:
+        ax.text(0.5, 0.5, "no evaluation sets", ha="center", va="center", transform=ax.transAxes)

@@ -1,4 +1,4 @@
-"""Stage 1, one work unit at a time: read -> normalize -> filter, then stage and sign the survivors.
+"""Stage 1, one work unit at a time: read -> normalize -> filter -> decontam, then stage and sign the survivors.
 
 For every document that passes, the scan writes
 - its text to the unit's docstore, and to the unit's tokenizer sample when its sample hash is below
@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import xxhash
 
-from pipeline import docstore, minhash, progress, runs
+from pipeline import decontam, docstore, minhash, progress, runs
 from pipeline.document import Doc, Drop
 from pipeline.filters import Filters
 from pipeline.inputs import Unit
@@ -63,6 +63,8 @@ class Scanner:
         upto = STAGES.index(plan.until)
         self.normalize = upto >= STAGES.index("normalize")
         self.filters = Filters(cfg.filters) if upto >= STAGES.index("filter") else None
+        self.decontam = upto >= STAGES.index("decontam")
+        self.matcher = decontam.Matcher.load(plan) if self.decontam and cfg.decontam.enabled else None
         self.exact = cfg.dedup.exact and upto >= STAGES.index("exact")
         self.near = cfg.dedup.near and upto >= STAGES.index("near")
         self.hasher = minhash.MinHasher(cfg.dedup.num_perm, cfg.dedup.seed, cfg.dedup.scheme) if self.near else None
@@ -74,6 +76,7 @@ class Scanner:
         sample = docstore.Writer(plan.unit_file(unit.index, "sample.arrow"))
         exact = runs.Writer(plan.unit_file(unit.index, "exact"), EXACT, plan.exact_parts)
         bands = runs.Writer(plan.unit_file(unit.index, "bands"), BAND, cfg.dedup.bands * plan.band_parts)
+        found = decontam.Found(plan.unit_file(unit.index, decontam.FOUND))
         stream = reader.read(unit)
         clock = time.perf_counter()
         for batch in _batches(stream, BATCH):
@@ -84,17 +87,18 @@ class Scanner:
                 if isinstance(drop, Drop):
                     tally.drop(drop.reason, drop.size)
             tally.passed("read", len(kept), sum(len(d.text) for d in kept))
-            kept = self._clean(kept, tally)
+            kept = self._clean(kept, tally, found)
             for doc in kept:
                 docs.add(doc)
             self._sign(kept, sample, exact, bands, tally)
             clock = time.perf_counter()
         tally.took("read", time.perf_counter() - clock)
+        found.close()
         tally.files += reader.files
         progress.advance("scan", plan.input_bytes, unit.size, unit="B")
         return ScanResult(unit.index, docs.close(), sample.close(), exact.close(), bands.close(), tally)
 
-    def _clean(self, docs: list, tally: Tally) -> list:
+    def _clean(self, docs: list, tally: Tally, found: decontam.Found) -> list:
         if self.normalize:
             start, fn, out = time.perf_counter(), PRESETS[self.cfg.normalize.preset], []
             for doc in docs:
@@ -113,6 +117,15 @@ class Scanner:
                 tally.drop(reason, len(doc.text))
             tally.took("filter", time.perf_counter() - start)
             tally.passed("filter", len(docs), sum(len(d.text) for d in docs))
+        if self.matcher is not None:
+            start = time.perf_counter()
+            docs, dropped, records = self.matcher.apply(docs)
+            for doc, reason in dropped:
+                tally.drop(reason, len(doc.text))
+            found.add(records)
+            tally.took("decontam", time.perf_counter() - start)
+        if self.decontam:
+            tally.passed("decontam", len(docs), sum(len(d.text) for d in docs))
         return docs
 
     def _sign(self, docs: list, sample, exact, bands, tally: Tally) -> None:
