@@ -35,6 +35,7 @@ Every match goes to contamination.jsonl in the output, in document order: {"id":
 "text": the matched text}. The report (stats.json "contamination", the summary table, report.png and the
 shard manifest's counts) gives per task and split the examples, how many could be checked, how many
 were found in the corpus and in how many documents.
+Importing this module needs numpy alone (glue.py renders the report of a checkpoint's shards with it).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from itertools import repeat
 
 import numpy as np
 
-from pipeline import evalsets, storage
+from pipeline import evalsets
 from pipeline.document import Doc
 from pipeline.minhash import mix64
 from pipeline.normalize import PRESETS
@@ -219,6 +220,8 @@ def build(sets: list, cfg: DecontamConfig, preset: str) -> Index:
 
 def save(index: Index, plan) -> None:
     """The index into the run's staging folder, for the workers; its meta beside it, for the report."""
+    from pipeline import storage
+
     buf = io.BytesIO()
     arrays = {k: v for k, v in vars(index).items() if isinstance(v, np.ndarray)}
     np.savez(buf, vocab=np.frombuffer("\n".join(index.vocab).encode("utf-8"), np.uint8), **arrays)
@@ -257,6 +260,8 @@ class Matcher:
 
     @classmethod
     def load(cls, plan) -> Matcher:
+        from pipeline import storage
+
         with np.load(io.BytesIO(storage.read_bytes(plan.path(INDEX)))) as z:
             arrays = {k: z[k] for k in z.files}
         vocab = arrays.pop("vocab").tobytes().decode("utf-8")
@@ -374,6 +379,8 @@ class Found:
         self.path, self.fh = path, None
 
     def add(self, records: list) -> None:
+        from pipeline import storage
+
         if records:
             self.fh = self.fh or storage.create(self.path)
             self.fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
@@ -385,6 +392,8 @@ class Found:
 
 def collect(plan) -> dict:
     """After the scan: every unit's records into contamination.jsonl (document order) and the report."""
+    from pipeline import storage
+
     meta = json.loads(storage.read_text(plan.path(META)))
     at = {(s["task"], s["split"]): i for i, s in enumerate(meta["sets"])}
     found = [set() for _ in meta["sets"]]
@@ -441,3 +450,12 @@ def table(report: dict):
     for task, split, n, ok, found, pct, docs in rows(report):
         t.add_row(task, split, f"{n:,}", f"{ok:,}", f"{found:,}", f"{pct:.2f}", f"{docs:,}")
     return t
+
+
+def markdown(report: dict) -> str:
+    """The report as a markdown table (glue.py prints it beside its GLUE table)."""
+    lines = [f"Contamination of the pretraining corpus ({report['ngram']}-grams, mode {report['mode']}): evaluation "
+             f"examples found in it, {report['documents']:,} documents matched", "",
+             "| task | split | examples | checkable | found | % found | documents |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {t} | {s} | {n:,} | {ok:,} | {f:,} | {pct:.2f} | {d:,} |" for t, s, n, ok, f, pct, d in rows(report)]
+    return "\n".join(lines) + "\n"

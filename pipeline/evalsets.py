@@ -57,7 +57,7 @@ class Task:
     def files(self, split: str) -> dict:
         """{split name: (TSV file, HF split)} of "train", "dev" or "test" (MNLI: dev_matched, ...)."""
         if split == "train":
-            return {"train": ("train.tsv", "train")}
+            return {"train": ("train.tsv", "train")} if self.dev else {}
         sets = self.dev if split == "dev" else self.test
         return {split if len(sets) == 1 else f"{split}_{k}": v for k, v in sets.items()}
 

@@ -270,3 +270,50 @@ def test_bad_evaluation_input_is_one_line(tmp_path, capsys):
                  "decontam.mode=cut"]) == 2
     assert "decontam.mode='cut'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_hub_layout_reads_like_the_folder(glue, monkeypatch):
+    """nyu-mll/glue splits (here built from the same TSV files) give the same examples as the folder."""
+    import datasets
+
+    rows = {t: evalsets.read_glue_tsv(evalsets.TASKS[t], "dev", str(glue / evalsets.TASKS[t].title / "dev.tsv"))
+            for t in ("rte", "cola")}
+
+    def load_dataset(name, config, split):
+        if config not in rows or split != "validation":
+            raise FileNotFoundError(f"{name}/{config}:{split} not in this fake Hub")
+        cols = [c for c in evalsets.TASKS[config].hf_columns if c]
+        exs = rows[config].examples
+        return datasets.Dataset.from_dict({"idx": [e.index for e in exs],
+                                           **{c: [e.texts[i] for e in exs] for i, c in enumerate(cols)}})
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    with pytest.raises(evalsets.EvalSetError, match="sst2.*decontam.glue_dir"):  # the first task it lacks
+        evalsets.glue_hub(("dev",))
+    monkeypatch.setattr(evalsets, "TASKS", {t: evalsets.TASKS[t] for t in rows})
+    hub = {(s.task, s.split): s.examples for s in evalsets.glue_hub(("dev",))}
+    assert hub == {(t, "dev"): s.examples for t, s in rows.items()}
+
+
+def test_glue_py_finds_the_report_in_the_checkpoint_shards(tmp_path, monkeypatch):
+    from glueval import report
+    from model import card
+    from model.config import ModelConfig
+    from pipeline.finish import counts_of
+
+    shards, ckpt = tmp_path / "shards", tmp_path / "final"
+    shards.mkdir(), ckpt.mkdir()
+    found = {"mode": "drop", "ngram": 13, "min_words": 6, "max_examples": 10, "documents": 7, "records": 9,
+             "file": "contamination.jsonl",
+             "sets": {"rte": {"dev": {"examples": 277, "checkable": 277, "found": 5, "documents": 7, "malformed": 0}}}}
+    stats = {"documents": {}, "dropped": {}, "stages": {}, "files": {}, "contamination": found}
+    (shards / "manifest.json").write_text(json.dumps({"content_hash": "abc", "counts": counts_of(stats)}))
+    (ckpt / "README.md").write_text(card.render(ModelConfig(), "mlm", {"data": "abc", "shards": str(shards)}))
+    assert card.facts(ckpt)["shards"] == str(shards)
+    text = report.contamination(ckpt)
+    assert "| rte | dev | 277 | 277 | 5 | 1.81 | 7 |" in text and "7 documents matched" in text
+    (shards / "manifest.json").write_text(json.dumps({"content_hash": "abc", "counts": {}}))
+    assert "built without decontam" in report.contamination(ckpt)
+    (shards / "manifest.json").write_text(json.dumps({"content_hash": "other shards", "counts": counts_of(stats)}))
+    assert report.contamination(ckpt) is None
