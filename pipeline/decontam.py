@@ -6,18 +6,23 @@ tokenizer and the shards never see contaminated text.
 Matching, the same steps for evaluation and corpus text:
 - evaluation text first goes through the corpus normalizer (`normalize.preset`): the scan sees
   normalized text;
-- lowercase; blank out Penn Treebank clitics and their untokenized forms (n't 's 're 'll 've 'd 'm with
-  ', ’ or an HTML entity for it: "don't" and "do n't" both read "do", "It's" and "it 's" both "it"),
-  PTB brackets (-LRB- ... -RSB-) and quotes (`` ''), and HTML entities (&amp; &#39; ...). Blanking keeps
-  the length, so character offsets stay those of the document;
-- words are runs of letters and digits: case, punctuation, tokenization and line wrapping fold away.
-  Words an apostrophe-deleting normalizer leaves as "dont", "isnt", ... read as their stem ("do", "is").
+- lowercase; Penn Treebank clitics read as their own words whether tokenized or not ("don't" and
+  "do n't" both read "do nt", "It's" and "it 's" both "it s", with ', ’ or an HTML entity for the
+  apostrophe); PTB brackets (-LRB- ... -RSB-) and HTML entities (&amp; &#39; ...) are blanked. Every
+  step keeps the length, so character offsets stay those of the document;
+- words are runs of letters and digits: case, punctuation, quotes, tokenization and line wrapping fold
+  away. (A normalizer that deletes non-ASCII, like `cramming`, turns "don’t" into "dont" first: that
+  one word does not match "do n't".)
 
 Policies:
-- an evaluation text (a sentence of a pair counts on its own) of at least `ngram` words contributes its
-  `ngram`-word n-grams; a shorter one of at least `min_words` words is matched as a whole (its entire
-  word sequence must occur); shorter texts cannot be checked (an example none of whose texts can is
-  counted "examples" but not "checkable" in the report);
+- an example contributes the `ngram`-word n-grams of its words (a pair's two texts in order, so n-grams
+  across them find a pair copied as one passage); each of its texts shorter than `ngram` words but of at
+  least `min_words` is matched as a whole: its entire word sequence must occur, set off by punctuation
+  or the document's edge (not a word) right before or right after it, and on both sides for texts of
+  fewer than 6 words (ALONE), so "a man is talking" inside "said a man is talking to" and "I want to go"
+  inside "said I want to go." are no match. A short pair is matched as one text too. Shorter texts
+  cannot be checked (an example with nothing to check is counted in
+  "examples" but not in "checkable" in the report);
 - an n-gram (or whole short text) found in more than `max_examples` distinct examples is boilerplate
   ("according to the", legal notices) and ignored;
 - one matching n-gram or whole short text makes a document contaminated. A document matched by several
@@ -56,16 +61,20 @@ from pipeline.normalize import PRESETS
 
 MODES = ("drop", "span")
 INDEX, META, FOUND = "decontam.npz", "decontam.json", "contamination.jsonl"
+ALONE = 6  # whole texts of fewer words must be set off on both sides
 CHUNK = 1 << 20  # word windows hashed at once (bounds the scan's arrays for very long documents)
 _P = np.uint64(0x100000001B3)  # multiplier of the rolling hash (odd; the FNV prime)
 _LEN = np.uint64(0x9E3779B97F4A7C15)  # mixes the window length into a key
 
 _APOS = r"(?:['’]|&#0*39;|&#x0*27;|&apos;|&rsquo;|&#0*8217;|&#x0*2019;)"
-_BLANK = re.compile(rf"(?=[n'’&`-])(?:n{_APOS}t\b|{_APOS}(?:s|re|ll|ve|d|m)\b|-[lr][rsc]b-|``|''"
-                    r"|&(?:#\d+|#x[0-9a-f]+|[a-z][a-z0-9]*);)")  # the lookahead: 2x faster
+_BLANK = re.compile(rf"(?=[n&-])(?:n{_APOS}t\b|-[lr][rsc]b-|&(?:#\d+|#x[0-9a-f]+|[a-z][a-z0-9]*);)")  # lookahead: 2x faster
 _WORD = re.compile(r"[^\W_]+")
-_NT = ("do", "does", "did", "is", "was", "are", "were", "have", "has", "had", "could", "should", "would",
-       "must", "need", "ca", "wo", "ai", "might")  # "dont" -> "do" when the apostrophe was deleted
+
+
+def _blank(m: re.Match) -> str:
+    """n't (any apostrophe) -> "nt" at its end, so "don't" and "do n't" both read "do nt"; the rest -> spaces."""
+    text = m.group()
+    return " " * (len(text) - 2) + "nt" if text[0] == "n" else " " * len(text)
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class DecontamConfig:
     #                              Lines), PATH#COLUMN+COLUMN (TSV with a header)
     splits: tuple[str, ...] = ("dev", "test")  # GLUE splits checked: any of train, dev, test
     ngram: int = 13  # words per n-gram
-    min_words: int = 6  # shorter evaluation texts are matched whole from this many words, below not at all
+    min_words: int = 4  # shorter evaluation texts are matched whole from this many words, below not at all
     max_examples: int = 10  # an n-gram in more distinct examples is boilerplate, ignored
     mode: str = "drop"  # drop the document | span: cut the matched text, keep the rest
 
@@ -100,16 +109,16 @@ class DecontamConfig:
         return bool(self.glue_dir or self.hub or self.paths)
 
 
-def match_text(text: str, length_preserving: bool = True) -> str:
-    """`text` as matching sees it (see the module docstring), of the same length unless told otherwise."""
+def match_text(text: str) -> str:
+    """`text` as matching sees it (see the module docstring), of the same length."""
     low = text.lower()
     if len(low) != len(text):  # a few characters lowercase to two; keep those as they are
         low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
-    return _BLANK.sub((lambda m: " " * len(m.group())) if length_preserving else " ", low)
+    return _BLANK.sub(_blank, low)
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(match_text(text, False))
+    return _WORD.findall(match_text(text))
 
 
 def _rolling(ids: np.ndarray, lengths):
@@ -168,34 +177,36 @@ def load(cfg: DecontamConfig, preset: str) -> Index:
 
 def build(sets: list, cfg: DecontamConfig, preset: str) -> Index:
     """The Index of a list of evalsets.EvalSplit (see the module docstring for the policies)."""
-    norm, vocab = PRESETS[preset], {}
-    flat, seq_start, seq_len, seq_ex, ex_split, ex_index = array("i"), [], [], [], [], []
+    norm, vocab, n = PRESETS[preset], {}, cfg.ngram
+    flat, ex_split, ex_index, ex_len = array("i"), [], [], []  # the words of each example, its texts in order
+    short_start, short_len, short_ex = [], [], []  # texts matched whole
     for s_i, split in enumerate(sets):
         for ex in split.examples:
-            number = len(ex_split)
+            number, start = len(ex_split), len(flat)
             ex_split.append(s_i)
             ex_index.append(ex.index)
             for text in ex.texts:
                 ws = words(norm(text))
-                if len(ws) >= cfg.min_words:
-                    seq_start.append(len(flat))
-                    seq_len.append(len(ws))
-                    seq_ex.append(number)
-                    flat.extend(vocab.setdefault(w, len(vocab) + 1) for w in ws)
+                if cfg.min_words <= len(ws) < n:
+                    short_start.append(len(flat)), short_len.append(len(ws)), short_ex.append(number)
+                flat.extend(vocab.setdefault(w, len(vocab) + 1) for w in ws)
+            total = len(flat) - start
+            if len(ex.texts) > 1 and cfg.min_words <= total < n:  # a short pair, as one text
+                short_start.append(start), short_len.append(total), short_ex.append(number)
+            ex_len.append(total)
     flat = np.frombuffer(flat, np.int32).copy()
-    seq_start, seq_len, seq_ex = (np.asarray(a, dtype=np.int64) for a in (seq_start, seq_len, seq_ex))
-    n = cfg.ngram
+    ex_len = np.asarray(ex_len, dtype=np.int64)
+    short_start, short_len, short_ex = (np.asarray(a, dtype=np.int64) for a in (short_start, short_len, short_ex))
     entries = []  # (keys, starts, lengths, examples) per window length
     if len(flat):
-        long = seq_len >= n
-        owner = np.repeat(np.arange(len(seq_len)), seq_len)  # the text of every word
-        short = set(seq_len[~long].tolist())
-        for L, h in _rolling(flat, short | {n}):
+        owner = np.repeat(np.arange(len(ex_len)), ex_len)  # the example of every word
+        for L, h in _rolling(flat, set(short_len.tolist()) | {n}):
             if L < n:  # whole short texts
-                pos = seq_start[seq_len == L]
-            else:  # every n-gram inside one long text
-                pos = np.flatnonzero((owner[: len(h)] == owner[L - 1:]) & long[owner[: len(h)]])
-            entries.append((_key(h[pos], L), pos, np.full(len(pos), L, np.uint8), seq_ex[owner[pos]]))
+                pos, exs = short_start[short_len == L], short_ex[short_len == L]
+            else:  # every n-gram inside one example (across its texts: a pair copied as one passage)
+                pos = np.flatnonzero(owner[: len(h)] == owner[L - 1:])
+                exs = owner[pos]
+            entries.append((_key(h[pos], L), pos, np.full(len(pos), L, np.uint8), exs))
     keys, starts, lengths, exs = (np.concatenate([e[i] for e in entries]) if entries else
                                   np.zeros(0, t) for i, t in enumerate((np.uint64, np.int64, np.uint8, np.int64)))
     order = np.lexsort((exs, keys))
@@ -245,11 +256,7 @@ class Matcher:
     def __init__(self, index: Index):
         self.ix, cfg = index, index.meta["config"]
         self.span = cfg["mode"] == "span"
-        vocab = {w: i for i, w in enumerate(index.vocab, start=1)}
-        for stem in _NT:
-            if stem in vocab and stem + "nt" not in vocab:
-                vocab[stem + "nt"] = vocab[stem]
-        self.get = vocab.get
+        self.get = {w: i for i, w in enumerate(index.vocab, start=1)}.get
         self.lengths = set(np.unique(index.lengths).tolist())
         bits = max(10, int(np.ceil(np.log2(max(len(index.keys), 1) * 16))))
         self.shift = np.uint64(64 - bits)
@@ -257,6 +264,7 @@ class Matcher:
         mask[(index.keys >> self.shift).astype(np.int64)] = True
         self.bitmap = np.packbits(mask, bitorder="little")
         self.names = [(s["task"], s["split"]) for s in index.meta["sets"]]
+        self.ngram = cfg["ngram"]
 
     @classmethod
     def load(cls, plan) -> Matcher:
@@ -323,6 +331,9 @@ class Matcher:
                 continue
             mine = owner == d
             text, out = self._found(doc, pos[mine] - at[d], key[mine])
+            if not out:  # only short texts inside longer sentences
+                kept.append(doc)
+                continue
             records += out
             reason = f"decontam/{out[0]['task']}"
             if text is None or not _WORD.search(text):  # span mode: nothing but punctuation left
@@ -333,13 +344,16 @@ class Matcher:
 
     def _found(self, doc, pos: np.ndarray, key: np.ndarray):
         """The document's match records (first match first) and its text after the cuts (None: dropped)."""
-        ix = self.ix
-        spans = [m.span() for m in _WORD.finditer(match_text(doc.text))]
+        ix, seen = self.ix, match_text(doc.text)
+        spans = [m.span() for m in _WORD.finditer(seen)]
         lengths = ix.lengths[key].astype(np.int64)
         starts = [spans[p][0] for p in pos.tolist()]
         ends = [spans[p + n - 1][1] for p, n in zip(pos.tolist(), lengths.tolist(), strict=True)]
+        whole = [n == self.ngram or _delimited(seen, s, e, n < ALONE)
+                 for s, e, n in zip(starts, ends, lengths.tolist(), strict=True)]
+        starts, ends, key = ([x for x, ok in zip(a, whole, strict=True) if ok] for a in (starts, ends, key.tolist()))
         per = {}  # example number -> [start, end]
-        for s, e, k in zip(starts, ends, key.tolist(), strict=True):
+        for s, e, k in zip(starts, ends, key, strict=True):
             for ex in ix.refs[ix.ref_at[k]: ix.ref_at[k + 1]].tolist():
                 lo_hi = per.setdefault(ex, [s, e])
                 lo_hi[0], lo_hi[1] = min(lo_hi[0], s), max(lo_hi[1], e)
@@ -359,6 +373,17 @@ class Matcher:
             last = e
         text.append(doc.text[last:])
         return _join(text), records
+
+
+def _delimited(text: str, start: int, end: int, both: bool) -> bool:
+    """Whether text[start:end] is set off on one side at least (`both`: on both sides): no word right before
+    it, or none right after it, with only spaces between."""
+    while start > 0 and text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and text[end].isspace():
+        end += 1
+    before, after = not (start > 0 and text[start - 1].isalnum()), not (end < len(text) and text[end].isalnum())
+    return before and after if both else before or after
 
 
 def _join(pieces: list[str]) -> str:

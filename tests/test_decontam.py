@@ -195,20 +195,27 @@ def test_boilerplate_ngrams_and_short_examples_follow_the_policy(glue):
     frame = "according to the annual report released by the agency on monday morning last week"  # 14 words
     sets = [evalsets.EvalSplit("t", "dev", "x", [evalsets.Example(i, (f"{frame} item {w} was seen",))
                                                   for i, w in enumerate("abcdefghijkl")])]
-    short = next(e for e in stsb.examples if len(decontam.words(e.texts[0])) == 7)
-    tiny = next(e for e in stsb.examples if len(decontam.words(e.texts[0])) == 4)
-    sets.append(evalsets.EvalSplit("stsb", "dev", "y", [short, tiny]))
+    def first(n):  # the first sentence of an STS-B example of n words
+        e = next(e for e in stsb.examples if len(decontam.words(e.texts[0])) == n)
+        return evalsets.Example(e.index, e.texts[:1])
+
+    short, four, tiny = first(7), first(4), first(3)
+    sets.append(evalsets.EvalSplit("stsb", "dev", "y", [short, four, tiny]))
     cfg = decontam.DecontamConfig(paths=("x",), max_examples=10)
     ix = decontam.build(sets, cfg, "cramming")
-    assert [s["checkable"] for s in ix.meta["sets"]] == [12, 1]  # the tiny one cannot be checked
+    assert [s["checkable"] for s in ix.meta["sets"]] == [12, 2]  # the 3-word one cannot be checked
     m = decontam.Matcher(ix)
+    seven, quad = " ".join(decontam.words(short.texts[0])), " ".join(decontam.words(four.texts[0]))
     docs = [Doc(0, "a", f"it was {frame} item x was seen."),  # the 12 examples' common 13-grams: boilerplate
             Doc(1, "b", f"so {frame} item c was seen by all"),  # but this one is example 2's own
-            Doc(2, "c", "she said: " + short.texts[0].upper() + " and left"),  # a whole short example
-            Doc(3, "d", "he said " + " ".join(decontam.words(short.texts[0])[:6]) + " twice")]  # part of one
+            Doc(2, "c", f"she said: {short.texts[0].upper()} and left"),  # a whole short text, set off before
+            Doc(3, "d", f"he said {' '.join(seven.split()[:6])} twice."),  # part of one
+            Doc(4, "e", f"he said {seven} twice."),  # inside a sentence: words on both sides
+            Doc(5, "f", f"then, {quad} and more."),  # under 6 words, set off on one side only
+            Doc(6, "g", f"then: {quad}. more.")]  # ... and on both sides
     kept, dropped, records = m.apply(docs)
-    assert [d.name for d, _ in dropped] == ["b", "c"] and [d.name for d in kept] == ["a", "d"]
-    assert [(r["task"], r["example"]) for r in records] == [("t", 2), ("stsb", short.index)]
+    assert [d.name for d, _ in dropped] == ["b", "c", "g"] and [d.name for d in kept] == ["a", "d", "e", "f"]
+    assert [(r["task"], r["example"]) for r in records] == [("t", 2), ("stsb", short.index), ("stsb", four.index)]
 
 
 def test_span_mode_cuts_the_match_and_keeps_the_rest(glue, shared_text):
