@@ -87,6 +87,7 @@ def build(text_dir: Path, glue: Path, n: int, work: Path, seed: int) -> dict:
             names[f"jsonl:docs.jsonl:{at:012d}"] = i
             f.write(line)
             at += len(line.encode())
+    (work / "plan.json").write_text(json.dumps(plan))  # line number -> what it carries (benchmarks/decontam.py)
     return {"src": src, "names": names, "plan": plan, "docs": len(paras)}
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.evalsets import TASKS, Task  # the table lives below the evaluator, shared with the corpus pipeline
+# the task table lives below the evaluator, shared with the corpus pipeline
+from pipeline.evalsets import TASKS, Task
 
 
 class UnknownTaskError(ValueError):

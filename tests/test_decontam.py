@@ -184,7 +184,7 @@ def test_clean_prose_and_common_phrases_are_kept(glue, shared_text):
     mrpc = [e.texts[0] for e in dev("mrpc").examples]
     # five words each from inside two examples, in prose: shorter than an n-gram and than any whole text
     mixed = [f"{p} {' '.join(t.split()[1:6])} {' '.join(u.split()[1:6])} {q}"
-             for p, t, u, q in zip(paras, mrpc, mrpc[1:], paras[1:])]
+             for p, t, u, q in zip(paras, mrpc, mrpc[1:], paras[1:], strict=False)]
     docs = [Doc(i, str(i), t.lower()) for i, t in enumerate(paras + mixed)]
     kept, dropped, records = m.apply(docs)
     assert not dropped and not records and kept == docs

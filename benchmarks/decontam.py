@@ -1,0 +1,122 @@
+"""Decontamination speed and memory: cramkit's check (pipeline.decontam) beside datatrove's n-gram
+decontamination on the same corpus and the same evaluation examples, word 13-grams both, one process each.
+
+The corpus is the one benchmarks/decontam_acceptance.py builds (29,683 prose paragraphs, 300 of them
+carrying a GLUE dev example; run it first), so the figures also say how many of those each system finds
+and how many clean paragraphs it flags. The evaluation sets: every GLUE file available under --glue
+(--splits train,dev,test: all of them), read by pipeline.evalsets.
+
+cramkit: build the index (read the files, normalize, n-grams), then `Matcher.apply` on the paragraphs
+after the pipeline's `cramming` normalizer (the scan's input to the check; the normalizer is not timed),
+in batches of 512 as the scan does. datatrove 0.10.1 (its venv from benchmarks/corpus_pipeline.py
+--setup): benchmarks/datatrove_decontam.py, `NGramsDecontIndexer.compute_hashes` then
+`NGramsDecontFilter.filter` per document on the raw paragraphs (its own normalization and word
+tokenizer are part of its filter). Times are CPU seconds of the process (the machine is shared).
+
+    python benchmarks/decontam.py [--glue DIR] [--splits train,dev,test] [--no-datatrove]
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+WORK = ROOT / "benchmarks" / "work" / "decontam_acceptance"
+DT_PYTHON = ROOT / "benchmarks" / "work" / "datatrove-venv" / "bin" / "python"
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cramkit_child(corpus: Path, glue: str, splits: tuple, ngram: int) -> dict:
+    from pipeline import decontam, storage  # noqa: F401 -- storage: Beam's file systems, loaded in every worker
+    from pipeline.document import Doc
+    from pipeline.normalize import cramming
+
+    base = rss_mb()
+    start = time.process_time()
+    cfg = decontam.DecontamConfig(glue_dir=glue, splits=splits, ngram=ngram)
+    matcher = decontam.Matcher(decontam.load(cfg, "cramming"))
+    index_s, index_rss = time.process_time() - start, rss_mb()
+    docs = [Doc(i, str(i), cramming(json.loads(line)["text"])) for i, line in enumerate(corpus.open())]
+    start, flagged = time.process_time(), []
+    for lo in range(0, len(docs), 512):
+        _, dropped, _ = matcher.apply(docs[lo: lo + 512])
+        flagged += [d.id for d, _ in dropped]
+    return {"index_s": index_s, "check_s": time.process_time() - start, "keys": len(matcher.ix.keys),
+            "examples": sum(s["examples"] for s in matcher.ix.meta["sets"]), "chars": sum(len(d.text) for d in docs),
+            "flagged": flagged, "import_rss_mb": base, "index_rss_mb": index_rss, "peak_rss_mb": rss_mb()}
+
+
+def run_child(cmd) -> dict:
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--glue", default=str(ROOT / ".." / "shared" / "data" / "glue"))
+    ap.add_argument("--splits", default="train,dev,test")
+    ap.add_argument("--ngram", type=int, default=13)
+    ap.add_argument("--no-datatrove", action="store_true")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    corpus, splits = WORK / "corpus" / "docs.jsonl", tuple(args.splits.split(","))
+    if args.child:
+        print(json.dumps(cramkit_child(corpus, args.glue, splits, args.ngram)))
+        return
+    if not corpus.is_file():
+        raise SystemExit(f"{corpus} missing: run benchmarks/decontam_acceptance.py first")
+    plan = {int(k): v for k, v in json.loads((WORK / "plan.json").read_text()).items()}
+    load = os.getloadavg()
+    ck = run_child([sys.executable, __file__, "--child", "--glue", args.glue, "--splits", args.splits,
+                    "--ngram", str(args.ngram)])
+    systems = {"cramkit (pipeline.decontam)": ck}
+    if not args.no_datatrove:
+        if not DT_PYTHON.is_file():
+            raise SystemExit("datatrove's venv is missing: python benchmarks/corpus_pipeline.py --setup")
+        from pipeline import evalsets
+
+        evals = WORK / "evals.jsonl"
+        sets = evalsets.glue_folder(args.glue, splits)
+        evals.write_text("".join(json.dumps({"task": s.task, "texts": list(e.texts)}) + "\n"
+                                 for s in sets for e in s.examples))
+        systems["datatrove 0.10.1 NGramsDecontFilter"] = run_child(
+            [str(DT_PYTHON), str(ROOT / "benchmarks" / "datatrove_decontam.py"), str(evals), str(corpus), str(WORK),
+             "--ngram", str(args.ngram)])
+    lines = ["# Decontamination speed and memory", "",
+             f"Command: `python benchmarks/decontam.py {' '.join(sys.argv[1:])}`  ",
+             f"Machine: 2-core x86_64 VM ({platform.processor() or platform.machine()}), shared with other jobs "
+             f"(load average at start {load[0]:.1f}); CPU seconds of one process each.  ",
+             f"Evaluation sets: every {'/'.join(splits)} file under {Path(args.glue).name}/ ({ck['examples']:,} "
+             f"examples); corpus: {corpus.relative_to(ROOT)} ({ck['chars'] / 1e6:.1f} MB after normalizing, "
+             f"{len(plan)} paragraphs carrying a GLUE dev example).", "",
+             "| system | index CPU s | keys | check CPU s | MB/s per core | carriers flagged | clean flagged | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in systems.items():
+        flagged = set(r["flagged"])
+        lines.append(f"| {name} | {r['index_s']:.2f} | {r['keys']:,} | {r['check_s']:.2f} | "
+                     f"{r['chars'] / 1e6 / r['check_s']:.1f} | {len(flagged & set(plan))} of {len(plan)} | "
+                     f"{len(flagged - set(plan))} | {r['peak_rss_mb']:.0f} |")
+    if len(systems) == 2:
+        dt = systems["datatrove 0.10.1 NGramsDecontFilter"]
+        lines += ["", f"Check speed, cramkit / datatrove: **{dt['check_s'] / ck['check_s']:.1f}x**."]
+    lines += ["", f"cramkit's memory: {ck['import_rss_mb']:.0f} MB after imports (Beam's file systems included), "
+              f"{ck['index_rss_mb']:.0f} MB with the "
+              f"index of {ck['examples']:,} examples built (peak), {ck['peak_rss_mb']:.0f} MB after reading the whole "
+              "corpus into memory for the timing (the pipeline holds one batch)."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (ROOT / "benchmarks" / "results" / "decontam.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
