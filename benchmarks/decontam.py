@@ -106,6 +106,19 @@ def main():
         lines.append(f"| {name} | {r['index_s']:.2f} | {r['keys']:,} | {r['check_s']:.2f} | "
                      f"{r['chars'] / 1e6 / r['check_s']:.1f} | {len(flagged & set(plan))} of {len(plan)} | "
                      f"{len(flagged - set(plan))} | {r['peak_rss_mb']:.0f} |")
+    kinds = sorted({p["kind"] for p in plan.values()})
+    lines += ["", "Carriers flagged by how they carry the example, and by the example's length in words:", "",
+              "| system | " + " | ".join(kinds) + " | < 6 words | 6-12 words | >= 13 words |",
+              "|---|" + "---:|" * (len(kinds) + 3)]
+    for name, r in systems.items():
+        flagged = set(r["flagged"])
+
+        def share(ids):
+            return f"{sum(i in flagged for i in ids)} of {len(ids)}"
+
+        by_kind = [share([i for i, p in plan.items() if p["kind"] == k]) for k in kinds]
+        by_len = [share([i for i, p in plan.items() if lo <= p["words"] < hi]) for lo, hi in ((0, 6), (6, 13), (13, 10**9))]
+        lines.append(f"| {name} | " + " | ".join(by_kind + by_len) + " |")
     if len(systems) == 2:
         dt = systems["datatrove 0.10.1 NGramsDecontFilter"]
         lines += ["", f"Check speed, cramkit / datatrove: **{dt['check_s'] / ck['check_s']:.1f}x**."]

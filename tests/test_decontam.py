@@ -303,10 +303,15 @@ def test_the_hub_layout_reads_like_the_folder(glue, monkeypatch):
     assert hub == {(t, "dev"): s.examples for t, s in rows.items()}
 
 
-def test_glue_py_finds_the_report_in_the_checkpoint_shards(tmp_path, monkeypatch):
+def test_the_report_reaches_the_manifest_report_png_and_glue_py(tmp_path):
+    import io
+
+    from PIL import Image
+
     from glueval import report
     from model import card
     from model.config import ModelConfig
+    from pipeline import report as png
     from pipeline.finish import counts_of
 
     shards, ckpt = tmp_path / "shards", tmp_path / "final"
@@ -315,6 +320,9 @@ def test_glue_py_finds_the_report_in_the_checkpoint_shards(tmp_path, monkeypatch
              "file": "contamination.jsonl",
              "sets": {"rte": {"dev": {"examples": 277, "checkable": 277, "found": 5, "documents": 7, "malformed": 0}}}}
     stats = {"documents": {}, "dropped": {}, "stages": {}, "files": {}, "contamination": found}
+    sink = io.BytesIO()
+    png.write_report(sink, {}, {"decontam/rte": 7}, 0.25, found)
+    assert Image.open(io.BytesIO(sink.getvalue())).size == (1440, 640)  # a third column: the found examples
     (shards / "manifest.json").write_text(json.dumps({"content_hash": "abc", "counts": counts_of(stats)}))
     (ckpt / "README.md").write_text(card.render(ModelConfig(), "mlm", {"data": "abc", "shards": str(shards)}))
     assert card.facts(ckpt)["shards"] == str(shards)
