@@ -113,7 +113,7 @@ def main():
     for name, r in systems.items():
         flagged = set(r["flagged"])
 
-        def share(ids):
+        def share(ids, flagged=flagged):
             return f"{sum(i in flagged for i in ids)} of {len(ids)}"
 
         by_kind = [share([i for i, p in plan.items() if p["kind"] == k]) for k in kinds]
