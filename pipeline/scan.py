@@ -7,6 +7,8 @@ For every document that passes, the scan writes
   the hash (pipeline.runs);
 - with near dedup on and at least `dedup.min_words` words: one record per MinHash band (the band's key,
   the text hash, id, characters) to a run partitioned by band and key.
+With decontam.* set, the documents that hold evaluation text are dropped or cut before any of this, and
+their matches go to the unit's contamination.jsonl (pipeline.decontam).
 Only a small ScanResult (file names, batch ids, counts) goes back to the pipeline.
 """
 
