@@ -124,11 +124,13 @@ def words(text: str) -> list[str]:
 def _rolling(ids: np.ndarray, lengths):
     """(L, hash of every window of L ids) for each L in `lengths`, ascending."""
     ids = ids.astype(np.uint64)
-    h = ids
+    h = ids.copy()
     with np.errstate(over="ignore"):
         for L in range(1, max(lengths) + 1):
-            if L > 1:
-                h = h[:-1] * _P + ids[L - 1:]
+            if L > 1:  # in place: one array of hashes however long the input
+                h = h[:-1]
+                h *= _P
+                h += ids[L - 1:]
             if L in lengths:
                 yield L, h
 
@@ -146,7 +148,7 @@ class Index:
     vocab: list  # word of id i + 1
     keys: np.ndarray  # uint64, sorted, unique
     lengths: np.ndarray  # uint8
-    starts: np.ndarray  # int64
+    starts: np.ndarray  # int32
     flat: np.ndarray  # int32 word ids of the evaluation texts
     ref_at: np.ndarray  # int64, len(keys) + 1
     refs: np.ndarray  # int32
@@ -199,16 +201,19 @@ def build(sets: list, cfg: DecontamConfig, preset: str) -> Index:
     short_start, short_len, short_ex = (np.asarray(a, dtype=np.int64) for a in (short_start, short_len, short_ex))
     entries = []  # (keys, starts, lengths, examples) per window length
     if len(flat):
-        owner = np.repeat(np.arange(len(ex_len)), ex_len)  # the example of every word
+        owner = np.repeat(np.arange(len(ex_len), dtype=np.int32), ex_len)  # the example of every word
         for L, h in _rolling(flat, set(short_len.tolist()) | {n}):
             if L < n:  # whole short texts
                 pos, exs = short_start[short_len == L], short_ex[short_len == L]
             else:  # every n-gram inside one example (across its texts: a pair copied as one passage)
                 pos = np.flatnonzero(owner[: len(h)] == owner[L - 1:])
                 exs = owner[pos]
-            entries.append((_key(h[pos], L), pos, np.full(len(pos), L, np.uint8), exs))
+            keys = np.concatenate([_key(h[pos[i: i + CHUNK]], L) for i in range(0, len(pos), CHUNK)] or
+                                  [np.zeros(0, np.uint64)])  # in chunks: mix64's temporaries stay small
+            entries.append((keys, pos.astype(np.int32), np.full(len(pos), L, np.uint8), exs.astype(np.int32)))
     keys, starts, lengths, exs = (np.concatenate([e[i] for e in entries]) if entries else
-                                  np.zeros(0, t) for i, t in enumerate((np.uint64, np.int64, np.uint8, np.int64)))
+                                  np.zeros(0, t) for i, t in enumerate((np.uint64, np.int32, np.uint8, np.int32)))
+    entries.clear()
     order = np.lexsort((exs, keys))
     keys, starts, lengths, exs = keys[order], starts[order], lengths[order], exs[order]
     new_key = np.r_[True, keys[1:] != keys[:-1]][: len(keys)]  # first entry of each key
@@ -225,7 +230,7 @@ def build(sets: list, cfg: DecontamConfig, preset: str) -> Index:
     meta = {"config": asdict(cfg), "preset": preset, "sets": [
         {"task": s.task, "split": s.split, "examples": len(s.examples),
          "checkable": int(checkable[ex_split == i].sum()), "malformed": s.malformed} for i, s in enumerate(sets)]}
-    return Index(list(vocab), keys[first], lengths[first], starts[first], flat, ref_at,
+    return Index(list(vocab), keys[first], lengths[first], starts[first].astype(np.int32), flat, ref_at,
                  refs, ex_split, np.asarray(ex_index, dtype=np.int64), meta)
 
 
@@ -303,7 +308,8 @@ class Matcher:
                 cand, i = cand[ok], i[ok]
                 if len(cand):  # the word ids themselves, not only their hash
                     span = np.arange(L)
-                    same = (part[cand[:, None] + span] == self.ix.flat[self.ix.starts[i][:, None] + span]).all(axis=1)
+                    at = self.ix.starts[i].astype(np.int64)[:, None] + span
+                    same = (part[cand[:, None] + span] == self.ix.flat[at]).all(axis=1)
                     pos.append(cand[same] + lo)
                     key.append(i[same])
         if not pos:
