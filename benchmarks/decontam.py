@@ -13,7 +13,7 @@ in batches of 512 as the scan does. datatrove 0.10.1 (its venv from benchmarks/c
 `NGramsDecontFilter.filter` per document on the raw paragraphs (its own normalization and word
 tokenizer are part of its filter). Times are CPU seconds of the process (the machine is shared).
 
-    python benchmarks/decontam.py [--glue DIR] [--splits train,dev,test] [--no-datatrove]
+    python benchmarks/decontam.py [--glue DIR] [--splits train,dev,test] [--no-datatrove] [--scale 400000]
 """
 
 import argparse
@@ -56,6 +56,25 @@ def cramkit_child(corpus: Path, glue: str, splits: tuple, ngram: int) -> dict:
             "flagged": flagged, "import_rss_mb": base, "index_rss_mb": index_rss, "peak_rss_mb": rss_mb()}
 
 
+def scale_child(corpus: Path, pairs: int) -> dict:
+    """The index of `pairs` examples of two prose sentences each (a stand-in for QQP's test set): build
+    seconds, the peak RSS it adds to the texts held, the arrays the workers load."""
+    import re
+
+    from pipeline import decontam, evalsets, storage  # noqa: F401
+
+    sents = [s.replace("\n", " ") for line in corpus.open() for s in re.split(r"(?<=[.!?])\s+", json.loads(line)["text"])
+             if 3 <= len(s.split()) <= 40]
+    examples = [evalsets.Example(i, (sents[2 * i % len(sents)], sents[(2 * i + 1) % len(sents)])) for i in range(pairs)]
+    words = sum(len(t.split()) for e in examples for t in e.texts)
+    del sents
+    base, start = rss_mb(), time.process_time()
+    ix = decontam.build([evalsets.EvalSplit("pairs", "test", "-", examples)], decontam.DecontamConfig(paths=("-",)),
+                        "cramming")
+    return {"pairs": pairs, "words": words, "build_s": time.process_time() - start, "added_mb": rss_mb() - base,
+            "keys": len(ix.keys), "arrays_mb": sum(v.nbytes for v in vars(ix).values() if hasattr(v, "nbytes")) / 1e6}
+
+
 def run_child(cmd) -> dict:
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -67,17 +86,20 @@ def main():
     ap.add_argument("--splits", default="train,dev,test")
     ap.add_argument("--ngram", type=int, default=13)
     ap.add_argument("--no-datatrove", action="store_true")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--scale", type=int, default=400_000,
+                    help="also index this many pairs of prose sentences, for memory at QQP-test scale (0: no)")
+    ap.add_argument("--child", choices=("check", "scale"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     corpus, splits = WORK / "corpus" / "docs.jsonl", tuple(args.splits.split(","))
     if args.child:
-        print(json.dumps(cramkit_child(corpus, args.glue, splits, args.ngram)))
+        print(json.dumps(cramkit_child(corpus, args.glue, splits, args.ngram) if args.child == "check"
+                         else scale_child(corpus, args.scale)))
         return
     if not corpus.is_file():
         raise SystemExit(f"{corpus} missing: run benchmarks/decontam_acceptance.py first")
     plan = {int(k): v for k, v in json.loads((WORK / "plan.json").read_text()).items()}
     load = os.getloadavg()
-    ck = run_child([sys.executable, __file__, "--child", "--glue", args.glue, "--splits", args.splits,
+    ck = run_child([sys.executable, __file__, "--child", "check", "--glue", args.glue, "--splits", args.splits,
                     "--ngram", str(args.ngram)])
     systems = {"cramkit (pipeline.decontam)": ck}
     if not args.no_datatrove:
@@ -126,6 +148,12 @@ def main():
               f"{ck['index_rss_mb']:.0f} MB with the "
               f"index of {ck['examples']:,} examples built (peak), {ck['peak_rss_mb']:.0f} MB after reading the whole "
               "corpus into memory for the timing (the pipeline holds one batch)."]
+    if args.scale:
+        sc = run_child([sys.executable, __file__, "--child", "scale", "--scale", str(args.scale)])
+        lines += ["", f"At scale: {sc['pairs']:,} pairs of prose sentences ({sc['words'] / 1e6:.1f}M words; sentences "
+                  f"repeat, so {sc['keys']:,} keys) indexed in {sc['build_s']:.1f} CPU s, adding {sc['added_mb']:.0f} MB "
+                  f"of peak RSS to the texts held (the launcher, once); the arrays the workers load: "
+                  f"{sc['arrays_mb']:.0f} MB."]
     text = "\n".join(lines) + "\n"
     print(text)
     (ROOT / "benchmarks" / "results" / "decontam.md").write_text(text)
