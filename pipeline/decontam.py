@@ -21,14 +21,13 @@ Policies:
   or the document's edge (not a word) right before or right after it, and on both sides for texts of
   fewer than 6 words (ALONE), so "a man is talking" inside "said a man is talking to" and "I want to go"
   inside "said I want to go." are no match. A short pair is matched as one text too. Shorter texts
-  cannot be checked (an example with nothing to check is counted in
-  "examples" but not in "checkable" in the report);
+  cannot be checked (an example with nothing to check counts in "examples", not in "checkable");
 - an n-gram (or whole short text) found in more than `max_examples` distinct examples is boilerplate
   ("according to the", legal notices) and ignored;
 - one matching n-gram or whole short text makes a document contaminated. A document matched by several
   tasks is dropped under the task of its first match.
 
-The index is built once, by the launcher (`load` then `save` into the staging folder); each worker maps it
+The index is built once, by the launcher (`load` then `save` into the staging folder); each worker loads it
 (`Matcher.load`). Memory is the evaluation sets' (vocabulary, keys, their word ids), never the corpus':
 corpus words outside the evaluation vocabulary map to 0 and a window holding a 0 cannot match. A batch
 of documents becomes one array of word ids; a polynomial rolling hash of every window (one numpy pass
@@ -39,8 +38,8 @@ Every match goes to contamination.jsonl in the output, in document order: {"id":
 "split", "example": its row number in the split, "start", "end": characters in the normalized document,
 "text": the matched text}. The report (stats.json "contamination", the summary table, report.png and the
 shard manifest's counts) gives per task and split the examples, how many could be checked, how many
-were found in the corpus and in how many documents.
-Importing this module needs numpy alone (glue.py renders the report of a checkpoint's shards with it).
+were found in the corpus and in how many documents. Importing this module needs no Beam (glue.py
+renders the report of a checkpoint's shards with `markdown`).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def counts_of(stats: dict) -> dict:
     return {"documents": stats.get("documents", {}), "dropped": stats.get("dropped", {}),
             "stages": {name: s for name, s in stages.items() if s},
             "files": {k: files[k] for k in ("count", "bytes_in", "repaired", "failed", "skipped") if k in files},
-            **({"contamination": stats["contamination"]} if "contamination" in stats else {})}
+            "contamination": stats.get("contamination")}
 
 
 def _error(stats: dict, rows: int | None) -> str | None:

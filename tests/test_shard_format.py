@@ -18,7 +18,7 @@ from pipeline.shards import COLUMN_DTYPES, FORMAT_VERSION, ShardSet
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "shard-format.md"
 TYPES = {"string": str, "integer": int, "boolean": bool, "object": dict, "list of strings": list,
-         "integer or null": (int, type(None))}
+         "integer or null": (int, type(None)), "object or null": (dict, type(None))}
 
 
 def section(title: str) -> str:
