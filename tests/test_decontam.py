@@ -332,3 +332,21 @@ def test_the_report_reaches_the_manifest_report_png_and_glue_py(tmp_path):
     assert "built without decontam" in report.contamination(ckpt)
     (shards / "manifest.json").write_text(json.dumps({"content_hash": "other shards", "counts": counts_of(stats)}))
     assert report.contamination(ckpt) is None
+
+
+def test_other_evaluation_files_are_checked_under_their_own_names(tmp_path):
+    question = "Which river flows through the old city of Prague before it joins the Elbe at Melnik?"
+    (tmp_path / "trivia.jsonl").write_text(json.dumps({"q": question, "a": "Vltava"}) + "\n")
+    (tmp_path / "lines.txt").write_text("a line that no corpus holds, long enough to be checked\n")
+    cfg = decontam.DecontamConfig(paths=(f"{tmp_path / 'trivia.jsonl'}#q", str(tmp_path / "lines.txt")))
+    m = decontam.Matcher(decontam.load(cfg, "cramming"))
+    doc = Doc(0, "d", "we asked: which river flows through the old city of prague before it joins the elbe at melnik? "
+                      "nobody knew.")
+    kept, dropped, records = m.apply([doc, Doc(1, "e", "a line that no corpus holds.")])
+    assert dropped == [(doc, "decontam/trivia")] and [d.name for d in kept] == ["e"]
+    assert (records[0]["task"], records[0]["split"], records[0]["example"]) == ("trivia", "file", 0)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "lines.txt").write_text("x\n")
+    twice = decontam.DecontamConfig(paths=(str(tmp_path / "lines.txt"), str(tmp_path / "sub" / "lines.txt")))
+    with pytest.raises(decontam.DecontamError, match="lines/file"):
+        decontam.load(twice, "cramming")
