@@ -73,7 +73,7 @@ demo: install
 # Every benchmark's side-by-side run; each writes benchmarks/results/<name>.md (see BENCHMARKS.md).
 # About an hour on 2 cores. datatrove gets its own venv under benchmarks/work/; train_vs_hf reads the
 # shards of `make corpus`.
-BENCHES ?= model_step shard_reader tokenize_pack filters glue_data glue_finetune corpus_pipeline quality_speed quality_mix train_vs_hf
+BENCHES ?= model_step shard_reader tokenize_pack filters decontam_acceptance decontam quality_speed quality_mix glue_data glue_finetune corpus_pipeline train_vs_hf
 bench: install-test
 	test -x benchmarks/work/datatrove-venv/bin/python || PYTHONPATH=. $(BIN)/python benchmarks/corpus_pipeline.py --setup
 	for b in $(BENCHES); do PYTHONPATH=. $(BIN)/python benchmarks/$$b.py || exit 1; done

@@ -57,7 +57,9 @@ examples:
   python glue.py runs/cram/final --tasks rte --backend hf   # the same protocol through transformers' Trainer
   python glue.py --check-data --glue-dir ../glue_data --tasks available   # is the data there? (seconds)
 
-The table also goes into the checkpoint's model card (README.md written by train.py), if it has one.
+The table also goes into the checkpoint's model card (README.md written by train.py), if it has one. When
+the card's shard folder is at hand and its manifest recorded a contamination report (python -m pipeline
+decontam.glue_dir=...), that report is printed after the table: the GLUE examples found in the corpus.
 """
 
 
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         paths = report.write_all(results, out)
         print(paths["markdown"].read_text())
+        if found := report.contamination(args.checkpoint):  # what the pretraining shards recorded about GLUE
+            print(found)
         print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
         if card := report.update_card(results):
             print(f"updated the model card {card}", file=sys.stderr)

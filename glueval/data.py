@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from glueval.tasks import Task
+from pipeline.evalsets import HF_DATASET, tsv_lines
 
-HF_DATASET = "nyu-mll/glue"
 _EXAMPLES_KEPT = 3  # line numbers remembered per malformed-row reason, for the report
 
 
@@ -102,10 +102,7 @@ def read_tsv(task: Task, path: str | Path) -> Split:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise GlueDataError(f"{path}: not UTF-8 ({e}); GLUE files are UTF-8, re-download them") from e
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    lines = tsv_lines(text)
     split = _new_split(task, str(path))
     a_col, b_col, label_col = task.tsv_columns
     first = 0

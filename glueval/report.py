@@ -205,6 +205,27 @@ def update_card(results: dict) -> Path | None:
     return card.update_glue(results["checkpoint"], key, table)
 
 
+def contamination(checkpoint) -> str | None:
+    """What the checkpoint's pretraining shards recorded about GLUE text in their corpus: the contamination
+    report of their manifest (pipeline.decontam) as markdown, or a line saying it was not checked; None
+    when the checkpoint's card names no shard folder, or that folder (relative to the working directory,
+    as at training) holds no manifest of the same content_hash."""
+    from pipeline import decontam
+
+    facts = card.facts(checkpoint)
+    path = Path(facts.get("shards", "")) / "manifest.json"
+    if "shards" not in facts or not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    if manifest.get("content_hash") != facts.get("data"):
+        return None
+    report = manifest.get("counts", {}).get("contamination")
+    if report is None:
+        return (f"Contamination: the pretraining shards {facts['shards']} were built without decontam.*: GLUE text "
+                "in their corpus was not checked.\n")
+    return decontam.markdown(report)
+
+
 def chart_rows(results: dict) -> list[tuple[str, float, dict]]:
     """One bar group per task, dev set and metric: (label, majority score, {init: (median, min, max)})."""
     rows = []

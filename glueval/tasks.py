@@ -1,74 +1,17 @@
-"""The GLUE task table: where each task's text and labels live in both layouts, and how it is scored."""
+"""The GLUE tasks on the command line: names, aliases and the scores each task reports. The task table
+(where each task's text and labels live in both layouts, and how it is scored) is `pipeline.evalsets`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+# the task table lives below the evaluator, shared with the corpus pipeline
+from pipeline.evalsets import TASKS, Task
 
 
 class UnknownTaskError(ValueError):
     """A task name that is not in the GLUE table."""
 
-
-@dataclass(frozen=True)
-class Task:
-    """One GLUE task.
-
-    `labels` are the label strings of the official TSV files, in the order of the Hugging Face
-    `ClassLabel` ids (so both layouts map to the same integers); `None` means regression (STS-B).
-    `tsv_columns` names the text columns and the label column of the official TSV header; for a file
-    without header (CoLA) they are integer positions. `dev` maps each scored dev set to its
-    (TSV file, HF split) pair; MNLI has two.
-    """
-
-    name: str  # CLI key and HF config name
-    title: str  # display name, also the official folder name
-    tsv_columns: tuple  # (text_a, text_b or None, label)
-    hf_columns: tuple  # (text_a, text_b or None)
-    labels: tuple[str, ...] | None
-    metrics: tuple[str, ...]
-    dev: dict
-    has_header: bool = True
-    in_average: bool = True
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.labels is None else len(self.labels)
-
-    @property
-    def is_regression(self) -> bool:
-        return self.labels is None
-
-    @property
-    def is_pair(self) -> bool:
-        return self.hf_columns[1] is not None
-
-
-_DEV = {"dev": ("dev.tsv", "validation")}
-
-TASKS: dict[str, Task] = {
-    t.name: t
-    for t in (
-        Task("cola", "CoLA", (3, None, 1), ("sentence", None), ("0", "1"), ("mcc",), _DEV, has_header=False),
-        Task("sst2", "SST-2", ("sentence", None, "label"), ("sentence", None), ("0", "1"), ("accuracy",), _DEV),
-        Task("mrpc", "MRPC", ("#1 String", "#2 String", "Quality"), ("sentence1", "sentence2"), ("0", "1"),
-             ("f1", "accuracy"), _DEV),
-        Task("stsb", "STS-B", ("sentence1", "sentence2", "score"), ("sentence1", "sentence2"), None,
-             ("pearson", "spearman"), _DEV),
-        Task("qqp", "QQP", ("question1", "question2", "is_duplicate"), ("question1", "question2"), ("0", "1"),
-             ("f1", "accuracy"), _DEV),
-        Task("mnli", "MNLI", ("sentence1", "sentence2", "gold_label"), ("premise", "hypothesis"),
-             ("entailment", "neutral", "contradiction"), ("accuracy",),
-             {"m": ("dev_matched.tsv", "validation_matched"),
-              "mm": ("dev_mismatched.tsv", "validation_mismatched")}),
-        Task("qnli", "QNLI", ("question", "sentence", "label"), ("question", "sentence"),
-             ("entailment", "not_entailment"), ("accuracy",), _DEV),
-        Task("rte", "RTE", ("sentence1", "sentence2", "label"), ("sentence1", "sentence2"),
-             ("entailment", "not_entailment"), ("accuracy",), _DEV),
-        Task("wnli", "WNLI", ("sentence1", "sentence2", "label"), ("sentence1", "sentence2"), ("0", "1"),
-             ("accuracy",), _DEV, in_average=False),
-    )
-}
 
 # Spellings accepted on the command line besides the keys: the official titles and common aliases.
 _ALIASES = {t.title.lower(): t.name for t in TASKS.values()} | {"sts-b": "stsb", "sst-2": "sst2"}

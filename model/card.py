@@ -78,3 +78,14 @@ def update_glue(folder: str | Path, key: str, markdown: str) -> Path | None:
     tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def facts(folder: str | Path) -> dict:
+    """The training facts a folder's card records (key -> the text shown, backticks removed); {} without one."""
+    path = Path(folder) / README
+    if not path.is_file():
+        return {}
+    keys = {label: key for key, label in TRAINING_ROWS}
+    rows = (line.split(" | ", 1) for line in path.read_text().splitlines() if line.startswith("| ") and line.endswith(" |"))
+    return {keys[label[2:]]: value[:-2].strip("`") for label, value in (r for r in rows if len(r) == 2)
+            if label[2:] in keys}

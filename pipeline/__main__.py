@@ -32,6 +32,9 @@ overrides (key=value, dotted, after the options; values are YAML):
   pack.cross_documents=false pack.segments=true pack.document_end=TOKEN pack.pad=TOKEN
   order.name=none|random|sentence-length|unigram order.reverse=true order.max_rows=0
   shards.rows_per_shard=262144   web.extract=main|text   webclean.blocked=FILE webclean.pii=true
+  decontam.glue_dir=DIR decontam.hub=true decontam.paths=[evals.txt,qa.jsonl#question,nli.tsv#premise+hypothesis]
+  decontam.splits=[dev,test] decontam.ngram=13 decontam.min_words=4 decontam.max_examples=10 decontam.mode=drop|span
+  quality.reference=PATH[,PATH...] quality.model=DIR quality.keep_fraction=1.0 quality.threshold=SCORE
   (--config web turns on C4/FineWeb web cleaning, PII redaction and English language ID;
   every key and its value: python -m pipeline --show-config)
 
@@ -49,13 +52,14 @@ output (--output, default out/corpus):
   --until clean (or earlier) docs-*.jsonl.zst (or .parquet), one per work unit, in id order
   quality/                   with quality.reference or quality.model: the scorers (reuse: quality.model)
 and always stats.json: documents read = kept + dropped per reason, failed and skipped files, bytes
-in/out, seconds per stage, and .cramkit, the record of the files cramkit wrote (--overwrite deletes
-only those, and refuses a folder holding anything else; reading an input folder skips a folder holding
-it). --output must not be a file, nor inside an --input folder (a link to a folder writes that
-folder). Intermediate files go to a staging folder .<name>.tmp beside the output, removed at the end;
-the lock .<name>.lock keeps a second run off the output while the first lives. Same input and
-config give the same bytes on any runner and worker count, with or without --split-mb (manifest.json's
-"created" comes from --created).
+in/out, seconds per stage; with decontam.* set also contamination.jsonl (every match) and the
+contamination report (evaluation examples found per task and split) in stats.json and the summary; and
+.cramkit, the record of the files cramkit wrote (--overwrite deletes only those, and refuses a folder
+holding anything else; reading an input folder skips a folder holding it). --output must not be a file,
+nor inside an --input folder (a link to a folder writes that folder). Intermediate files go to a staging
+folder .<name>.tmp beside the output, removed at the end; the lock .<name>.lock keeps a second run off
+the output while the first lives. Same input and config give the same bytes on any runner and worker
+count, with or without --split-mb (manifest.json's "created" comes from --created).
 """
 
 
@@ -159,7 +163,7 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from configs import ConfigError, show
-    from pipeline import config, inputs, output, plan, quality, runners, shards, storage, tokenize
+    from pipeline import config, decontam, inputs, output, plan, quality, runners, shards, storage, tokenize
     from pipeline import stats as accounting
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -200,6 +204,8 @@ def main(argv=None) -> int:
             quality.check_model(cfg.quality)
         found = inputs.expand(specs, cfg.source.text_mode, cfg.source.docstrings_max_mb, int(args.split_mb * 1e6),
                               cfg.source.follow_symlinks)
+        checked = cfg.decontam.enabled and plan.STAGES.index(args.until) >= plan.STAGES.index("decontam")
+        evals = decontam.load(cfg.decontam, cfg.normalize.preset) if checked else None
         folders = output.prepare(args.output, args.overwrite, specs)
     except (ConfigError, inputs.InputError, storage.StorageError, output.OutputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -214,6 +220,9 @@ def main(argv=None) -> int:
     console.print(f"reading {len(found.units):,} input units ({found.bytes / 1e6:.1f} MB"
                   f"{f', {len(found.skipped)} paths skipped' if found.skipped else ''}) with {args.runner}, "
                   f"{args.workers} worker(s), until {args.until}; staging in {folders.tmp}", markup=False)
+    if evals is not None:
+        decontam.save(evals, run_plan)
+        console.print(decontam.describe(evals), markup=False)
     start = time.perf_counter()
     extra = {"config_hash": cfg.hash(), "until": args.until, "inputs": [inputs.printable(s) for s in specs]}
     stats_path = storage.join(folders.final, accounting.STATS)

@@ -12,13 +12,14 @@ small results between stages (as side inputs); texts, hashes and rows move throu
       --until clean:  write docs (per unit)                                               |
       shards:         tokenizer (one) -- encode (per unit) -- keys (per unit) -- boundaries (one)
                       -- rows (per unit) -- write (per shard)
+    scan -- contamination (one): contamination.jsonl and its report (with decontam.* set)
     every Tally and file written -- finish (one): stats.json, report.png, manifest.json
 """
 
 import apache_beam as beam
 
 from model import tokenizer
-from pipeline import dedup, finish, order, output, quality, tokenize
+from pipeline import decontam, dedup, finish, order, output, quality, tokenize
 from pipeline.encode import Encoder
 from pipeline.pack import Layout
 from pipeline.plan import STAGES
@@ -125,6 +126,9 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
     decided = _all(decisions)
     tallies.append(decisions | "DecisionTally" >> beam.Map(lambda d: d.tally))
     one = p | "One" >> beam.Create([None])
+    checked = cfg.decontam.enabled and upto >= STAGES.index("decontam")
+    contamination = _one(one | "Contamination" >> beam.Map(lambda _, s: decontam.collect(plan) if checked else None,
+                                                            scanned))
     cut = p | "NoQuality" >> beam.Create([None])  # quality off: write_docs and encode get None
     if cfg.quality.enabled and upto >= STAGES.index("quality"):
         trained = one | "QualityModels" >> beam.Map(lambda _, s: quality.train(cfg, plan, s), scanned)
@@ -142,8 +146,9 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
         written = scans | "WriteDocs" >> beam.Map(
             lambda s, d, c: output.write_docs(s, cfg.output, plan, d, c), decided, cut)
         return one | "Finish" >> beam.Map(
-            lambda _, w, t, c: finish.finish(cfg, plan, skipped, t, [x for x in w if x], extra, quality=c),
-            _all(written), _all(tallies | "Tallies" >> beam.Flatten()), cut)
+            lambda _, w, t, c, q: finish.finish(cfg, plan, skipped, t, [x for x in w if x], extra,
+                                                contamination=c, quality=q),
+            _all(written), _all(tallies | "Tallies" >> beam.Flatten()), contamination, cut)
 
     tok = one | "Tokenizer" >> beam.Map(
         lambda _, s, d: tokenize.train_from_sample(cfg.tokenizer, cfg.objective, plan, s, d), scanned, decided)
@@ -169,5 +174,6 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
     written = (bounds | "ShardItems" >> beam.FlatMap(lambda b: range(len(b) + 1)) | "ShardSpread" >> beam.Reshuffle()
                | "WriteShards" >> beam.Map(shard, _one(bounds), _all(parted), _one(tok)))
     return one | "Finish" >> beam.Map(
-        lambda _, w, t, tj, lay, h, c: finish.finish(cfg, plan, skipped, t, w, extra, tj, lay, h, c),
-        _all(written), _all(tallies | "Tallies" >> beam.Flatten()), _one(tok), _one(layout), _one(hists), cut)
+        lambda _, w, t, tj, lay, h, c, q: finish.finish(cfg, plan, skipped, t, w, extra, tj, lay, h, c, q),
+        _all(written), _all(tallies | "Tallies" >> beam.Flatten()), _one(tok), _one(layout), _one(hists),
+        contamination, cut)

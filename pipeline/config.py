@@ -2,14 +2,15 @@
 
 Each stage module owns its settings next to its code (sources.SourceConfig, web.WebConfig,
 webclean.WebCleanConfig, normalize.NormalizeConfig, dedup.DedupConfig, filters.FilterConfig,
-quality.QualityConfig, output.OutputConfig, tokenize.TokenizerConfig, pack.PackConfig,
-order.OrderConfig/ShardConfig); this module only composes them.
+decontam.DecontamConfig, quality.QualityConfig, output.OutputConfig, tokenize.TokenizerConfig,
+pack.PackConfig, order.OrderConfig/ShardConfig); this module only composes them.
 """
 
 from dataclasses import asdict, dataclass, field
 
 import configs
 from pipeline import shards
+from pipeline.decontam import DecontamConfig
 from pipeline.dedup import DedupConfig
 from pipeline.filters import FilterConfig
 from pipeline.normalize import NormalizeConfig
@@ -35,6 +36,7 @@ class CorpusConfig:
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

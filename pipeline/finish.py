@@ -30,7 +30,8 @@ def counts_of(stats: dict) -> dict:
     files = stats.get("files", {})
     return {"documents": stats.get("documents", {}), "dropped": stats.get("dropped", {}),
             "stages": {name: s for name, s in stages.items() if s},
-            "files": {k: files[k] for k in ("count", "bytes_in", "repaired", "failed", "skipped") if k in files}}
+            "files": {k: files[k] for k in ("count", "bytes_in", "repaired", "failed", "skipped") if k in files},
+            "contamination": stats.get("contamination")}
 
 
 def _error(stats: dict, rows: int | None) -> str | None:
@@ -49,8 +50,9 @@ def _error(stats: dict, rows: int | None) -> str | None:
 
 
 def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, tokenizer_json: str | None = None,
-           layout=None, hists: dict | None = None, quality=None) -> dict:
+           layout=None, hists: dict | None = None, contamination: dict | None = None, quality=None) -> dict:
     """Write stats.json (and for shards report.png and manifest.json) into the output; the stats dict.
+    `contamination`: the decontamination report (pipeline.decontam.collect), when the run checked;
     `quality`: the quality.Cut when quality scores are on."""
     tally = total(tallies)
     shard_run = plan.until == "shards"
@@ -70,6 +72,8 @@ def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, 
         stats["quality"] = quality.record()
     if shard_run:
         stats["tokens"] = dict(sorted(tally.tokens.items()))
+    if contamination is not None:
+        stats["contamination"] = contamination
     error = _error(stats, rows)
     if error:
         stats["error"] = error
@@ -82,7 +86,7 @@ def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, 
 def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists: dict, quality=None) -> None:
     drops = {reason: d["docs"] for reason, d in stats["dropped"].items()}
     png = io.BytesIO()
-    report.write_report(png, hists, drops, cfg.tokenizer.compression_cutoff, quality)
+    report.write_report(png, hists, drops, cfg.tokenizer.compression_cutoff, quality, stats.get("contamination"))
     storage.write_bytes(storage.join(plan.out, REPORT), png.getvalue())
     tok = tokenizer.parse(tokenizer_json, "the corpus tokenizer")
     pack, ids = cfg.pack, packing_ids(tok, cfg.objective, cfg.pack.document_end, cfg.pack.pad)

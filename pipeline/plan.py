@@ -14,7 +14,7 @@ import numpy as np
 from pipeline import minhash, storage
 from pipeline.inputs import Inputs
 
-STAGES = ("read", "normalize", "filter", "exact", "near", "quality", "clean", "shards")
+STAGES = ("read", "normalize", "filter", "decontam", "exact", "near", "quality", "clean", "shards")
 PART_BYTES = 256_000_000  # input bytes per exact-dedup / edge partition
 BAND_PART_BYTES = 1_000_000_000  # input bytes per partition of each MinHash band
 COMPRESSED_RATIO = 4  # assumed text bytes per byte of a .gz / .zst file, for the sample threshold

@@ -26,15 +26,18 @@ def histogram(name: str, values) -> np.ndarray:
     return np.histogram(clipped, bins=edges)[0].astype(np.int64)
 
 
-def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None, quality=None) -> None:
-    """One PNG: the three histograms (every encoded document), the drop counts per reason and, given a
-    quality.Cut, the histogram of the sampled quality scores with the cut."""
+def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None, quality=None,
+                 contamination: dict | None = None) -> None:
+    """One PNG: the three histograms (every encoded document), the drop counts per reason, given a
+    quality.Cut the histogram of the sampled quality scores with the cut, and with a decontamination
+    report the evaluation examples found in the corpus per task and split."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2 if quality is None else 3, figsize=(12 if quality is None else 18, 8))
+    extra = quality is not None or bool(contamination)
+    fig, axes = plt.subplots(2, 3 if extra else 2, figsize=(18 if extra else 12, 8))
     for ax, name in zip(axes.flat, EDGES, strict=False):
         edges, counts = EDGES[name], np.asarray(hists.get(name, np.zeros(len(EDGES[name]) - 1)))
         ax.stairs(counts, edges, fill=True, alpha=0.7)
@@ -58,9 +61,13 @@ def write_report(sink, hists: dict, drops: dict, cutoff: float | None = None, qu
     ax.set_xlabel("documents")
     if not reasons:
         ax.text(0.5, 0.5, "nothing dropped", ha="center", va="center", transform=ax.transAxes)
+    panels = iter(axes.flat[4:])
     if quality is not None:
-        _quality_panel(axes.flat[4], quality)
-        axes.flat[5].axis("off")
+        _quality_panel(next(panels), quality)
+    if contamination:
+        _contamination(next(panels), contamination)
+    for ax in panels:
+        ax.axis("off")
     fig.suptitle("histograms: every document that reached the tokenizer; drops: every stage", fontsize=10)
     fig.tight_layout()
     fig.savefig(sink, format="png", dpi=80, metadata={"Software": None})
@@ -78,3 +85,15 @@ def _quality_panel(ax, cut) -> None:
         ax.legend()
     ax.set_title(f"quality score (sample of {len(cut.sample):,}; kept: right of the cut)")
     ax.set_ylabel("documents")
+
+
+def _contamination(ax, report: dict) -> None:
+    from pipeline import decontam
+
+    rows = decontam.rows(report)[::-1]
+    labels = [f"{task} {split} ({found:,}/{ok:,})" for task, split, _, ok, found, _, _ in rows]
+    ax.barh(labels, [pct for *_, pct, _ in rows])
+    ax.set_title(f"evaluation examples found in the corpus ({report['ngram']}-grams), % of checkable")
+    ax.set_xlabel("% of checkable examples")
+    if not rows:
+        ax.text(0.5, 0.5, "no evaluation sets", ha="center", va="center", transform=ax.transAxes)

@@ -1,5 +1,5 @@
 """Stage 1, one work unit at a time: read -> web cleaning (pipeline.webclean, when on) -> normalize ->
-filter, then stage and sign the survivors.
+filter -> decontam, then stage and sign the survivors.
 
 For every document that passes, the scan writes
 - its text to the unit's docstore, and to the unit's tokenizer sample when its sample hash is below
@@ -8,6 +8,8 @@ For every document that passes, the scan writes
   the hash (pipeline.runs);
 - with near dedup on and at least `dedup.min_words` words: one record per MinHash band (the band's key,
   the text hash, id, characters) to a run partitioned by band and key.
+With decontam.* set, the documents that hold evaluation text are dropped or cut before any of this, and
+their matches go to the unit's contamination.jsonl (pipeline.decontam).
 Only a small ScanResult (file names, batch ids, counts) goes back to the pipeline.
 """
 
@@ -17,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import xxhash
 
-from pipeline import docstore, minhash, progress, runs
+from pipeline import decontam, docstore, minhash, progress, runs
 from pipeline.document import Doc, Drop
 from pipeline.filters import Filters
 from pipeline.inputs import Unit
@@ -66,6 +68,8 @@ class Scanner:
         self.normalize = upto >= STAGES.index("normalize")
         self.webclean = WebClean(cfg.webclean) if self.normalize and cfg.webclean.active else None
         self.filters = Filters(cfg.filters) if upto >= STAGES.index("filter") else None
+        self.decontam = upto >= STAGES.index("decontam")
+        self.matcher = decontam.Matcher.load(plan) if self.decontam and cfg.decontam.enabled else None
         self.exact = cfg.dedup.exact and upto >= STAGES.index("exact")
         self.near = cfg.dedup.near and upto >= STAGES.index("near")
         self.hasher = minhash.MinHasher(cfg.dedup.num_perm, cfg.dedup.seed, cfg.dedup.scheme) if self.near else None
@@ -77,6 +81,7 @@ class Scanner:
         sample = docstore.Writer(plan.unit_file(unit.index, "sample.arrow"))
         exact = runs.Writer(plan.unit_file(unit.index, "exact"), EXACT, plan.exact_parts)
         bands = runs.Writer(plan.unit_file(unit.index, "bands"), BAND, cfg.dedup.bands * plan.band_parts)
+        found = decontam.Found(plan.unit_file(unit.index, decontam.FOUND))
         stream = reader.read(unit)
         clock = time.perf_counter()
         for batch in _batches(stream, BATCH):
@@ -89,17 +94,18 @@ class Scanner:
             tally.passed("read", len(kept), sum(len(d.text) for d in kept))
             if any(d.url for d in kept):
                 tally.count("web/with_url", sum(1 for d in kept if d.url))
-            kept = self._clean(kept, tally)
+            kept = self._clean(kept, tally, found)
             for doc in kept:
                 docs.add(doc)
             self._sign(kept, sample, exact, bands, tally)
             clock = time.perf_counter()
         tally.took("read", time.perf_counter() - clock)
+        found.close()
         tally.files += reader.files
         progress.advance("scan", plan.input_bytes, unit.size, unit="B")
         return ScanResult(unit.index, docs.close(), sample.close(), exact.close(), bands.close(), tally)
 
-    def _clean(self, docs: list, tally: Tally) -> list:
+    def _clean(self, docs: list, tally: Tally, found: decontam.Found) -> list:
         if self.webclean is not None:  # its drops are counted between read and normalize
             start = time.perf_counter()
             docs = self.webclean.apply(docs, tally)
@@ -122,6 +128,15 @@ class Scanner:
                 tally.drop(reason, len(doc.text))
             tally.took("filter", time.perf_counter() - start)
             tally.passed("filter", len(docs), sum(len(d.text) for d in docs))
+        if self.matcher is not None:
+            start = time.perf_counter()
+            docs, dropped, records = self.matcher.apply(docs)
+            for doc, reason in dropped:
+                tally.drop(reason, len(doc.text))
+            found.add(records)
+            tally.took("decontam", time.perf_counter() - start)
+        if self.decontam:
+            tally.passed("decontam", len(docs), sum(len(d.text) for d in docs))
         return docs
 
     def _sign(self, docs: list, sample, exact, bands, tally: Tally) -> None:

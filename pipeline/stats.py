@@ -17,6 +17,8 @@ stats.json:
   web         (web input) pages with a URL ("with_url"), lines removed per rule ("lines/<rule>") and
               PII redacted per kind ("pii/<kind>") by pipeline.webclean
   output      files [{file, docs (clean files) or rows (shards), bytes}], bytes_out
+  contamination  with decontam.* set: per task and split the evaluation examples, how many could be
+              checked and how many were found in the corpus (pipeline.decontam)
   error       present when the run produced nothing (every input failed, or nothing survived)
 Timings are the only values that differ between two runs of the same input and config.
 """
@@ -162,6 +164,10 @@ def summary_table(stats: dict):
     for reason, d in stats["dropped"].items():
         drops.add_row(reason, f"{d['docs']:,}", f"{d['chars'] / 1e6:.2f}")
     parts = [stages, balance, drops]
+    if "contamination" in stats:
+        from pipeline import decontam
+
+        parts.append(decontam.table(stats["contamination"]))
     files = stats["files"]
     lines = [f"files read: {files['count']:,}, {files['bytes_in'] / 1e6:.1f} MB in; "
              f"{stats['output']['bytes_out'] / 1e6:.1f} MB out in {len(stats['output']['files'])} files; "
