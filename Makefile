@@ -57,7 +57,7 @@ $(LID): | $(VENV)/.installed
 
 # GLUE data check (seconds) -> corpus (desktop preset on the embedded default) -> cram (desktop preset,
 # DEMO_BUDGET) -> GLUE (demo protocol on DEMO_TASKS, pretrained and random init, 3 seeds, DEMO_EXAMPLES
-# training examples per task): 54 minutes on a quiet 2-core CPU (measured, README), offline. GLUE_DIR=folder in the official
+# training examples per task): 54 minutes on a quiet 2-core CPU (measured, BENCHMARKS.md), offline. GLUE_DIR=folder in the official
 # GLUE layout; without it the tasks come from the Hub (the check fails at once when neither answers).
 DEMO  ?= out/demo
 DEMO_BUDGET ?= 30m
