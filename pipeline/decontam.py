@@ -240,11 +240,13 @@ def build(sets: list, cfg: DecontamConfig, preset: str) -> Index:
     inside = last < len(flat)
     inside[inside] &= owner[last[inside]] == owner[inside]
     dense = np.flatnonzero(inside & (dense_len >= TOKENS_MIN) & (dense_len < n))
+    dense_len = dense_len[dense]
+    del word_at, token_at, tokens, last, inside  # before the keys: the launcher's peak memory
     entries = []  # (keys, starts, lengths, examples, kinds) per window length
-    lengths = set(whole[1].tolist()) | set(dense_len[dense].tolist()) | {n}
+    lengths = set(whole[1].tolist()) | set(dense_len.tolist()) | {n}
     for L, h in _rolling(flat, lengths) if len(flat) else ():
         if L < n:  # whole short texts, and windows that span n tokens
-            at = dense[dense_len[dense] == L]
+            at = dense[dense_len == L]
             pos = np.r_[whole[0][whole[1] == L], at]
             exs = np.r_[whole[2][whole[1] == L], owner[at]]
             kinds = np.r_[np.full(int((whole[1] == L).sum()), WHOLE), np.full(len(at), SPAN)]
