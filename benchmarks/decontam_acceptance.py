@@ -11,7 +11,14 @@ after a sentence of theirs, in one of four ways, as many of each:
   wrapped       hard-wrapped over lines of 40 characters
   window        16 consecutive words of an example of more than 16 words
 
-    python benchmarks/decontam_acceptance.py [--text DIR] [--glue DIR] [--docs 300] [--workers 1]
+`--per-task` draws the task first, every task folder equally often, then one of its examples (by default
+every dev example is equally likely, so the larger sets dominate). `--ptb-task N` adds a task in SST-2's
+style that the index has never seen otherwise: N sentences of the train splits of STS-B and RTE,
+Penn-Treebank-tokenized and lowercased ("it 's a charming journey ."), written as SST-2/dev.tsv into a copy
+of GLUE under --work (the other task folders linked), which both runs then use.
+
+    python benchmarks/decontam_acceptance.py [--text DIR] [--glue DIR] [--docs 300] [--workers 1] [--seed 0]
+                                             [--per-task] [--ptb-task 872]
 
 Prints the figures (and writes them to benchmarks/results/decontam_acceptance.md).
 """
@@ -37,8 +44,38 @@ from pipeline import evalsets  # noqa: E402
 KINDS = ("detokenized", "verbatim", "wrapped", "window")
 
 
+def ptb(text: str) -> str:
+    """Penn-Treebank-style tokens: clitics, punctuation, brackets and quotes split off as SST-2 writes them."""
+    text = re.sub(r'(^|[\s(\[])"', r"\1 `` ", text)
+    text = text.replace('"', " '' ").replace("(", " -LRB- ").replace(")", " -RRB- ").replace("--", " -- ")
+    text = re.sub(r"\b(ca|wo)n't\b", r"\1 n't", text, flags=re.I)
+    text = re.sub(r"(\w)(n't)\b", r"\1 \2", text, flags=re.I)
+    text = re.sub(r"(\w)('s|'re|'ll|'ve|'d|'m)\b", r"\1 \2", text, flags=re.I)
+    text = re.sub(r"([,;:!?%$&]|\.\.\.)", r" \1 ", text)
+    text = re.sub(r"\.(\W*)$", r" . \1", text.strip())  # the final stop only: abbreviations keep theirs
+    return " ".join(text.split())
+
+
+def ptb_task(glue: Path, work: Path, n: int, rng: random.Random) -> Path:
+    """A copy of `glue` (the task folders linked) with SST-2/dev.tsv: `n` train sentences of STS-B and RTE,
+    tokenized and lowercased."""
+    sents = {s for task in ("stsb", "rte") for split in evalsets.glue_folder(str(glue), ("train",))
+             if split.task == task for e in split.examples for t in e.texts
+             for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", t) if 3 <= len(s.split()) <= 50}
+    out = work / "glue"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    out.mkdir(parents=True)
+    for task in glue.iterdir():
+        if task.name != "SST-2":
+            (out / task.name).symlink_to(task.resolve())
+    (out / "SST-2").mkdir()
+    picked = rng.sample(sorted(sents), n)
+    (out / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(f"{ptb(s).lower()} \t1\n" for s in picked))
+    return out
+
+
 def detokenize(text: str) -> str:
-    text = re.sub(r" (n't|'s|'re|'ll|'ve|'d|'m)\b", r"\1", text)
+    text = re.sub(r" (n't|'t|'s|'re|'ll|'ve|'d|'m)\b", r"\1", text)
     text = re.sub(r"-LRB- ?", "(", text, flags=re.I)
     text = re.sub(r" ?-RRB-", ")", text, flags=re.I)
     text = text.replace("`` ", '"').replace(" ''", '"')
@@ -59,7 +96,7 @@ def carry(kind: str, text: str, rng: random.Random) -> str:
     return text
 
 
-def build(text_dir: Path, glue: Path, n: int, work: Path, seed: int) -> dict:
+def build(text_dir: Path, glue: Path, n: int, work: Path, seed: int, per_task: bool = False) -> dict:
     rng = random.Random(seed)
     paras = []
     for f in sorted(text_dir.rglob("*.txt")):
@@ -72,7 +109,11 @@ def build(text_dir: Path, glue: Path, n: int, work: Path, seed: int) -> dict:
     plan = {}
     for j, i in enumerate(hosts):
         kind = KINDS[j % len(KINDS)]
-        task, split, index, text = rng.choice(long if kind == "window" else examples)
+        pool = long if kind == "window" else examples
+        if per_task:
+            task = rng.choice(sorted({e[0] for e in pool}))
+            pool = [e for e in pool if e[0] == task]
+        task, split, index, text = rng.choice(pool)
         p = paras[i]
         stops = [m.end() for m in re.finditer(r"[.!?]\s", p)]
         cut = rng.choice(stops) if stops else len(p)
@@ -110,9 +151,13 @@ def main():
     ap.add_argument("--docs", type=int, default=300)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-task", action="store_true", help="every task folder equally often")
+    ap.add_argument("--ptb-task", type=int, default=0, metavar="N", help="add an SST-2-style task of N sentences")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "decontam_acceptance")
     args = ap.parse_args()
-    built = build(args.text, args.glue, args.docs, args.work, args.seed)
+    if args.ptb_task:
+        args.glue = ptb_task(args.glue, args.work, args.ptb_task, random.Random(args.seed))
+    built = build(args.text, args.glue, args.docs, args.work, args.seed, args.per_task)
     names, plan = built["names"], built["plan"]
     base, base_stats, base_wall = run(built["src"], args.work / "base", args.workers)
     dec, stats, wall = run(built["src"], args.work / "decontam", args.workers, f"decontam.glue_dir={args.glue}")

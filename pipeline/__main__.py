@@ -33,7 +33,7 @@ overrides (key=value, dotted, after the options; values are YAML):
   order.name=none|random|sentence-length|unigram order.reverse=true order.max_rows=0
   shards.rows_per_shard=262144   web.extract=main|text   webclean.blocked=FILE webclean.pii=true
   decontam.glue_dir=DIR decontam.hub=true decontam.paths=[evals.txt,qa.jsonl#question,nli.tsv#premise+hypothesis]
-  decontam.splits=[dev,test] decontam.ngram=13 decontam.min_words=4 decontam.max_examples=10 decontam.mode=drop|span
+  decontam.splits=[dev,test] decontam.ngram=13 decontam.min_words=2 decontam.max_examples=10 decontam.mode=drop|span
   quality.reference=PATH[,PATH...] quality.model=DIR quality.keep_fraction=1.0 quality.threshold=SCORE
   (--config web turns on C4/FineWeb web cleaning, PII redaction and English language ID;
   every key and its value: python -m pipeline --show-config)

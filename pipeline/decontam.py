@@ -6,26 +6,37 @@ tokenizer and the shards never see contaminated text.
 Matching, the same steps for evaluation and corpus text:
 - evaluation text first goes through the corpus normalizer (`normalize.preset`): the scan sees
   normalized text;
-- lowercase; Penn Treebank clitics read as their own words whether tokenized or not ("don't" and
-  "do n't" both read "do nt", "It's" and "it 's" both "it s", with ', ’ or an HTML entity for the
-  apostrophe); PTB brackets (-LRB- ... -RSB-) and HTML entities (&amp; &#39; ...) are blanked. Every
-  step keeps the length, so character offsets stay those of the document;
+- lowercase; Penn Treebank clitics read as their own words whether tokenized or not ("don't", "do n't" and
+  MRPC's "don 't" all read "do nt", "It's" and "it 's" both "it s", with ', ’ or an HTML entity for the
+  apostrophe); PTB brackets (-LRB- ... -RSB-) read as the bracket, HTML entities (&amp; &#39; ...) are
+  blanked. Every step keeps the length, so character offsets stay those of the document;
 - words are runs of letters and digits: case, punctuation, quotes, tokenization and line wrapping fold
   away. (A normalizer that deletes non-ASCII, like `cramming`, turns "don’t" into "dont" first: that
-  one word does not match "do n't".)
+  one word does not match "do n't".) Tokens are the whitespace-separated pieces: a word, "it's", or
+  punctuation standing alone as tokenized text writes it (" , ", " -- ").
 
 Policies:
 - an example contributes the `ngram`-word n-grams of its words (a pair's two texts in order, so n-grams
-  across them find a pair copied as one passage); each of its texts shorter than `ngram` words but of at
-  least `min_words` is matched as a whole: its entire word sequence must occur, set off by punctuation
-  or the document's edge (not a word) right before or right after it, and on both sides for texts of
-  fewer than 6 words (ALONE), so "a man is talking" inside "said a man is talking to" and "I want to go"
-  inside "said I want to go." are no match. A short pair is matched as one text too. Shorter texts
-  cannot be checked (an example with nothing to check counts in "examples", not in "checkable");
+  across them find a pair copied as one passage);
+- tokenized text (SST-2, MRPC) holds fewer than n words in n tokens, so a window of it may hold no
+  n-gram: an example also contributes every run of fewer than n words (TOKENS_MIN at least) that spans n
+  tokens, and it matches where it spans n tokens in the document too (the punctuation standing alone
+  there as well), so the same words in prose, with fewer tokens, are no match;
+- each of its texts shorter than `ngram` words but of at least `min_words` (2) is matched as a whole: its
+  entire word sequence must occur, and stand apart: texts of 6 words or more (ALONE) set off by
+  punctuation or the document's edge (not a word) right before or right after it; of 4 or 5 words on
+  both sides, so "I want to go" inside "said I want to go." is no match; of 2 or 3 words (below SENTENCE)
+  as a sentence of its own, a stop (. ! ?), a blank line or the document's edge on both sides, quotes and
+  brackets aside, so "Cynthia chewed." is found in "It rained. Cynthia chewed. Then" but not in "then
+  Cynthia chewed the bread" nor in '"Cynthia chewed," he said'. A short pair is matched as one text too.
+  Texts of fewer than 6 words made only of the evaluation sets' 100 most frequent words (each seen 100
+  times at least: COMMON) are common speech ("Who's there?", "I don't know."), not evidence, and are not
+  checked; nor are texts below `min_words` (an example with nothing to check counts in "examples", not
+  in "checkable");
 - an n-gram (or whole short text) found in more than `max_examples` distinct examples is boilerplate
   ("according to the", legal notices) and ignored;
-- one matching n-gram or whole short text makes a document contaminated. A document matched by several
-  tasks is dropped under the task of its first match.
+- one match makes a document contaminated. A document matched by several tasks is dropped under the
+  task of its first match.
 
 The index is built once, by the launcher (`load` then `save` into the staging folder); each worker loads it
 (`Matcher.load`). Memory is the evaluation sets' (vocabulary, keys, their word ids), never the corpus':
@@ -60,20 +71,30 @@ from pipeline.normalize import PRESETS
 
 MODES = ("drop", "span")
 INDEX, META, FOUND = "decontam.npz", "decontam.json", "contamination.jsonl"
+SENTENCE = 4  # whole texts of fewer words must stand as a sentence
 ALONE = 6  # whole texts of fewer words must be set off on both sides
+COMMON = 100  # whole texts below ALONE words need a word outside the 100 most frequent (seen 100 times)
+TOKENS_MIN = 8  # the fewest words of a window matched for the n tokens it spans
+GRAM, WHOLE, SPAN = 1, 2, 4  # how an example holds a key: an n-gram, a whole short text, n tokens in fewer words
 CHUNK = 1 << 20  # word windows hashed at once (bounds the scan's arrays for very long documents)
 _P = np.uint64(0x100000001B3)  # multiplier of the rolling hash (odd; the FNV prime)
 _LEN = np.uint64(0x9E3779B97F4A7C15)  # mixes the window length into a key
 
 _APOS = r"(?:['’]|&#0*39;|&#x0*27;|&apos;|&rsquo;|&#0*8217;|&#x0*2019;)"
-_BLANK = re.compile(rf"(?=[n&-])(?:n{_APOS}t\b|-[lr][rsc]b-|&(?:#\d+|#x[0-9a-f]+|[a-z][a-z0-9]*);)")  # lookahead: 2x faster
+_BLANK = re.compile(rf"(?=[n&-])(?:n ?{_APOS}t\b|-[lr][rsc]b-|&(?:#\d+|#x[0-9a-f]+|[a-z][a-z0-9]*);)")  # lookahead: 2x faster
 _WORD = re.compile(r"[^\W_]+")
+_TOKEN = re.compile(r"\S+")  # a whitespace-separated token: a word, "it's", a lone "," or "--"
+_QUOTES = "\"'`()[]{}"  # quotes and brackets around a sentence
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 
 
 def _blank(m: re.Match) -> str:
-    """n't (any apostrophe) -> "nt" at its end, so "don't" and "do n't" both read "do nt"; the rest -> spaces."""
+    """n't (any apostrophe) -> "nt" at its end, so "don't" and "do n't" both read "do nt"; a PTB bracket -> the
+    bracket; an entity -> spaces."""
     text = m.group()
-    return " " * (len(text) - 2) + "nt" if text[0] == "n" else " " * len(text)
+    if text[0] == "n":
+        return " " * (len(text) - 2) + "nt"
+    return "(    " if text[:2] == "-l" else "    )" if text[:2] == "-r" else " " * len(text)
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,7 @@ class DecontamConfig:
     #                              Lines), PATH#COLUMN+COLUMN (TSV with a header)
     splits: tuple[str, ...] = ("dev", "test")  # GLUE splits checked: any of train, dev, test
     ngram: int = 13  # words per n-gram
-    min_words: int = 4  # shorter evaluation texts are matched whole from this many words, below not at all
+    min_words: int = 2  # shorter evaluation texts are matched whole from this many words, below not at all
     max_examples: int = 10  # an n-gram in more distinct examples is boilerplate, ignored
     mode: str = "drop"  # drop the document | span: cut the matched text, keep the rest
 
@@ -151,6 +172,7 @@ class Index:
     flat: np.ndarray  # int32 word ids of the evaluation texts
     ref_at: np.ndarray  # int64, len(keys) + 1
     refs: np.ndarray  # int32
+    ref_kind: np.ndarray  # uint8: how the example holds the key (GRAM, WHOLE, SPAN bits)
     ex_split: np.ndarray  # int32: the split (position in `meta["sets"]`) of each example
     ex_index: np.ndarray  # int64: its row number in that split
     meta: dict  # {"config": ..., "sets": [{"task", "split", "examples", "checkable", "malformed"}]}
@@ -179,48 +201,77 @@ def load(cfg: DecontamConfig, preset: str) -> Index:
 def build(sets: list, cfg: DecontamConfig, preset: str) -> Index:
     """The Index of a list of evalsets.EvalSplit (see the module docstring for the policies)."""
     norm, vocab, n = PRESETS[preset], {}, cfg.ngram
-    flat, ex_split, ex_index, ex_len = array("i"), [], [], []  # the words of each example, its texts in order
-    short_start, short_len, short_ex = [], [], []  # texts matched whole
+    flat, word_at, token_at, base = array("i"), array("q"), array("q"), 0  # word ids; word and token offsets
+    ex_split, ex_index, ex_len = [], [], []  # the words of each example, its texts in order
+    whole_start, whole_len, whole_ex = [], [], []  # texts matched whole
     for s_i, split in enumerate(sets):
         for ex in split.examples:
             number, start = len(ex_split), len(flat)
             ex_split.append(s_i)
             ex_index.append(ex.index)
             for text in ex.texts:
-                ws = words(norm(text))
-                if cfg.min_words <= len(ws) < n:
-                    short_start.append(len(flat)), short_len.append(len(ws)), short_ex.append(number)
-                flat.extend(vocab.setdefault(w, len(vocab) + 1) for w in ws)
+                seen, first = match_text(norm(text)), len(flat)
+                for m in _WORD.finditer(seen):
+                    flat.append(vocab.setdefault(m.group(), len(vocab) + 1))
+                    word_at.append(base + m.start())
+                token_at.extend(base + m.start() for m in _TOKEN.finditer(seen))
+                base += len(seen) + 1
+                if cfg.min_words <= len(flat) - first < n:
+                    whole_start.append(first), whole_len.append(len(flat) - first), whole_ex.append(number)
             total = len(flat) - start
             if len(ex.texts) > 1 and cfg.min_words <= total < n:  # a short pair, as one text
-                short_start.append(start), short_len.append(total), short_ex.append(number)
+                whole_start.append(start), whole_len.append(total), whole_ex.append(number)
             ex_len.append(total)
     flat = np.frombuffer(flat, np.int32).copy()
-    ex_len = np.asarray(ex_len, dtype=np.int64)
-    short_start, short_len, short_ex = (np.asarray(a, dtype=np.int64) for a in (short_start, short_len, short_ex))
-    entries = []  # (keys, starts, lengths, examples) per window length
-    if len(flat):
-        owner = np.repeat(np.arange(len(ex_len), dtype=np.int32), ex_len)  # the example of every word
-        for L, h in _rolling(flat, set(short_len.tolist()) | {n}):
-            if L < n:  # whole short texts
-                pos, exs = short_start[short_len == L], short_ex[short_len == L]
-            else:  # every n-gram inside one example (across its texts: a pair copied as one passage)
-                pos = np.flatnonzero(owner[: len(h)] == owner[L - 1:])
-                exs = owner[pos]
-            keys = np.concatenate([_key(h[pos[i: i + CHUNK]], L) for i in range(0, len(pos), CHUNK)] or
-                                  [np.zeros(0, np.uint64)])  # in chunks: mix64's temporaries stay small
-            entries.append((keys, pos.astype(np.int32), np.full(len(pos), L, np.uint8), exs.astype(np.int32)))
-    keys, starts, lengths, exs = (np.concatenate([e[i] for e in entries]) if entries else
-                                  np.zeros(0, t) for i, t in enumerate((np.uint64, np.int32, np.uint8, np.int32)))
+    whole = [np.asarray(a, dtype=np.int64) for a in (whole_start, whole_len, whole_ex)]
+    counts = np.bincount(flat)
+    top = np.argsort(-counts, kind="stable")[:COMMON]
+    common = np.zeros(len(counts), bool)
+    common[top[counts[top] >= COMMON]] = True  # the most frequent evaluation words
+    ends = np.r_[0, np.cumsum(common[flat])]
+    plain = (whole[1] < ALONE) & (ends[whole[0] + whole[1]] - ends[whole[0]] == whole[1])
+    whole = [a[~plain] for a in whole]  # short texts of common words only ("who's there?") say nothing
+    owner = np.repeat(np.arange(len(ex_len), dtype=np.int32), ex_len)  # the example of every word
+    # windows of fewer than n words that span n tokens (lone punctuation between them): each word's first,
+    # if inside its example and of TOKENS_MIN words at least
+    tokens = np.searchsorted(np.frombuffer(token_at, np.int64), np.frombuffer(word_at, np.int64), "right")  # its token
+    last = np.searchsorted(tokens, tokens + n - 1)
+    dense_len = last - np.arange(len(flat)) + 1
+    inside = last < len(flat)
+    inside[inside] &= owner[last[inside]] == owner[inside]
+    dense = np.flatnonzero(inside & (dense_len >= TOKENS_MIN) & (dense_len < n))
+    dense_len = dense_len[dense]
+    del word_at, token_at, tokens, last, inside  # before the keys: the launcher's peak memory
+    entries = []  # (keys, starts, lengths, examples, kinds) per window length
+    lengths = set(whole[1].tolist()) | set(dense_len.tolist()) | {n}
+    for L, h in _rolling(flat, lengths) if len(flat) else ():
+        if L < n:  # whole short texts, and windows that span n tokens
+            at = dense[dense_len == L]
+            pos = np.r_[whole[0][whole[1] == L], at]
+            exs = np.r_[whole[2][whole[1] == L], owner[at]]
+            kinds = np.r_[np.full(int((whole[1] == L).sum()), WHOLE), np.full(len(at), SPAN)]
+        else:  # every n-gram inside one example (across its texts: a pair copied as one passage)
+            pos = np.flatnonzero(owner[: len(h)] == owner[L - 1:])
+            exs, kinds = owner[pos], np.full(len(pos), GRAM)
+        keys = np.concatenate([_key(h[pos[i: i + CHUNK]], L) for i in range(0, len(pos), CHUNK)] or
+                              [np.zeros(0, np.uint64)])  # in chunks: mix64's temporaries stay small
+        entries.append((keys, pos.astype(np.int32), np.full(len(pos), L, np.uint8), exs.astype(np.int32),
+                        kinds.astype(np.uint8)))
+    keys, starts, lengths, exs, kinds = (
+        np.concatenate([e[i] for e in entries]) if entries else np.zeros(0, t)
+        for i, t in enumerate((np.uint64, np.int32, np.uint8, np.int32, np.uint8)))
     entries.clear()
     order = np.lexsort((exs, keys))
-    keys, starts, lengths, exs = keys[order], starts[order], lengths[order], exs[order]
+    keys, starts, lengths, exs, kinds = keys[order], starts[order], lengths[order], exs[order], kinds[order]
     new_key = np.r_[True, keys[1:] != keys[:-1]][: len(keys)]  # first entry of each key
     new_pair = new_key | np.r_[True, exs[1:] != exs[:-1]][: len(keys)]  # ... of each (key, example)
+    pair_at = np.flatnonzero(new_pair)
+    pair_kinds = np.bitwise_or.reduceat(kinds, pair_at) if len(pair_at) else kinds  # how the example holds it
     group = np.cumsum(new_key) - 1
-    per_key = np.bincount(group[new_pair], minlength=int(new_key.sum()))  # distinct examples of each key
+    per_key = np.bincount(group[pair_at], minlength=int(new_key.sum()))  # distinct examples of each key
     active = per_key <= cfg.max_examples
-    refs = exs[new_pair & active[group]].astype(np.int32)
+    use = active[group[pair_at]]
+    refs, ref_kind = exs[pair_at][use].astype(np.int32), pair_kinds[use].astype(np.uint8)
     ref_at = np.r_[0, np.cumsum(per_key[active])].astype(np.int64)
     first = np.flatnonzero(new_key)[active]
     checkable = np.zeros(len(ex_split), bool)
@@ -230,7 +281,7 @@ def build(sets: list, cfg: DecontamConfig, preset: str) -> Index:
         {"task": s.task, "split": s.split, "examples": len(s.examples),
          "checkable": int(checkable[ex_split == i].sum()), "malformed": s.malformed} for i, s in enumerate(sets)]}
     return Index(list(vocab), keys[first], lengths[first], starts[first].astype(np.int32), flat, ref_at,
-                 refs, ex_split, np.asarray(ex_index, dtype=np.int64), meta)
+                 refs, ref_kind, ex_split, np.asarray(ex_index, dtype=np.int64), meta)
 
 
 def save(index: Index, plan) -> None:
@@ -351,15 +402,23 @@ class Matcher:
         """The document's match records (first match first) and its text after the cuts (None: dropped)."""
         ix, seen = self.ix, match_text(doc.text)
         spans = [m.span() for m in _WORD.finditer(seen)]
-        lengths = ix.lengths[key].astype(np.int64)
-        starts = [spans[p][0] for p in pos.tolist()]
-        ends = [spans[p + n - 1][1] for p, n in zip(pos.tolist(), lengths.tolist(), strict=True)]
-        whole = [n == self.ngram or _delimited(seen, s, e, n < ALONE)
-                 for s, e, n in zip(starts, ends, lengths.tolist(), strict=True)]
-        starts, ends, key = ([x for x, ok in zip(a, whole, strict=True) if ok] for a in (starts, ends, key.tolist()))
-        per = {}  # example number -> [start, end]
-        for s, e, k in zip(starts, ends, key, strict=True):
-            for ex in ix.refs[ix.ref_at[k]: ix.ref_at[k + 1]].tolist():
+        per, cuts, tokens = {}, [], None  # example number -> [start, end]; the spans matched; token offsets
+        for p, k in zip(pos.tolist(), key.tolist(), strict=True):
+            L, at = int(ix.lengths[k]), slice(ix.ref_at[k], ix.ref_at[k + 1])
+            s, e = spans[p][0], spans[p + L - 1][1]
+            kinds, held = ix.ref_kind[at], GRAM if L == self.ngram else 0
+            if L < self.ngram and (kinds & WHOLE).any() and _set_off(seen, s, e, L):
+                held |= WHOLE
+            if L < self.ngram and (kinds & SPAN).any():  # does it span n tokens here too?
+                if tokens is None:
+                    tokens = np.array([m.start() for m in _TOKEN.finditer(seen)], dtype=np.int64)
+                if np.searchsorted(tokens, spans[p + L - 1][0], "right") - np.searchsorted(tokens, s, "right") >= \
+                        self.ngram - 1:
+                    held |= SPAN
+            exs = ix.refs[at][(kinds & held) > 0]
+            if len(exs):
+                cuts.append((s, e))
+            for ex in exs.tolist():
                 lo_hi = per.setdefault(ex, [s, e])
                 lo_hi[0], lo_hi[1] = min(lo_hi[0], s), max(lo_hi[1], e)
         records = []
@@ -369,8 +428,8 @@ class Matcher:
                             "start": s, "end": e, "text": doc.text[s:e]})
         if not self.span:
             return None, records
-        cuts, text, last = sorted(zip(starts, ends, strict=True)), [], 0
-        for s, e in cuts:
+        text, last = [], 0
+        for s, e in sorted(cuts):
             if e <= last:
                 continue
             piece = doc.text[last: max(s, last)]
@@ -380,15 +439,35 @@ class Matcher:
         return _join(text), records
 
 
-def _delimited(text: str, start: int, end: int, both: bool) -> bool:
-    """Whether text[start:end] is set off on one side at least (`both`: on both sides): no word right before
-    it, or none right after it, with only spaces between."""
+def _set_off(text: str, start: int, end: int, words: int) -> bool:
+    """Whether the whole short text of `words` words at text[start:end] stands apart: as a sentence (a
+    stop, a blank line or the document's edge on both sides, quotes and brackets aside) below SENTENCE words,
+    set off on both sides (no word right before it nor right after it) below ALONE, on one side from there."""
+    if words < SENTENCE:
+        return _stop_before(text, start) and _stop_after(text, end)
     while start > 0 and text[start - 1].isspace():
         start -= 1
     while end < len(text) and text[end].isspace():
         end += 1
     before, after = not (start > 0 and text[start - 1].isalnum()), not (end < len(text) and text[end].isalnum())
-    return before and after if both else before or after
+    return before and after if words < ALONE else before or after
+
+
+def _stop_before(text: str, i: int) -> bool:
+    """A sentence ends right before text[i:]: a stop, a blank line or the document's start, past spaces,
+    quotes and brackets."""
+    j = i
+    while j > 0 and (text[j - 1].isspace() or text[j - 1] in _QUOTES):
+        j -= 1
+    return j == 0 or text[j - 1] in ".!?" or _BLANK_LINE.search(text, j, i) is not None
+
+
+def _stop_after(text: str, i: int) -> bool:
+    """The sentence ends at text[i]: a stop, a blank line or the document's end, past spaces, quotes and brackets."""
+    j = i
+    while j < len(text) and (text[j].isspace() or text[j] in _QUOTES):
+        j += 1
+    return j == len(text) or text[j] in ".!?" or _BLANK_LINE.search(text, i, j) is not None
 
 
 def _join(pieces: list[str]) -> str:

@@ -199,11 +199,11 @@ def test_boilerplate_ngrams_and_short_examples_follow_the_policy(glue):
         e = next(e for e in stsb.examples if len(decontam.words(e.texts[0])) == n)
         return evalsets.Example(e.index, e.texts[:1])
 
-    short, four, tiny = first(7), first(4), first(3)
+    short, four, tiny = first(7), first(4), evalsets.Example(9999, ("Yes.",))
     sets.append(evalsets.EvalSplit("stsb", "dev", "y", [short, four, tiny]))
     cfg = decontam.DecontamConfig(paths=("x",), max_examples=10)
     ix = decontam.build(sets, cfg, "cramming")
-    assert [s["checkable"] for s in ix.meta["sets"]] == [12, 2]  # the 3-word one cannot be checked
+    assert [s["checkable"] for s in ix.meta["sets"]] == [12, 2]  # the 1-word one cannot be checked
     m = decontam.Matcher(ix)
     seven, quad = " ".join(decontam.words(short.texts[0])), " ".join(decontam.words(four.texts[0]))
     docs = [Doc(0, "a", f"it was {frame} item x was seen."),  # the 12 examples' common 13-grams: boilerplate
@@ -216,6 +216,40 @@ def test_boilerplate_ngrams_and_short_examples_follow_the_policy(glue):
     kept, dropped, records = m.apply(docs)
     assert [d.name for d, _ in dropped] == ["b", "c", "g"] and [d.name for d in kept] == ["a", "d", "e", "f"]
     assert [(r["task"], r["example"]) for r in records] == [("t", 2), ("stsb", short.index), ("stsb", four.index)]
+
+
+def test_a_short_sentence_is_found_as_a_sentence_only(glue):
+    """A CoLA sentence of two words is found where it stands as a sentence, not inside a longer one; a short
+    text of the evaluation sets' most common words only is not checked."""
+    cola = next(e for e in dev("cola").examples if e.texts[0] == "Cynthia chewed.")
+    filler = [evalsets.Example(i, (f"who is there in room {i} of the old house by the river",)) for i in range(120)]
+    common = evalsets.Example(120, ("Who is there?",))
+    sets = [evalsets.EvalSplit("cola", "dev", "x", [cola]), evalsets.EvalSplit("t", "dev", "y", [*filler, common])]
+    m = decontam.Matcher(decontam.build(sets, decontam.DecontamConfig(paths=("y",)), "cramming"))
+    docs = [Doc(0, "a", "the rain stopped. cynthia chewed. then we left."),
+            Doc(1, "b", "the rain stopped.\n\n\"cynthia chewed!\"\n\nthen we left."),  # quoted, between blank lines
+            Doc(2, "c", "then cynthia chewed the bread."),  # inside a longer sentence
+            Doc(3, "d", "we saw that cynthia chewed."),
+            Doc(4, "e", "\"cynthia chewed,\" he said."),
+            Doc(5, "f", "a knock. who is there? nobody.")]  # common words only
+    kept, dropped, records = m.apply(docs)
+    assert [d.name for d, _ in dropped] == ["a", "b"] and [d.name for d in kept] == ["c", "d", "e", "f"]
+    assert {(r["task"], r["example"], r["text"]) for r in records} == {("cola", cola.index, "cynthia chewed")}
+
+
+def test_a_window_of_tokenized_text_is_found_by_its_tokens(glue):
+    """16 tokens of PTB-tokenized text hold fewer than 13 words; they are found as long as they span 13
+    tokens in the document too, and the same words with the punctuation joined back are not."""
+    m = matcher(glue)
+    text = next(t for e in dev("mrpc").examples for t in e.texts
+                if len(t.split()) > 20 and len(decontam.words(window(t))) < 12 and window(t)[0].isalnum())
+    win = window(text)
+    joined = re.sub(r" ([^\w\s]+)(?= |$)", r"\1", win)  # every lone punctuation token joined to the word before
+    assert len(decontam.words(win)) < 12 and len(joined.split()) < 13
+    kept, dropped, records = m.apply([Doc(0, "a", f"it rained all day. {win} and then we left.".lower()),
+                                      Doc(1, "b", f"it rained all day. {joined} and then we left.".lower())])
+    assert [d.name for d, _ in dropped] == ["a"] and [d.name for d in kept] == ["b"]
+    assert records[0]["task"] == "mrpc" and records[0]["text"].split()[0] == win.split()[0].lower()
 
 
 def test_span_mode_cuts_the_match_and_keeps_the_rest(glue, shared_text):
