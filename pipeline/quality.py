@@ -35,11 +35,12 @@ it is the same on any worker count). Documents below it are dropped as "filter/q
 record carries its score as "quality".
 """
 
-import ctypes
 import hashlib
 import itertools
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -101,7 +102,7 @@ class QualityConfig:
             if getattr(self, field) < 1:
                 bad(field, "must be a positive integer")
         if self.ft_bucket * self.ft_dim < 32_768:
-            bad("ft_bucket", "ft_bucket x ft_dim must be at least 32768 (see _fresh_large_allocations)")
+            bad("ft_bucket", "ft_bucket x ft_dim must be at least 32768 (see _TRAIN)")
         if not 0 < self.lm_discount < 1:
             bad("lm_discount", "must be in (0, 1)")
 
@@ -230,24 +231,31 @@ def train_classifier(positives: list[str], negatives: list[str], cfg: QualityCon
     with open(path, "w", encoding="utf-8") as f:
         for i in order:
             f.write(f"{rows[i][0]} {rows[i][1]}\n")
-    _fresh_large_allocations()
-    model = fasttext.train_supervised(input=path, dim=cfg.ft_dim, epoch=cfg.ft_epoch, lr=cfg.ft_lr, wordNgrams=2,
-                                      minCount=1, bucket=cfg.ft_bucket, thread=1, seed=cfg.seed, verbose=0)
+    target = os.path.join(folder, FILES[0])
+    settings = {"dim": cfg.ft_dim, "epoch": cfg.ft_epoch, "lr": cfg.ft_lr, "wordNgrams": 2, "minCount": 1,
+                "bucket": cfg.ft_bucket, "thread": 1, "seed": cfg.seed, "verbose": 0}
+    done = subprocess.run([sys.executable, "-c", _TRAIN, path, target, json.dumps(settings)],
+                          capture_output=True, text=True)
     os.remove(path)
-    model.save_model(os.path.join(folder, FILES[0]))
-    return model
+    if done.returncode:
+        raise RuntimeError(f"quality: fastText training failed: {done.stderr.strip().splitlines()[-1:]}")
+    return fasttext.load_model(target)
 
 
-def _fresh_large_allocations() -> None:
-    """fastText initializes only the first tenth of its input matrix when it trains on one thread and
-    leaves the rest as malloc returned it: on a reused heap block that is garbage, and training stops
-    with "Encountered NaN" or gives another model. With glibc's mmap threshold fixed at its default
-    (128 KB; glibc otherwise raises it after large frees), every block that size is fresh mmap memory,
-    all zeros, and the matrix (at least `ft_bucket` x `ft_dim` floats, 128 KB) is one of them."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
+# fastText trains on memory it does not fully initialize (on one thread, only the first tenth of its input
+# matrix): in a process whose heap has been used, freed blocks hold garbage, and training stops with
+# "Encountered NaN" (every time, in a test that first frees blocks full of NaN) or gives another model. So
+# it trains in a fresh interpreter, with glibc's mmap threshold held at 128 KB (glibc otherwise raises it
+# after large frees): the matrix, at least `ft_bucket` x `ft_dim` floats, is fresh mmap memory, all zeros.
+_TRAIN = """
+import ctypes, json, sys
+try:
+    ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+except (OSError, AttributeError):  # not glibc
+    pass
+import fasttext
+fasttext.train_supervised(input=sys.argv[1], **json.loads(sys.argv[3])).save_model(sys.argv[2])
+"""
 
 
 def _load_fasttext(data: bytes):

@@ -137,3 +137,21 @@ def _records(out: Path) -> list[dict]:
 
 def _files(out: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted(out.glob("docs-*"))}
+
+
+def test_the_classifier_trains_the_same_in_a_used_heap(tmp_path):
+    """fastText trains on memory it does not fully initialize: after blocks full of NaN were freed in this
+    process, training here must neither fail nor change the model."""
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(2000)]
+    docs = [" ".join(rng.choice(words, 40)) for _ in range(800)]
+    cfg = quality.QualityConfig(reference="unused")
+    models = []
+    for i in range(2):
+        junk = [np.full(n, np.nan, dtype=np.float32) for n in (*range(8, 40_000, 97), 800_000, 1 << 20, 2_000_000)]
+        del junk
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        model = quality.train_classifier(docs[:400], docs[400:], cfg, str(folder))
+        models.append(quality.classifier_logodds(model, docs[:50]))
+    assert np.isfinite(models[0]).all() and np.array_equal(models[0], models[1])
