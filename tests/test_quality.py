@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import quality
+from pipeline import quality, wordlm
 from pipeline.__main__ import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -118,7 +118,7 @@ def test_language_model_is_a_distribution():
     """Interpolated Kneser-Ney: for every history, the probabilities of all next words sum to 1."""
     docs = [s.split() for s in ("the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
                                 "the mat and the log", "on the cat the dog sat")] * 3
-    lm = quality.BigramLM.train(docs, quality.QualityConfig(reference="x"))
+    lm = wordlm.BigramLM.train(docs, quality.QualityConfig(reference="x"))
     v = lm.size
     seen = dict(zip(lm.keys.tolist(), np.exp(lm.logp.astype(np.float64)).tolist(), strict=True))
     for h in range(v):
