@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from model.io import WEIGHTS, clean_state_dict, load_into, read_weights, sha256
-from pipeline import record
+from pipeline import record, shards
 
 PREFIX = "ckpt-"
 TMP = ".tmp-"
@@ -137,9 +136,8 @@ def save(folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optim
 
 
 def _digest(state: dict) -> str:
-    """The sha256 of state.json's fields but "sha256" (canonical JSON: sorted keys, no spaces)."""
-    rest = {k: v for k, v in state.items() if k != "sha256"}
-    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """The sha256 of state.json's fields but "sha256", as canonical JSON (the shard manifest's config hash)."""
+    return shards.config_hash({k: v for k, v in state.items() if k != "sha256"})
 
 
 def complete(folder: Path) -> list[Path]:
