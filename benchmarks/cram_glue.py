@@ -1,17 +1,14 @@
-"""Desktop crams scored on GLUE: train.py settings x token budgets, each run's held-out loss and its GLUE
-gain over random init, in one table (and a plot when there are several budgets).
+"""Desktop crams scored on GLUE: runs of a train.py setting at a token budget, each run's held-out loss and
+its GLUE gain over random init, in one table (and a plot of both against tokens).
 
-For each setting and budget: train.py --config desktop on the same shards and seed, then glue.py --config demo
-(3 seeds) on the tasks given; random init (the same architecture, the same fine-tuning seeds) is scored once,
-with the first run. Finished crams and GLUE runs are kept, so an interrupted benchmark continues where it
-stopped (train.py --resume, glue.py's own results.json). Hours on a CPU: start it in the background.
+For each run: train.py --config desktop on the same shards and seed, then glue.py --config demo (3 seeds) on
+the tasks given; random init (the same architecture, the same fine-tuning seeds) is scored once, with the
+first run. Finished crams and GLUE runs are kept, so an interrupted benchmark continues where it stopped
+(train.py --resume, glue.py's own results.json). Hours on a CPU: start it in the background.
 
-    # the masking-rate schedule against the constant rate at one budget
-    PYTHONPATH=. nice -n 10 python benchmarks/cram_glue.py --shards out/prose --budgets 15e6 \\
-        --settings constant,linear --glue-dir ../glue --tasks sst2,qnli,stsb,mrpc
-    # how long a desktop cram must be before GLUE moves
-    PYTHONPATH=. nice -n 10 python benchmarks/cram_glue.py --shards out/prose --budgets 4e6,15e6,45e6 \\
-        --settings constant --glue-dir ../glue --tasks sst2,qnli,stsb,mrpc
+    # how long a desktop cram must be before GLUE moves, and the masking-rate schedule at 15M tokens
+    PYTHONPATH=. nice -n 10 python benchmarks/cram_glue.py --shards out/prose --glue-dir GLUE_DIR \\
+        --runs constant@4e6,constant@15e6,linear@15e6,constant@45e6 --tasks cola,mrpc,stsb,rte
 
 Writes benchmarks/results/cram_glue.md (and cram_glue.png); runs under benchmarks/work/cram_glue/.
 """
@@ -89,27 +86,26 @@ def plot(rows: list[dict], png: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shards", required=True, help="a shard folder built with `python -m pipeline --config desktop`")
-    ap.add_argument("--budgets", default="15e6", help="comma list of token budgets")
-    ap.add_argument("--settings", default="constant,linear", help=f"comma list of {', '.join(SETTINGS)}")
+    ap.add_argument("--runs", default="constant@15e6,linear@15e6",
+                    help=f"comma list of SETTING@TOKENS, a setting one of {', '.join(SETTINGS)}")
     ap.add_argument("--glue-dir", default=None, help="GLUE in the official layout (default: glue.py's)")
     ap.add_argument("--tasks", default="sst2,qnli,stsb,mrpc")
     ap.add_argument("--seed", type=int, default=0, help="pretraining seed")
     ap.add_argument("glue_overrides", nargs="*", metavar="key=value", help="glue.py protocol overrides")
     args = ap.parse_args(argv)
-    settings = args.settings.split(",")
-    if unknown := sorted(set(settings) - set(SETTINGS)):
+    runs = [(setting, float(tokens)) for setting, _, tokens in (r.partition("@") for r in args.runs.split(","))]
+    if unknown := sorted({s for s, _ in runs} - set(SETTINGS)):
         ap.error(f"unknown settings {unknown}; known: {', '.join(SETTINGS)}")
     rows, random = [], None
-    for tokens in sorted(float(b) for b in args.budgets.split(",")):
-        for setting in settings:
-            folder = cram(setting, tokens, args)
-            results = glue(folder, "pretrained" if random else "both", args)
-            random = random or scores(results, "random")
-            held = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if "heldout_loss" in x]
-            mean, spread, tasks = scores(results, "pretrained")
-            rows.append({"setting": setting, "tokens": tokens, "heldout": held[-1]["heldout_loss"],
-                         "entropy": held[-1]["unigram_entropy"], "mean": mean, "spread": spread,
-                         "gain": mean - random[0], "tasks": tasks})
+    for setting, tokens in sorted(runs, key=lambda r: (r[1], r[0])):
+        folder = cram(setting, tokens, args)
+        results = glue(folder, "pretrained" if random else "both", args)
+        random = random or scores(results, "random")
+        held = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if "heldout_loss" in x]
+        mean, spread, tasks = scores(results, "pretrained")
+        rows.append({"setting": setting, "tokens": tokens, "heldout": held[-1]["heldout_loss"],
+                     "entropy": held[-1]["unigram_entropy"], "mean": mean, "spread": spread,
+                     "gain": mean - random[0], "tasks": tasks})
     names = list(rows[0]["tasks"])
     lines = ["# Desktop crams scored on GLUE (CPU)", "",
              f"train.py --config desktop, seed {args.seed}, shards {args.shards}; glue.py --config demo "
@@ -126,8 +122,7 @@ def main(argv=None) -> int:
               f"{' '.join(argv if argv is not None else sys.argv[1:])}`", ""]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines))
-    if len({r["tokens"] for r in rows}) > 1:
-        plot(rows, OUT.with_suffix(".png"))
+    plot(rows, OUT.with_suffix(".png"))
     print("\n".join(lines))
     return 0
 
