@@ -240,9 +240,10 @@ def _help(schema: type, f: dataclasses.Field) -> str:
 
 
 def _flow(value) -> str:
-    """`value` as one line of YAML (tuples as lists)."""
-    text = yaml.safe_dump(json.loads(json.dumps(value)), default_flow_style=True, width=math.inf)
-    return text.removesuffix("\n...\n").rstrip("\n")
+    """`value` as one line of YAML (tuples as lists; JSON, which YAML reads too, where YAML would take two)."""
+    plain = json.loads(json.dumps(value))
+    text = yaml.safe_dump(plain, default_flow_style=True, width=math.inf).removesuffix("\n...\n").rstrip("\n")
+    return json.dumps(plain) if "\n" in text else text
 
 
 def _names(schema) -> list[str]:

@@ -99,7 +99,7 @@ def test_listing_rows_are_the_schema_in_order():
                               "quality.threshold=-2.5", "decontam.paths=[x.txt, 'y.jsonl#q']", "filters.languages=[en, de]"]),
     (TrainConfig, "train", ["name='run: #1'", "betas=[0.8, 0.9]", "lr=1e-4"]),
     (ModelConfig, "model", ["hidden_size=64", "num_heads=2", "pool=mean"]),
-    (Protocol, "glue", ["grad_clip=1.0", "seeds=[3]", "max_train_examples=10", "name='yes'"]),
+    (Protocol, "glue", ["grad_clip=1.0", "seeds=[3]", "max_train_examples=10", 'name="two\\nlines é"']),
 ])
 def test_show_config_comments_every_setting_and_loads_back(schema, kind, overrides, tmp_path):
     cfg = configs.load(schema, kind, None, overrides)
