@@ -80,7 +80,7 @@ class QualityConfig:
     holdout: float = setting("fraction of reference documents (by id hash) held out to calibrate the scores",
                              0.1)
     score_sample: int = setting("scores sampled to place the keep_fraction cut", 100_000)
-    seed: int = setting("seeds the samples, the held-out split and fastText", 1)
+    seed: int = setting("seeds the held-out split and fastText's training (its row order and own seed)", 1)
     ft_dim: int = setting("fastText: vector size", 8)
     ft_bucket: int = setting("fastText: hash buckets of the bigrams", 100_000)
     ft_epoch: int = setting("fastText: epochs", 5)
