@@ -26,12 +26,9 @@ EPILOG = """\
 protocols (--config NAME, configs/glue/NAME.yaml):
 {protocols}
 
-protocol keys (override with key=value; defaults from --config):
-  lr, betas, eps, weight_decay, batch_size, epochs, schedule (cosine|linear), warmup (fraction of the
-  task's own steps), dropout, max_length, pad_multiple, grad_clip, seeds, eval_batch_size,
-  max_train_examples / max_eval_examples (a fixed-seed subset per task, for quick runs; marked in the table),
-  precision (bf16 autocast, fp32, or auto: bf16 on a GPU that has it and on a CPU where a matmul probe
-  finds it faster, as train.py)
+protocol settings (key=value after the checkpoint; built-in defaults shown, the --config file and then
+key=value override them; a run's every value: --show-config):
+{settings}
 
 tasks: cola, sst2, mrpc, stsb, qqp, mnli (scored matched and mismatched), qnli, rte, wnli (reported,
   left out of the averages); all; or available (the task folders present in --glue-dir).
@@ -65,7 +62,8 @@ decontam.glue_dir=...), that report is printed after the table: the GLUE example
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="glue.py", description=__doc__.splitlines()[0],
-                                 epilog=EPILOG.format(protocols=configs.describe("glue", 10)),
+                                 epilog=EPILOG.format(protocols=configs.describe("glue", 10),
+                                                     settings=configs.listing(protocol.Protocol)),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path, nargs="?",
                     help="pretrained checkpoint folder (model.safetensors, config.json, tokenizer.json)")

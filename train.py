@@ -15,7 +15,6 @@ the record of those files (pipeline.record): all that --overwrite deletes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import sys
 from pathlib import Path
@@ -113,14 +112,15 @@ def _train(cfg: TrainConfig, mcfg: ModelConfig, shards: ShardSet, folder: Path, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fields = "\n".join(f"  {f.name:<17} {f.metadata['help']} (default: {f.default if f.default is not dataclasses.MISSING else f.default_factory()})"
-                       for f in dataclasses.fields(TrainConfig))
     ap = argparse.ArgumentParser(
         prog="train.py", description="Budget-limited BERT (MLM) pretraining on a cramkit shard set.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"settings (key=value; built-in defaults shown, the --config file and then key=value "
-               f"override them):\n{fields}\n\n"
+               f"override them):\n{configs.listing(TrainConfig)}\n\n"
                f"presets (--config NAME, configs/train/NAME.yaml):\n{configs.describe('train')}\n\n"
+               "model settings (the keys of a model preset or YAML file, chosen with model=NAME|PATH; crammed-bert's\n"
+               f"values shown, --show-config prints the chosen model's):\n{configs.listing(ModelConfig)}\n\n"
+               f"model presets (model=NAME, configs/model/NAME.yaml):\n{configs.describe('model')}\n\n"
                "Output: <out>/<name>/{config.yaml, metrics.jsonl, train.png, checkpoints/, final/} and .cramkit,\n"
                "the record of the files cramkit wrote there; a folder cramkit did not write is refused.\n")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="change any setting listed below")

@@ -6,12 +6,16 @@ as YAML). One coercion rule for every job: a value must have its field's type, e
 taken as a float, a list as a tuple, an exponent written without a dot (`1e-3`, which YAML 1.1 reads as
 text) as a float, and a number or true/false as text where a string is wanted. Presets are found beside this
 file, so a checkout, an editable install and a wheel read the same ones from any working directory.
+
+Every field is declared with `setting(help, default)`: its one-line help lives beside it, and each job's
+--help (`listing`) and --show-config (`show`, the help as YAML comments) are made from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -27,6 +31,43 @@ T = typing.TypeVar("T")
 
 class ConfigError(ValueError):
     """A bad config file, key or value; the message names it."""
+
+
+def setting(help: str, default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING):
+    """A config field and its one-line help (what --help and --show-config print beside it)."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={"help": help})
+
+
+class Setting(typing.NamedTuple):
+    """One row of a config's listing: the dotted key, its help, its default (None's for a section)."""
+
+    key: str
+    help: str
+    default: object
+    section: bool
+
+
+def settings(schema: type, prefix: str = "") -> list[Setting]:
+    """Every setting of config `schema` in declaration order, a section's row before its own settings, the
+    defaults those of `schema()`. A field declared without `setting(help, ...)` is a ConfigError."""
+    defaults = schema()
+    rows = []
+    for f in dataclasses.fields(schema):
+        value, key = getattr(defaults, f.name), f"{prefix}{f.name}"
+        is_section = dataclasses.is_dataclass(value)
+        rows.append(Setting(key, _help(schema, f), None if is_section else value, is_section))
+        if is_section:
+            rows += settings(type(value), f"{key}.")
+    return rows
+
+
+def listing(schema: type, indent: int = 2) -> str:
+    """The --help lines of config `schema`: each setting's dotted key, help and default (as YAML, the way
+    key=value reads it); a section as `key.*` and its help."""
+    rows = settings(schema)
+    width = max(len(r.key) + 2 * r.section for r in rows)
+    return "\n".join(f"{' ' * indent}{r.key + '.*' if r.section else r.key:<{width}}  {r.help}"
+                     + ("" if r.section else f" (default: {_flow(r.default)})") for r in rows)
 
 
 def presets(kind: str) -> list[str]:
@@ -173,8 +214,36 @@ def coerce(key: str, value, hint):
 
 
 def show(cfg) -> str:
-    """A config as YAML (what --show-config prints), itself a valid config file for its job."""
-    return yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(cfg))), sort_keys=False)
+    """A config as YAML (what --show-config prints), each setting's help a comment at the end of its line;
+    itself a valid config file for its job."""
+    return _yaml(cfg, "")
+
+
+def _yaml(cfg, indent: str) -> str:
+    lines = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        section = dataclasses.is_dataclass(value)
+        lines.append((f"{indent}{f.name}:" + ("" if section else f" {_flow(value)}"), _help(type(cfg), f),
+                      _yaml(value, indent + "  ") if section else ""))
+    width = min(max(len(text) for text, _, _ in lines), 40)
+    return "".join(f"{text:<{width}}  # {help}\n{inner}" for text, help, inner in lines)
+
+
+def _help(schema: type, f: dataclasses.Field) -> str:
+    """The one-line help of field `f`, or ConfigError where it was declared without one."""
+    text = f.metadata.get("help", "")
+    if not text.strip() or "\n" in text:
+        raise ConfigError(f"{schema.__name__}.{f.name}: declare it with configs.setting(help, default), "
+                          "its help one line")
+    return text
+
+
+def _flow(value) -> str:
+    """`value` as one line of YAML (tuples as lists; JSON, which YAML reads too, where YAML would take two)."""
+    plain = json.loads(json.dumps(value))
+    text = yaml.safe_dump(plain, default_flow_style=True, width=math.inf).removesuffix("\n...\n").rstrip("\n")
+    return json.dumps(plain) if "\n" in text else text
 
 
 def _names(schema) -> list[str]:

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import configs
+from configs import setting
 
 
 @dataclass
 class Protocol:
     """The defaults are cramming's GLUE-sane; a preset (configs/glue/) lists what it changes."""
 
-    name: str = "sane"
-    lr: float = 4e-5
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    weight_decay: float = 0.0  # when > 0, on every parameter but the 1-D ones (biases, norms)
-    batch_size: int = 16
-    epochs: int = 5
-    schedule: str = "cosine"  # cosine | linear: decay to 0 after warm-up
-    warmup: float = 0.1  # fraction of THIS task's optimizer steps (epochs * batches per epoch)
-    dropout: float = 0.1
-    max_length: int = 128
-    pad_multiple: int = 8  # dynamic padding per batch, rounded up to this
-    grad_clip: float | None = None  # max grad norm; None = no clipping
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    max_train_examples: int | None = None  # per task, drawn with a fixed seed; reported in the table
-    max_eval_examples: int | None = None  # per dev set, idem
-    eval_batch_size: int = 128
-    precision: str = "auto"  # bf16 autocast | fp32 | auto: trainer.device.Precision's choice for the device
+    name: str = setting("protocol name, reported with the results; empty: the config file's name", "sane")
+    lr: float = setting("peak learning rate (AdamW)", 4e-5)
+    betas: tuple[float, float] = setting("AdamW betas", (0.9, 0.98))
+    eps: float = setting("AdamW epsilon", 1e-6)
+    weight_decay: float = setting("AdamW weight decay, on every parameter but the 1-D ones (biases, norms)", 0.0)
+    batch_size: int = setting("training examples per optimizer step", 16)
+    epochs: int = setting("passes over each task's training set", 5)
+    schedule: str = setting("learning rate after warm-up: cosine or linear, decaying to 0", "cosine")
+    warmup: float = setting("warm-up, a fraction of this task's optimizer steps (epochs x batches per epoch)",
+                            0.1)
+    dropout: float = setting("dropout of the fine-tuned model (replaces the checkpoint's)", 0.1)
+    max_length: int = setting("tokens per example; longer ones are truncated", 128)
+    pad_multiple: int = setting("each batch is padded to its longest example, rounded up to this", 8)
+    grad_clip: float | None = setting("max global gradient norm; null: no clipping", None)
+    seeds: list[int] = setting("fine-tuning seeds; every task runs once per seed",
+                               default_factory=lambda: [0, 1, 2, 3, 4])
+    max_train_examples: int | None = setting("per task, a subset drawn with a fixed seed (marked in the table); "
+                                             "null: all", None)
+    max_eval_examples: int | None = setting("per dev set, a subset drawn with a fixed seed; null: all", None)
+    eval_batch_size: int = setting("examples per evaluation batch", 128)
+    precision: str = setting("bf16 (autocast), fp32, or auto: bf16 on a GPU that has it and on a CPU where a "
+                             "matmul probe finds it faster", "auto")
 
     def __post_init__(self):
         if self.precision not in ("auto", "fp32", "bf16"):

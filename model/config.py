@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import configs
+from configs import setting
 
 ARCHS = ("crammed", "bert")
 POOLS = ("first", "mean")
@@ -24,20 +25,22 @@ class ModelConfig:
     The defaults are cramming's crammed-bert; a preset (configs/model/) lists what it changes.
     """
 
-    arch: str = "crammed"
-    vocab_size: int = 32768
-    max_seq_len: int = 128
-    hidden_size: int = 768
-    num_layers: int = 16
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    dropout: float = 0.0
-    pad_token_id: int = 0
-    type_vocab_size: int = 0
-    norm_eps: float = 1e-12
-    init_std: float = 0.02
-    head_dim: int = 1024
-    pool: str = "first"
+    arch: str = setting("block design: crammed (pre-LN, no biases, gated FFN, sinusoid positions) or bert "
+                        "(post-LN, biases, learned positions)", "crammed")
+    vocab_size: int = setting("token embedding rows; at least the shards' tokenizer vocabulary", 32768)
+    max_seq_len: int = setting("longest input in tokens (the position table); the shards' seq_len must fit",
+                               128)
+    hidden_size: int = setting("width of each token's vector", 768)
+    num_layers: int = setting("transformer blocks", 16)
+    num_heads: int = setting("attention heads; must divide hidden_size", 12)
+    intermediate_size: int = setting("FFN inner width (crammed: even, split into value and gate halves)", 3072)
+    dropout: float = setting("dropout probability of embeddings, attention, FFN and classifier head", 0.0)
+    pad_token_id: int = setting("id of the padding token (its embedding row stays zero)", 0)
+    type_vocab_size: int = setting("token-type (segment A/B) embeddings; 0: none", 0)
+    norm_eps: float = setting("LayerNorm epsilon", 1e-12)
+    init_std: float = setting("standard deviation of the normal weight initialization", 0.02)
+    head_dim: int = setting("hidden width of the classifier head", 1024)
+    pool: str = setting("classifier input: first (the first token) or mean (of the unpadded tokens)", "first")
 
     def __post_init__(self):
         if self.arch not in ARCHS:

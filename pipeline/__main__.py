@@ -20,23 +20,13 @@ inputs (--input, repeatable; default: docstrings):
   docstrings                 the embedded corpus: docstrings of the installed Python and packages
                              (cap with source.docstrings_max_mb=20)
 
-overrides (key=value, dotted, after the options; values are YAML):
-  source.text_mode=block|file|line   source.text_field=text   source.encoding_errors=replace|latin-1|drop
-  normalize.preset=cramming|cased|none   filters.enabled=false filters.min_words=20
-  filters.langid_model=models/lid.176.ftz   dedup.exact=false dedup.near=false dedup.bands=14 dedup.rows=8
-  dedup.num_perm=112 dedup.jaccard_threshold=0.8   output.format=jsonl.zst|parquet
-  quality.reference=PATH[,PATH...] (trusted text: train quality scorers)  quality.model=OUT/quality (reuse)
-  quality.keep_fraction=0.8 | quality.threshold=-2.0
-  objective=mlm|clm seq_len=128   tokenizer.kind=wordpiece|bpe tokenizer.vocab_size=32768
-  tokenizer.path=existing/tokenizer.json tokenizer.sample_chars=25000000 tokenizer.compression_cutoff=0.25
-  pack.cross_documents=false pack.segments=true pack.document_end=TOKEN pack.pad=TOKEN
-  order.name=none|random|sentence-length|unigram order.reverse=true order.max_rows=0
-  shards.rows_per_shard=262144   web.extract=main|text   webclean.blocked=FILE webclean.pii=true
-  decontam.glue_dir=DIR decontam.hub=true decontam.paths=[evals.txt,qa.jsonl#question,nli.tsv#premise+hypothesis]
-  decontam.splits=[dev,test] decontam.ngram=13 decontam.min_words=2 decontam.max_examples=10 decontam.mode=drop|span
-  quality.reference=PATH[,PATH...] quality.model=DIR quality.keep_fraction=1.0 quality.threshold=SCORE
-  (--config web turns on C4/FineWeb web cleaning, PII redaction and English language ID;
-  every key and its value: python -m pipeline --show-config)
+presets (--config NAME, configs/corpus/NAME.yaml; --config web turns on C4/FineWeb web cleaning, PII
+redaction and English language ID):
+{presets}
+
+settings (key=value after the options, dotted for sections, values read as YAML; built-in defaults shown,
+the --config file and then key=value override them; a run's every value: --show-config):
+{settings}
 
 runners: the default is Beam's local FnApiRunner (named explicitly: Beam's DirectRunner first tries to
 download Prism); --workers N runs N local worker processes. Other Beam options pass through, e.g.
@@ -64,9 +54,12 @@ count, with or without --split-mb (manifest.json's "created" comes from --create
 
 
 def parse(argv):
+    import configs
+    from pipeline.config import CorpusConfig
     from pipeline.plan import STAGES
 
-    ap = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, epilog=EPILOG,
+    epilog = EPILOG.format(presets=configs.describe("corpus"), settings=configs.listing(CorpusConfig))
+    ap = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, epilog=epilog,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", action="append", metavar="SPEC",
                     help="a file, folder, glob (local or s3://, gs://, hdfs://), hf:NAME[:CONFIG][@SPLIT] or "

@@ -6,9 +6,10 @@ decontam.DecontamConfig, quality.QualityConfig, output.OutputConfig, tokenize.To
 pack.PackConfig, order.OrderConfig/ShardConfig); this module only composes them.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import configs
+from configs import setting
 from pipeline import shards
 from pipeline.decontam import DecontamConfig
 from pipeline.dedup import DedupConfig
@@ -28,21 +29,27 @@ from pipeline.webclean import WebCleanConfig
 class CorpusConfig:
     """All settings of `python -m pipeline`: what the rows are for and how long, then one section per stage."""
 
-    objective: str = "mlm"  # mlm (BERT-style: [SEP]-ended documents) | clm (GPT-style: <|endoftext|>)
-    seq_len: int = 128  # tokens per row
-    source: SourceConfig = field(default_factory=SourceConfig)
-    web: WebConfig = field(default_factory=WebConfig)
-    webclean: WebCleanConfig = field(default_factory=WebCleanConfig)
-    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    filters: FilterConfig = field(default_factory=FilterConfig)
-    decontam: DecontamConfig = field(default_factory=DecontamConfig)
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    pack: PackConfig = field(default_factory=PackConfig)
-    order: OrderConfig = field(default_factory=OrderConfig)
-    shards: ShardConfig = field(default_factory=ShardConfig)
+    objective: str = setting("mlm (BERT-style: [SEP]-ended documents) | clm (GPT-style: <|endoftext|>)", "mlm")
+    seq_len: int = setting("tokens per row", 128)
+    source: SourceConfig = setting("reading inputs", default_factory=SourceConfig)
+    web: WebConfig = setting("web pages (.warc, .wet, .html) to text", default_factory=WebConfig)
+    webclean: WebCleanConfig = setting("web cleaning rules, all off by default (on in --config web)",
+                                       default_factory=WebCleanConfig)
+    normalize: NormalizeConfig = setting("text normalization, before dedup", default_factory=NormalizeConfig)
+    dedup: DedupConfig = setting("exact and MinHash near-duplicate removal", default_factory=DedupConfig)
+    filters: FilterConfig = setting("quality filters: length, compression, repetition, language; 0 turns a "
+                                    "bound off", default_factory=FilterConfig)
+    decontam: DecontamConfig = setting("evaluation text removed from the corpus; on when glue_dir, hub or paths "
+                                       "names some", default_factory=DecontamConfig)
+    quality: QualityConfig = setting("model-based quality selection; on when reference or model is set",
+                                     default_factory=QualityConfig)
+    output: OutputConfig = setting("clean documents written by --until clean (or earlier)",
+                                   default_factory=OutputConfig)
+    tokenizer: TokenizerConfig = setting("the tokenizer, trained on the clean documents or given",
+                                         default_factory=TokenizerConfig)
+    pack: PackConfig = setting("documents packed into rows of seq_len tokens", default_factory=PackConfig)
+    order: OrderConfig = setting("the order of the rows (a curriculum)", default_factory=OrderConfig)
+    shards: ShardConfig = setting("the shard files", default_factory=ShardConfig)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:

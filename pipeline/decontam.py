@@ -64,6 +64,7 @@ from itertools import repeat
 
 import numpy as np
 
+from configs import setting
 from pipeline import evalsets
 from pipeline.document import Doc
 from pipeline.minhash import mix64
@@ -101,15 +102,16 @@ def _blank(m: re.Match) -> str:
 class DecontamConfig:
     """`decontam.*` in the corpus config. On when any evaluation text is named (glue_dir, hub, paths)."""
 
-    glue_dir: str = ""  # a folder in the official GLUE layout: every task folder and AX found there
-    hub: bool = False  # GLUE from the Hugging Face Hub (nyu-mll/glue)
-    paths: tuple[str, ...] = ()  # other evaluation files: PATH (text, an example a line), PATH#FIELD (JSON
-    #                              Lines), PATH#COLUMN+COLUMN (TSV with a header)
-    splits: tuple[str, ...] = ("dev", "test")  # GLUE splits checked: any of train, dev, test
-    ngram: int = 13  # words per n-gram
-    min_words: int = 2  # shorter evaluation texts are matched whole from this many words, below not at all
-    max_examples: int = 10  # an n-gram in more distinct examples is boilerplate, ignored
-    mode: str = "drop"  # drop the document | span: cut the matched text, keep the rest
+    glue_dir: str = setting("a folder in the official GLUE layout: every task folder and AX found there", "")
+    hub: bool = setting("GLUE from the Hugging Face Hub (nyu-mll/glue)", False)
+    paths: tuple[str, ...] = setting("other evaluation files: PATH (an example a line), PATH#FIELD (JSON Lines), "
+                                     "PATH#COLUMN+COLUMN (TSV)", ())
+    splits: tuple[str, ...] = setting("GLUE splits checked: any of train, dev, test", ("dev", "test"))
+    ngram: int = setting("words per n-gram", 13)
+    min_words: int = setting("shorter evaluation texts are matched whole from this many words, below not at all",
+                             2)
+    max_examples: int = setting("an n-gram in more distinct examples is boilerplate, ignored", 10)
+    mode: str = setting("drop: drop the document | span: cut the matched text, keep the rest", "drop")
 
     def __post_init__(self):
         if self.mode not in MODES:

@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from configs import setting
 from pipeline import docstore, minhash, progress, runs
 from pipeline.scan import BAND, EXACT
 from pipeline.stats import Tally
@@ -42,18 +43,18 @@ EDGE_CHUNK = 50_000  # edges verified at once
 class DedupConfig:
     """Settings of both dedup stages (`dedup.*` in the corpus config)."""
 
-    exact: bool = True  # run exact dedup (same normalized text)
-    near: bool = True  # run MinHash near dedup
-    ngram: int = 5  # words per shingle
-    num_perm: int = 112  # MinHash permutations; must equal bands * rows
-    bands: int = 14
-    rows: int = 8  # 14 x 8: P(candidate) = 0.92 at Jaccard 0.8, 0.21 at 0.6
-    seed: int = 1  # seeds the permutations (datasketch's RandomState draw)
-    scheme: str = "affine32"  # "affine32" (datasketch default) or "mersenne" (datasketch legacy)
-    min_words: int = 10  # shorter documents are left to exact dedup
-    jaccard_check: bool = True  # verify candidate pairs by exact shingle Jaccard
-    jaccard_threshold: float = 0.8
-    anchors: int = 2  # with the Jaccard check: lowest ids of a bucket each member is checked against
+    exact: bool = setting("run exact dedup (same normalized text)", True)
+    near: bool = setting("run MinHash near dedup", True)
+    ngram: int = setting("words per shingle", 5)
+    num_perm: int = setting("MinHash permutations; must equal bands * rows", 112)
+    bands: int = setting("LSH bands: documents sharing a band's hash are candidates", 14)
+    rows: int = setting("hashes per band; 14 x 8: P(candidate) = 0.92 at Jaccard 0.8, 0.21 at 0.6", 8)
+    seed: int = setting("seeds the permutations (datasketch's RandomState draw)", 1)
+    scheme: str = setting("affine32 (datasketch's default) or mersenne (datasketch's legacy)", "affine32")
+    min_words: int = setting("shorter documents are left to exact dedup", 10)
+    jaccard_check: bool = setting("verify candidate pairs by exact shingle Jaccard", True)
+    jaccard_threshold: float = setting("a verified pair reaches this Jaccard of its shingle sets", 0.8)
+    anchors: int = setting("with the Jaccard check: lowest ids of a bucket each member is checked against", 2)
 
     def __post_init__(self):
         def bad(field, why):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard
 
+from configs import setting
+
 _WORD = re.compile(r"\S+")
 _PARAGRAPHS = re.compile(r"\n{2,}")
 
@@ -27,23 +29,29 @@ _PARAGRAPHS = re.compile(r"\n{2,}")
 class FilterConfig:
     """`filters.*` in the corpus config. Fractions are of the document; 0 turns a bound off."""
 
-    enabled: bool = True
-    min_chars: int = 0
-    max_chars: int = 0
-    min_words: int = 20
-    max_words: int = 100_000
-    compression_floor: float = 0.10  # zstd ratio below this: repetitive
-    compression_ceiling: float = 0.90  # above this: noise
-    compression_min_chars: int = 500  # shorter documents compress badly whatever they hold
-    dup_line_frac: float = 0.30
-    dup_line_char_frac: float = 0.20
-    dup_paragraph_frac: float = 0.30
-    top_ngram_frac: tuple = (0.20, 0.18, 0.16)  # most common 2-, 3-, 4-gram
-    dup_ngram_frac: tuple = (0.15, 0.14, 0.13, 0.12, 0.11, 0.10)  # repeated 5- .. 10-grams
-    langid_model: str | None = None  # path to lid.176.ftz (`python -m pipeline.fetch_langid`)
-    languages: tuple = ("en",)
-    langid_threshold: float = 0.65
-    batch_size: int = 256  # documents per language-ID call
+    enabled: bool = setting("run the filter stage", True)
+    min_chars: int = setting("drop documents of fewer characters (too_few_chars)", 0)
+    max_chars: int = setting("drop documents of more characters (too_many_chars)", 0)
+    min_words: int = setting("drop documents of fewer words (too_few_words)", 20)
+    max_words: int = setting("drop documents of more words (too_many_words)", 100_000)
+    compression_floor: float = setting("zstd ratio below this: repetitive (compressible)", 0.10)
+    compression_ceiling: float = setting("zstd ratio above this: noise (incompressible)", 0.90)
+    compression_min_chars: int = setting("shorter documents skip the compression rule (they compress badly "
+                                         "whatever they hold)", 500)
+    dup_line_frac: float = setting("drop above this share of lines that repeat another (dup_lines)", 0.30)
+    dup_line_char_frac: float = setting("drop above this share of characters in repeated lines (dup_line_chars)",
+                                        0.20)
+    dup_paragraph_frac: float = setting("drop above this share of paragraphs that repeat another "
+                                        "(dup_paragraphs)", 0.30)
+    top_ngram_frac: tuple = setting("most common 2-, 3-, 4-gram: drop above these character shares (top_ngram)",
+                                    (0.20, 0.18, 0.16))
+    dup_ngram_frac: tuple = setting("repeated 5- .. 10-grams: drop above these character shares (dup_ngrams)",
+                                    (0.15, 0.14, 0.13, 0.12, 0.11, 0.10))
+    langid_model: str | None = setting("fastText lid.176.ftz for language ID (`make langid` fetches it); null: "
+                                       "no language rule", None)
+    languages: tuple = setting("languages kept by language ID", ("en",))
+    langid_threshold: float = setting("language ID: keep a document whose language scores at least this", 0.65)
+    batch_size: int = setting("documents per language-ID call", 256)
 
     def __post_init__(self):
         def bad(field, why):

@@ -15,6 +15,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from configs import setting
+
 _NON_ASCII = re.compile(r"[^\x00-\x7F]+")
 _SPACES = re.compile(" {2,}")
 _HSPACE = re.compile(r"[^\S\n]+")  # whitespace other than a newline
@@ -43,7 +45,8 @@ PRESETS = {"cramming": cramming, "cased": cased, "none": lambda text: text}
 class NormalizeConfig:
     """`normalize.*` in the corpus config."""
 
-    preset: str = "cramming"  # cramming | cased | none
+    preset: str = setting("cramming (lowercase, no accents, ASCII) | cased (NFKC, tidy whitespace) | none",
+                          "cramming")
 
     def __post_init__(self):
         if self.preset not in PRESETS:

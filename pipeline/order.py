@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from configs import setting
 from pipeline import minhash, progress, runs, shards, storage
 
 ORDERS = ("none", "random", "sentence-length", "unigram")
@@ -31,10 +32,10 @@ ORDERS = ("none", "random", "sentence-length", "unigram")
 class OrderConfig:
     """`order.*` in the corpus config."""
 
-    name: str = "sentence-length"  # none | random | sentence-length | unigram
-    seed: int = 233  # random order
-    reverse: bool = False  # unigram: unlikely rows first (cramming's "unigram-curriculum")
-    max_rows: int = 0  # keep the first max_rows rows of the order; 0 keeps all
+    name: str = setting("row order: none | random | sentence-length | unigram", "sentence-length")
+    seed: int = setting("seed of the random order", 233)
+    reverse: bool = setting("unigram: unlikely rows first (cramming's unigram-curriculum)", False)
+    max_rows: int = setting("keep the first max_rows rows of the order; 0 keeps all", 0)
 
     def __post_init__(self):
         if self.name not in ORDERS:
@@ -47,8 +48,9 @@ class OrderConfig:
 class ShardConfig:
     """`shards.*` in the corpus config."""
 
-    rows_per_shard: int = 262_144  # target; partitions from sampled quantiles are about this size
-    key_sample: int = 65_536  # sort keys sampled to place the partition boundaries
+    rows_per_shard: int = setting("target rows per shard; partitions from sampled quantiles are about this size",
+                                  262_144)
+    key_sample: int = setting("sort keys sampled to place the partition boundaries", 65_536)
 
     def __post_init__(self):
         for field in ("rows_per_shard", "key_sample"):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import zstandard
 
+from configs import setting
 from pipeline import docstore, lock, progress, quality, record, storage
 from pipeline.dedup import losers_of
 
@@ -45,8 +46,8 @@ DOC_FIELDS = ("id", "text", "url", "date")  # a clean document; url and date onl
 class OutputConfig:
     """`output.*` in the corpus config (the clean documents of `--until clean`)."""
 
-    format: str = "jsonl.zst"  # jsonl.zst | parquet
-    zstd_level: int = 3
+    format: str = setting("jsonl.zst | parquet", "jsonl.zst")
+    zstd_level: int = setting("zstd level of jsonl.zst files (1..22)", 3)
 
     def __post_init__(self):
         if self.format not in FORMATS:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from configs import setting
 from pipeline import storage
 from pipeline.encode import lengths_file, tokens_file
 
@@ -23,10 +24,11 @@ from pipeline.encode import lengths_file, tokens_file
 class PackConfig:
     """`pack.*` in the corpus config (the row length is `seq_len`, beside `objective`)."""
 
-    cross_documents: bool = True  # False: rows never span documents (padding + attention_mask)
-    segments: bool = False  # also write segment_ids: each token's document number within its row
-    document_end: str | None = None  # the token appended to every document; None: the objective's
-    pad: str | None = None  # the padding token (cross_documents false); None: the objective's
+    cross_documents: bool = setting("rows span documents; false: a document starts each row (padding + "
+                                    "attention_mask)", True)
+    segments: bool = setting("also write segment_ids: each token's document number within its row", False)
+    document_end: str | None = setting("the token appended to every document; null: the objective's", None)
+    pad: str | None = setting("the padding token (cross_documents false); null: the objective's", None)
 
 
 def _read(path: str, start: int, count: int, dtype: np.dtype) -> np.ndarray:

@@ -48,6 +48,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from configs import setting
 from pipeline import docstore, minhash, progress, storage
 from pipeline.dedup import losers_of
 from pipeline.document import Doc
@@ -70,21 +71,23 @@ _BATCH = 256  # documents normalized and filtered together
 class QualityConfig:
     """`quality.*` in the corpus config. Off unless `reference` or `model` is set."""
 
-    reference: str = ""  # PATH[,PATH...]: files, folders or globs of trusted text (any --input format)
-    model: str = ""  # an earlier output's quality/ folder: reuse its models instead of training
-    keep_fraction: float = 1.0  # keep this fraction of the documents, the best-scoring ones
-    threshold: float | None = None  # or: keep documents scoring at least this (then keep_fraction stays 1)
-    sample_chars: int = 20_000_000  # reference characters read, and input characters sampled, for training
-    holdout: float = 0.1  # fraction of reference documents (by id hash) held out to calibrate the scores
-    score_sample: int = 100_000  # scores sampled to place the keep_fraction cut
-    seed: int = 1
-    ft_dim: int = 8  # fastText: vector size, hash buckets of the bigrams, epochs, learning rate
-    ft_bucket: int = 100_000
-    ft_epoch: int = 5
-    ft_lr: float = 0.1
-    lm_vocab: int = 50_000  # language model: words kept (the rest are one unknown word)
-    lm_bigrams: int = 2_000_000  # bigrams stored, the most frequent
-    lm_discount: float = 0.75
+    reference: str = setting("PATH[,PATH...]: files, folders or globs of trusted text (any --input format)", "")
+    model: str = setting("an earlier output's quality/ folder: reuse its models instead of training", "")
+    keep_fraction: float = setting("keep this fraction of the documents, the best-scoring ones", 1.0)
+    threshold: float | None = setting("or: keep documents scoring at least this (keep_fraction stays 1)", None)
+    sample_chars: int = setting("reference characters read, and input characters sampled, for training",
+                                20_000_000)
+    holdout: float = setting("fraction of reference documents (by id hash) held out to calibrate the scores",
+                             0.1)
+    score_sample: int = setting("scores sampled to place the keep_fraction cut", 100_000)
+    seed: int = setting("seeds the held-out split and fastText's training (its row order and own seed)", 1)
+    ft_dim: int = setting("fastText: vector size", 8)
+    ft_bucket: int = setting("fastText: hash buckets of the bigrams", 100_000)
+    ft_epoch: int = setting("fastText: epochs", 5)
+    ft_lr: float = setting("fastText: learning rate", 0.1)
+    lm_vocab: int = setting("language model: words kept (the rest are one unknown word)", 50_000)
+    lm_bigrams: int = setting("language model: bigrams stored, the most frequent", 2_000_000)
+    lm_discount: float = setting("language model: Kneser-Ney absolute discount", 0.75)
 
     def __post_init__(self):
         def bad(field, why):

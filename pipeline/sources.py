@@ -16,6 +16,7 @@ import itertools
 import json
 from dataclasses import dataclass
 
+from configs import setting
 from pipeline import embedded, records, storage, web
 from pipeline.document import Doc, Drop
 from pipeline.inputs import Unit, doc_id, doc_name
@@ -28,14 +29,17 @@ ENCODING_POLICIES = ("replace", "latin-1", "drop")
 class SourceConfig:
     """`source.*` in the corpus config."""
 
-    text_mode: str = "block"  # plain text: one document per file | block (blank-line separated) | line
-    text_field: str = "text"  # JSON Lines key / Parquet column / HF dataset column holding the text
-    encoding_errors: str = "replace"  # bytes that are not UTF-8: replace (U+FFFD) | latin-1 | drop
-    max_doc_bytes: int = 8_000_000  # larger records are dropped as read/too_long
-    max_binary_frac: float = 0.05  # control characters above this fraction: read/binary
-    docstrings_max_mb: float = 0.0  # embedded source: MB of .py files to scan (0 = all installed)
-    hf_max_docs: int = 0  # HF datasets: stop after this many rows (0 = all)
-    follow_symlinks: bool = False  # read links that lead out of the input tree (pipeline.walk)
+    text_mode: str = setting("plain text as documents: block (blank-line separated) | file (one per file) | "
+                             "line (one per line)", "block")
+    text_field: str = setting("JSON Lines key / Parquet column / HF dataset column holding the text", "text")
+    encoding_errors: str = setting("bytes that are not UTF-8: replace (U+FFFD) | latin-1 | drop", "replace")
+    max_doc_bytes: int = setting("larger records are dropped as read/too_long", 8_000_000)
+    max_binary_frac: float = setting("control characters above this fraction: dropped as read/binary", 0.05)
+    docstrings_max_mb: float = setting("embedded docstrings input: MB of .py files to scan (0: all installed)",
+                                       0.0)
+    hf_max_docs: int = setting("hf: inputs: stop after this many rows (0: all)", 0)
+    follow_symlinks: bool = setting("read links that lead out of an input folder (else skipped and counted)",
+                                    False)
 
     def __post_init__(self):
         if self.text_mode not in TEXT_MODES:

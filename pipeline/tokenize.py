@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from configs import setting
 from model import tokenizer
 from model.tokenizer import SPECIAL_TOKENS
 from pipeline import docstore, shards, storage
@@ -70,13 +71,14 @@ _WORDS = re.compile(r"\w+|[^\w\s]+", re.ASCII)
 class TokenizerConfig:
     """`tokenizer.*` in the corpus config."""
 
-    kind: str = "wordpiece"  # wordpiece | bpe (byte-level)
-    path: str | None = None  # an existing tokenizer.json to use instead of training one
-    vocab_size: int = 32768
-    min_frequency: int = 2  # a pair seen fewer times is never merged
-    sample_chars: int = 25_000_000  # characters of clean documents to train on (sampled by id hash)
-    compression_cutoff: float = 0.25  # drop documents with tokens >= cutoff x chars; 0 turns it off
-    batch_size: int = 1024  # documents per encode_batch
+    kind: str = setting("wordpiece | bpe (byte-level)", "wordpiece")
+    path: str | None = setting("an existing tokenizer.json to use instead of training one; null: train one",
+                               None)
+    vocab_size: int = setting("tokens in the trained vocabulary", 32768)
+    min_frequency: int = setting("a pair seen fewer times is never merged", 2)
+    sample_chars: int = setting("characters of clean documents to train on (sampled by id hash)", 25_000_000)
+    compression_cutoff: float = setting("drop documents with tokens >= cutoff x chars; 0 turns it off", 0.25)
+    batch_size: int = setting("documents per encode_batch", 1024)
 
     def __post_init__(self):
         if self.kind not in KINDS:

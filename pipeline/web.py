@@ -28,6 +28,7 @@ import gzip
 import re
 from dataclasses import dataclass
 
+from configs import setting
 from pipeline import records, storage
 from pipeline.document import Doc, Drop
 from pipeline.inputs import doc_id, doc_name
@@ -56,10 +57,13 @@ _WIDER = {"iso8859-1": "cp1252", "ascii": "cp1252", "latin-1": "cp1252", "gb2312
 class WebConfig:
     """`web.*` in the corpus config: how a web page becomes text."""
 
-    extract: str = "main"  # main: the main content (Trafilatura) | text: all visible text, a line per block
-    favor: str = "balanced"  # main only: balanced | precision (less boilerplate) | recall (more text)
-    tables: bool = True  # main only: keep the text of tables
-    fallback: bool = False  # main only: where little is found, also try readability and jusText (2x slower)
+    extract: str = setting("main: the main content (Trafilatura) | text: all visible text, a line per block",
+                           "main")
+    favor: str = setting("extract=main: balanced | precision (less boilerplate) | recall (more text)",
+                         "balanced")
+    tables: bool = setting("extract=main: keep the text of tables", True)
+    fallback: bool = setting("extract=main: where little is found, also try readability and jusText (2x "
+                             "slower)", False)
 
     def __post_init__(self):
         if self.extract not in EXTRACTORS:

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from configs import setting
+
 TERMINAL = (".", "!", "?", '"', "'", "\u201d", "\u2019", "\u2026", "\u3002", "\uff01", "\uff1f")
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 PLACEHOLDERS = {"email": "[EMAIL]", "ip": "[IP]", "phone": "[PHONE]"}
@@ -45,18 +47,23 @@ PII = {
 class WebCleanConfig:
     """`webclean.*` in the corpus config; 0 or false turns a rule off."""
 
-    blocked: str | None = None  # a file of blocked URLs and domains, one a line (local or on storage)
-    line_punct_ratio: float = 0.0  # FineWeb: 0.12
-    short_line_ratio: float = 0.0  # FineWeb: 0.67
-    short_line_chars: int = 30
-    dup_line_chars: float = 0.0  # FineWeb: 0.01
-    terminal_punct: bool = False
-    min_words_per_line: int = 0  # C4: 3
-    javascript: bool = False
-    policy: bool = False
-    lorem_ipsum: bool = False
-    curly_brace: bool = False
-    pii: bool = False
+    blocked: str | None = setting("a file of blocked URLs and domains, one a line (local or on storage); "
+                                  "null: none", None)
+    line_punct_ratio: float = setting("drop a page whose share of lines ending in terminal punctuation is at "
+                                      "most this (FineWeb: 0.12)", 0.0)
+    short_line_ratio: float = setting("drop a page whose share of short lines (short_line_chars) is at least "
+                                      "this (FineWeb: 0.67)", 0.0)
+    short_line_chars: int = setting("a line of at most this many characters is short (short_line_ratio)", 30)
+    dup_line_chars: float = setting("drop a page whose characters in repeated lines are above this share of "
+                                    "all (FineWeb: 0.01)", 0.0)
+    terminal_punct: bool = setting("remove lines that do not end in terminal punctuation (C4)", False)
+    min_words_per_line: int = setting("remove lines of fewer words (C4: 3)", 0)
+    javascript: bool = setting("remove lines that mention javascript (C4)", False)
+    policy: bool = setting("remove terms-of-use, privacy and cookie policy lines (C4)", False)
+    lorem_ipsum: bool = setting("drop pages that hold lorem ipsum (C4)", False)
+    curly_brace: bool = setting("drop pages that hold a curly brace: code (C4)", False)
+    pii: bool = setting("redact e-mail addresses, IP addresses and phone numbers as [EMAIL], [IP], [PHONE]",
+                        False)
 
     def __post_init__(self):
         for field in ("line_punct_ratio", "short_line_ratio", "dup_line_chars"):

@@ -65,7 +65,7 @@ def test_help_documents_every_option():
     for option in ("--input", "--output", "--config", "--until", "--runner", "--workers", "--overwrite",
                    "--split-mb", "--created", "key=value", "hf:NAME", "docstrings", "s3://", "PortableRunner",
                    "FlinkRunner", "--flink_job_server_jar", "DataflowRunner", "tokenizer.vocab_size",
-                   "tokenizer.path", "objective=", "seq_len=", "tokenizer.kind", "pack.cross_documents", "pack.segments", "order.name", "order.max_rows"):
+                   "tokenizer.path", "objective ", "seq_len ", "tokenizer.kind", "pack.cross_documents", "pack.segments", "order.name", "order.max_rows"):
         assert option in text, option
 
 

@@ -4,10 +4,11 @@ is (`configs`). Fields that only change how a run is observed may differ on --re
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import configs
+from configs import setting
 from trainer.batches import SHUFFLE
 from trainer.budget import Budget
 from trainer.masking import MODES
@@ -18,53 +19,49 @@ RESUMABLE = {"name", "out", "checkpoint_every", "keep_checkpoints", "log_every",
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def opt(help_text: str, default=dataclasses.MISSING, default_factory=dataclasses.MISSING):
-    return field(default=default, default_factory=default_factory, metadata={"help": help_text})
-
-
 @dataclass
 class TrainConfig:
-    model: str = opt("model preset (configs/model/<name>.yaml) or a path to one", "crammed-bert")
-    shards: str = opt("shard folder written by `make corpus`", "out/corpus")
-    budget: str = opt("time (24h, 90m, 45s), tokens (2e9tok) or FLOPs (1.5e18flop)", "24h")
-    name: str = opt("run folder runs/<name>; default: the config's name", "")
-    out: str = opt("parent folder of run folders", "runs")
-    seed: int = opt("model init, masking and shuffle seed", 0)
-    micro_batch: int = opt("sequences per forward/backward; set it to saturate the GPU (may change on --resume)", 512)
-    batch_size: int = opt("sequences per optimizer step at the end of the ramp", 8192)
-    batch_ramp: float = opt("progress at which batch_size is reached (0: no ramp)", 0.6)
-    lr: float = opt("peak learning rate (AdamW)", 1e-3)
-    betas: list[float] = opt("AdamW betas", default_factory=lambda: [0.9, 0.98])
-    eps: float = opt("AdamW epsilon", 1e-12)
-    weight_decay: float = opt("AdamW weight decay; none on 1-D parameters (norms, biases)", 0.01)
-    grad_clip: float = opt("global L2 norm; 0 turns it off", 0.5)
-    schedule: str = opt("triangle2 (cramming) or one-cycle", "triangle2")
-    mask_fraction: float = opt("share of positions predicted (mask_schedule=constant)", 0.25)
-    mask_schedule: str = opt("constant (mask_fraction throughout) or linear (mask_start at the start to mask_end "
-                             "at the end of the budget)", "constant")
-    mask_start: float = opt("masking rate at the start of a linear mask_schedule", 0.30)
-    mask_end: float = opt("masking rate at the end of a linear mask_schedule", 0.15)
-    mask_mode: str = opt("exact (round(fraction * seq) per row) or bernoulli", "exact")
-    shuffle: str = opt("row order per epoch: later (epoch 1 as stored, e.g. the curriculum, then a seeded "
-                       "permutation per epoch), never (as stored every epoch), always (permuted from epoch 1)",
-                       "later")
-    document_mask: bool = opt("attention only within each document of a packed row (needs shards built with "
-                              "pack.segments=true); false: across documents, as cramming", False)
-    verify: bool = opt("check the sha256 of every shard and the tokenizer before training", True)
-    device: str = opt("auto: cuda if available, else cpu", "auto")
-    compile: str = opt("auto: on for cuda; true / false", "auto")
-    precision: str = opt("autocast: bf16 or fp32; auto: bf16 on cuda, and on a cpu where a start-up matmul "
-                         "probe finds it faster", "auto")
-    heldout_rows: int = opt("shard rows kept out of training for the held-out loss (at most a tenth); 0: none",
-                            512)
-    eval_every: str = opt("wall-clock between held-out evaluations (also at the start and the end)", "5m")
-    checkpoint_every: str = opt("wall-clock between checkpoints; 0s: after every optimizer step", "30m")
-    keep_checkpoints: int = opt("newest checkpoints kept", 2)
-    log_every: float = opt("seconds between log lines (the only host syncs in the loop)", 10.0)
-    tensorboard: bool = opt("also log to runs/<name>/tensorboard (needs tensorboard)", False)
-    threads: int = opt("torch CPU threads; 0 leaves torch's default", 0)
-    peak_tflops: float = opt("device peak for MFU; 0: known GPUs by exact name, none on CPU", 0.0)
-    prefetch: int = opt("micro-batches prepared ahead", 4)
+    model: str = setting("model preset (configs/model/<name>.yaml) or a path to one", "crammed-bert")
+    shards: str = setting("shard folder written by `make corpus`", "out/corpus")
+    budget: str = setting("time (24h, 90m, 45s), tokens (2e9tok) or FLOPs (1.5e18flop)", "24h")
+    name: str = setting("run folder <out>/<name>; empty: the config file's name", "")
+    out: str = setting("parent folder of run folders", "runs")
+    seed: int = setting("model init, masking and shuffle seed", 0)
+    micro_batch: int = setting("sequences per forward/backward; set it to saturate the GPU (may change on "
+                               "--resume)", 512)
+    batch_size: int = setting("sequences per optimizer step at the end of the ramp", 8192)
+    batch_ramp: float = setting("progress at which batch_size is reached (0: no ramp)", 0.6)
+    lr: float = setting("peak learning rate (AdamW)", 1e-3)
+    betas: list[float] = setting("AdamW betas", default_factory=lambda: [0.9, 0.98])
+    eps: float = setting("AdamW epsilon", 1e-12)
+    weight_decay: float = setting("AdamW weight decay; none on 1-D parameters (norms, biases)", 0.01)
+    grad_clip: float = setting("global L2 norm; 0 turns it off", 0.5)
+    schedule: str = setting("triangle2 (cramming) or one-cycle", "triangle2")
+    mask_fraction: float = setting("share of positions predicted (mask_schedule=constant)", 0.25)
+    mask_schedule: str = setting("constant (mask_fraction throughout) or linear (mask_start at the start to "
+                                 "mask_end at the end of the budget)", "constant")
+    mask_start: float = setting("masking rate at the start of a linear mask_schedule", 0.30)
+    mask_end: float = setting("masking rate at the end of a linear mask_schedule", 0.15)
+    mask_mode: str = setting("exact (round(fraction * seq) per row) or bernoulli", "exact")
+    shuffle: str = setting("row order per epoch: later (epoch 1 as stored, e.g. a curriculum, then seeded "
+                           "permutations), never (as stored), always (permuted from epoch 1)", "later")
+    document_mask: bool = setting("attention only within each document of a packed row (needs shards built "
+                                  "with pack.segments=true); false: across documents, as cramming", False)
+    verify: bool = setting("check the sha256 of every shard and the tokenizer before training", True)
+    device: str = setting("auto: cuda if available, else cpu", "auto")
+    compile: str = setting("auto: on for cuda; true / false", "auto")
+    precision: str = setting("autocast: bf16 or fp32; auto: bf16 on cuda, and on a cpu where a start-up "
+                             "matmul probe finds it faster", "auto")
+    heldout_rows: int = setting("shard rows kept out of training for the held-out loss (at most a tenth); "
+                                "0: none", 512)
+    eval_every: str = setting("wall-clock between held-out evaluations (also at the start and the end)", "5m")
+    checkpoint_every: str = setting("wall-clock between checkpoints; 0s: after every optimizer step", "30m")
+    keep_checkpoints: int = setting("newest checkpoints kept", 2)
+    log_every: float = setting("seconds between log lines (the only host syncs in the loop)", 10.0)
+    tensorboard: bool = setting("also log to runs/<name>/tensorboard (needs tensorboard)", False)
+    threads: int = setting("torch CPU threads; 0 leaves torch's default", 0)
+    peak_tflops: float = setting("device peak for MFU; 0: known GPUs by exact name, none on CPU", 0.0)
+    prefetch: int = setting("micro-batches prepared ahead", 4)
 
     def __post_init__(self):
         Budget.parse(self.budget)
