@@ -79,7 +79,7 @@ def staged(docs: list[Doc], root: Path):
 
 def cramkit(cfg, plan, scans, tok_json) -> int:
     """Encode every staged unit and pack the rows; the number of tokens in rows."""
-    enc = Encoder(cfg, plan, tok_json)
+    enc = Encoder(cfg, plan, T.Vocab.of(tok_json, cfg))
     done = [enc(s, []) for s in scans]
     layout = Layout(cfg.seq_len, cfg.pack, [e.tokens for e in done], [e.rows for e in done], [e.docs for e in done])
     return sum(rows.size for u in range(plan.units) for _, rows, _, _ in layout.chunks(plan, u, enc.dtype, 0))

@@ -183,10 +183,9 @@ def main(argv=None) -> int:
             if path and not storage.exists(path):
                 raise inputs.InputError(f"{path}: no such file (tokenizer.path / webclean.blocked)")
         if cfg.tokenizer.path:  # an existing tokenizer must have the tokens the packer uses
-            ids = tokenize.packing_ids(tokenize.load_tokenizer(cfg.tokenizer.path), cfg.objective,
-                                       cfg.pack.document_end, cfg.pack.pad)
-            if ids["pad"] is None and not cfg.pack.cross_documents:
-                raise inputs.InputError(f"{cfg.tokenizer.path}: has no {ids['pad_token']!r} token to pad rows "
+            vocab = tokenize.Vocab.of(storage.read_text(cfg.tokenizer.path), cfg, cfg.tokenizer.path)
+            if vocab.pad is None and not cfg.pack.cross_documents:
+                raise inputs.InputError(f"{cfg.tokenizer.path}: has no {vocab.pad_token!r} token to pad rows "
                                         "with (pack.cross_documents=false); set pack.pad to one of its tokens")
         for ref in cfg.quality.references:  # found now, not after the scan
             try:

@@ -18,7 +18,6 @@ small results between stages (as side inputs); texts, hashes and rows move throu
 
 import apache_beam as beam
 
-from model import tokenizer
 from pipeline import decontam, dedup, finish, order, output, quality, tokenize
 from pipeline.encode import Encoder
 from pipeline.pack import Layout
@@ -65,11 +64,11 @@ class _Encode(beam.DoFn):
     def __init__(self, cfg, plan):
         self.cfg, self.plan, self.encoder = cfg, plan, None
 
-    def process(self, scan, tokenizer_json, decisions, cut=None):
-        if tokenizer_json is None:
+    def process(self, scan, vocab, decisions, cut=None):
+        if vocab is None:
             return
         if self.encoder is None:
-            self.encoder = Encoder(self.cfg, self.plan, tokenizer_json)
+            self.encoder = Encoder(self.cfg, self.plan, vocab)
         yield self.encoder(scan, decisions, cut)
 
 
@@ -79,14 +78,11 @@ class _Rows(beam.DoFn):
     def __init__(self, cfg, plan):
         self.cfg, self.plan, self.keys = cfg, plan, None
 
-    def process(self, unit, layout, tokenizer_json, counts, bounds=None):
-        if tokenizer_json is None:
+    def process(self, unit, layout, vocab, counts, bounds=None):
+        if vocab is None:
             return
         if self.keys is None:
-            tok = tokenizer.parse(tokenizer_json, "the corpus tokenizer")
-            ids = tokenize.packing_ids(tok, self.cfg.objective, self.cfg.pack.document_end, self.cfg.pack.pad)
-            self.keys = order.Keys(self.cfg, self.plan, layout, tokenizer.vocab_size(tok), ids,
-                                   counts)
+            self.keys = order.Keys(self.cfg, self.plan, layout, vocab, counts)
         yield self.keys.sample(unit) if bounds is None else self.keys.partition(unit, bounds)
 
 
@@ -146,12 +142,11 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
         written = scans | "WriteDocs" >> beam.Map(
             lambda s, d, c: output.write_docs(s, cfg.output, plan, d, c), decided, cut)
         return one | "Finish" >> beam.Map(
-            lambda _, w, t, c, q: finish.finish(cfg, plan, skipped, t, [x for x in w if x], extra,
-                                                contamination=c, quality=q),
+            lambda _, w, t, c, q: finish.finish(cfg, plan, finish.Results(
+                skipped, t, [x for x in w if x], extra, contamination=c, quality=q)),
             _all(written), _all(tallies | "Tallies" >> beam.Flatten()), contamination, cut)
 
-    tok = one | "Tokenizer" >> beam.Map(
-        lambda _, s, d: tokenize.train_from_sample(cfg.tokenizer, cfg.objective, plan, s, d), scanned, decided)
+    tok = one | "Tokenizer" >> beam.Map(lambda _, s, d: tokenize.stage(cfg, plan, s, d), scanned, decided)
     encoded = scans | "Encode" >> beam.ParDo(_Encode(cfg, plan), _one(tok), decided, cut)
     tallies.append(encoded | "EncodeTally" >> beam.Map(lambda e: e.tally))
     counts = encoded | "Unigrams" >> beam.Map(lambda e: e.counts) | "SumUnigrams" >> beam.CombineGlobally(_sum)
@@ -165,15 +160,14 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
         lambda _, s, lay: order.boundaries(s, lay.rows, cfg.shards.rows_per_shard), _all(samples), _one(layout))
     parted = unit_items | "Rows" >> beam.ParDo(_Rows(cfg, plan), *sides, _one(bounds))
 
-    def shard(part, b, rows, t):
+    def shard(part, b, rows, vocab, lay):
         before = int(sum(c[:part].sum() for _, c in rows))
-        vocab = tokenizer.vocab_size(tokenizer.parse(t, "the corpus tokenizer")) if t else 0
-        return order.write_shard(part, len(b) + 1, plan, cfg, [path for paths, _ in rows for path in paths],
-                                 before, vocab) if t else {"file": None, "capped": 0}
+        return order.write_shard(part, len(b) + 1, plan, cfg, lay, vocab, [path for paths, _ in rows for path in paths],
+                                 before) if vocab is not None else {"file": None, "capped": 0}
 
     written = (bounds | "ShardItems" >> beam.FlatMap(lambda b: range(len(b) + 1)) | "ShardSpread" >> beam.Reshuffle()
-               | "WriteShards" >> beam.Map(shard, _one(bounds), _all(parted), _one(tok)))
+               | "WriteShards" >> beam.Map(shard, _one(bounds), _all(parted), _one(tok), _one(layout)))
     return one | "Finish" >> beam.Map(
-        lambda _, w, t, tj, lay, h, c, q: finish.finish(cfg, plan, skipped, t, w, extra, tj, lay, h, c, q),
+        lambda _, w, t, v, lay, h, c, q: finish.finish(cfg, plan, finish.Results(skipped, t, w, extra, v, lay, h, c, q)),
         _all(written), _all(tallies | "Tallies" >> beam.Flatten()), _one(tok), _one(layout), _one(hists),
         contamination, cut)

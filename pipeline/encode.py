@@ -13,11 +13,10 @@ from typing import NamedTuple
 import numpy as np
 import zstandard
 
-from model import tokenizer
 from pipeline import docstore, progress, quality, report, shards, storage
 from pipeline.dedup import losers_of
 from pipeline.stats import Tally
-from pipeline.tokenize import DROP_REASON, compression_keep, encode, packing_ids
+from pipeline.tokenize import DROP_REASON, compression_keep, encode
 
 
 class Encoded(NamedTuple):
@@ -59,14 +58,11 @@ class _Lazy:
 
 
 class Encoder:
-    """The per-process tokenizer, parsed once from its JSON."""
+    """One unit's encoding with the tokenizer stage's record (pipeline.tokenize.Vocab)."""
 
-    def __init__(self, cfg, plan, tokenizer_json: str):
-        self.cfg, self.plan = cfg, plan
-        self.tok = tokenizer.parse(tokenizer_json, "the corpus tokenizer")
-        self.end = packing_ids(self.tok, cfg.objective, cfg.pack.document_end, cfg.pack.pad)["end"]
-        self.vocab = tokenizer.vocab_size(self.tok)
-        self.dtype = shards.dtype_for_vocab(self.vocab)
+    def __init__(self, cfg, plan, vocab):
+        self.cfg, self.plan, self.vocab = cfg, plan, vocab
+        self.dtype = shards.dtype_for_vocab(vocab.size)
         self.cctx = zstandard.ZstdCompressor(level=3)
 
     def __call__(self, scan, decisions, cut=None) -> Encoded:
@@ -74,7 +70,7 @@ class Encoder:
         tally, start = Tally(), time.perf_counter()
         gone = losers_of(scan.unit, decisions)
         scored = None if cut is None else quality.unit_scores(plan, scan.unit)
-        counts = np.zeros(self.vocab, np.int64)
+        counts = np.zeros(self.vocab.size, np.int64)
         hists = {name: np.zeros(len(e) - 1, np.int64) for name, e in report.EDGES.items()}
         kept_tokens = kept_docs = kept_chars = rows = 0
         with _Lazy(tokens_file(plan, scan.unit)) as tokens, _Lazy(lengths_file(plan, scan.unit)) as lengths:
@@ -84,7 +80,7 @@ class Encoder:
                     live &= quality.lookup(scored, ids) >= cut.threshold
                 texts = [t for t, keep in zip(texts, live, strict=True) if keep]
                 stats, keep_ids = [], []
-                for text, token_ids in zip(texts, encode(self.tok, texts, self.end), strict=True):
+                for text, token_ids in zip(texts, encode(self.vocab.tokenizer, texts, self.vocab.end), strict=True):
                     raw = text.encode()
                     stats.append((len(text), len(token_ids), len(self.cctx.compress(raw)) / len(raw) if raw else 0.0))
                     if compression_keep(len(token_ids), len(text), cfg.tokenizer.compression_cutoff):
@@ -100,7 +96,7 @@ class Encoder:
                     tally.count("encoded", int(s[:, 1].sum()), tokens=True)
                 if keep_ids:
                     flat = np.concatenate(keep_ids)
-                    counts += np.bincount(flat, minlength=self.vocab)
+                    counts += np.bincount(flat, minlength=self.vocab.size)
                     tokens.write(flat.astype(self.dtype).tobytes())
                     sizes = np.fromiter(map(len, keep_ids), np.uint32, len(keep_ids))
                     lengths.write(sizes.tobytes())

@@ -6,13 +6,11 @@ the command line prints the summary and the error and exits non-zero.
 """
 
 import io
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
-from model import tokenizer
 from pipeline import report, shards, storage
 from pipeline.plan import STAGES
 from pipeline.stats import STATS, build_stats, to_json, total
-from pipeline.tokenize import packing_ids
 
 REPORT = "report.png"
 
@@ -49,61 +47,76 @@ def _error(stats: dict, rows: int | None) -> str | None:
     return None
 
 
-def finish(cfg, plan, skipped: list, tallies: list, written: list, extra: dict, tokenizer_json: str | None = None,
-           layout=None, hists: dict | None = None, contamination: dict | None = None, quality=None) -> dict:
-    """Write stats.json (and for shards report.png and manifest.json) into the output; the stats dict.
-    `contamination`: the decontamination report (pipeline.decontam.collect), when the run checked;
-    `quality`: the quality.Cut when quality scores are on."""
-    tally = total(tallies)
+@dataclass(frozen=True)
+class Results:
+    """What the graph hands to `finish`: the stages' tallies and written files, and for shards the
+    tokenizer stage's record (pipeline.tokenize.Vocab), the packing layout (pipeline.pack.Layout) and the
+    report's histograms. `contamination`: the decontamination report (pipeline.decontam.collect), when the
+    run checked; `quality`: the quality.Cut when quality scores are on."""
+
+    skipped: list
+    tallies: list
+    written: list
+    extra: dict
+    vocab: object = None
+    layout: object = None
+    hists: dict | None = None
+    contamination: dict | None = None
+    quality: object = None
+
+
+def finish(cfg, plan, results: Results) -> dict:
+    """Write stats.json (and for shards report.png and manifest.json) into the output; the stats dict."""
+    r = results
+    tally = total(r.tallies)
     shard_run = plan.until == "shards"
-    entries = [w for w in written if w.get("file")]
+    entries = [w for w in r.written if w.get("file")]
     rows = sum(e["rows"] for e in entries) if shard_run else None
-    if shard_run and layout is not None:
-        seq_len = cfg.seq_len
+    if shard_run and r.layout is not None:
+        layout = r.layout
         kept = tally.tokens.get("kept", 0)
         tally.count("pack_tail", layout.tail, tokens=True)
-        tally.count("padding", layout.rows * seq_len - kept if not cfg.pack.cross_documents else 0, tokens=True)
-        tally.count("packed", layout.rows * seq_len, tokens=True)
-        tally.count("capped", sum(w["capped"] for w in written), tokens=True)
+        tally.count("padding", layout.rows * layout.seq_len - kept if not cfg.pack.cross_documents else 0, tokens=True)
+        tally.count("packed", layout.rows * layout.seq_len, tokens=True)
+        tally.count("capped", sum(w["capped"] for w in r.written), tokens=True)
         tally.count("written", sum(e["tokens"] for e in entries), tokens=True)
-    stats = build_stats(tally, stage_names(plan.until, quality is not None), skipped,
-                        [{k: e[k] for k in ("file", "rows", "docs", "bytes") if k in e} for e in entries], extra)
-    if quality is not None:
-        stats["quality"] = quality.record()
+    stats = build_stats(tally, stage_names(plan.until, r.quality is not None), r.skipped,
+                        [{k: e[k] for k in ("file", "rows", "docs", "bytes") if k in e} for e in entries], r.extra)
+    if r.quality is not None:
+        stats["quality"] = r.quality.record()
     if shard_run:
         stats["tokens"] = dict(sorted(tally.tokens.items()))
-    if contamination is not None:
-        stats["contamination"] = contamination
+    if r.contamination is not None:
+        stats["contamination"] = r.contamination
     error = _error(stats, rows)
     if error:
         stats["error"] = error
     storage.write_text(storage.join(plan.out, STATS), to_json(stats))
     if shard_run and not error:
-        _manifest(cfg, plan, stats, entries, tokenizer_json, hists, quality)
+        _manifest(cfg, plan, stats, entries, r)
     return stats
 
 
-def _manifest(cfg, plan, stats: dict, entries: list, tokenizer_json: str, hists: dict, quality=None) -> None:
+def _manifest(cfg, plan, stats: dict, entries: list, r: Results) -> None:
     drops = {reason: d["docs"] for reason, d in stats["dropped"].items()}
     png = io.BytesIO()
-    report.write_report(png, hists, drops, cfg.tokenizer.compression_cutoff, quality, stats.get("contamination"))
+    report.write_report(png, r.hists, drops, cfg.tokenizer.compression_cutoff, r.quality, stats.get("contamination"))
     storage.write_bytes(storage.join(plan.out, REPORT), png.getvalue())
-    tok = tokenizer.parse(tokenizer_json, "the corpus tokenizer")
-    pack, ids = cfg.pack, packing_ids(tok, cfg.objective, cfg.pack.document_end, cfg.pack.pad)
+    pack, vocab, seq_len = cfg.pack, r.vocab, r.layout.seq_len
     columns = ["input_ids"] + ([] if pack.cross_documents else ["attention_mask"])
     columns += ["segment_ids"] if pack.segments else []
-    packing = {"seq_len": cfg.seq_len, "cross_documents": pack.cross_documents,
-               "document_end": {"token": ids["end_token"], "id": ids["end"]},
-               "pad": {"token": ids["pad_token"], "id": ids["pad"]},
+    packing = {"seq_len": seq_len, "cross_documents": pack.cross_documents,
+               "document_end": {"token": vocab.end_token, "id": vocab.end},
+               "pad": {"token": vocab.pad_token, "id": vocab.pad},
                "tail": "the token stream's last < seq_len tokens are left out (tokens.pack_tail)"
                if pack.cross_documents else "a document's last row is padded (tokens.padding)"}
-    specials = {t.content: i for i, t in sorted(tok.get_added_tokens_decoder().items()) if t.special}
+    specials = {t.content: i for i, t in sorted(vocab.tokenizer.get_added_tokens_decoder().items()) if t.special}
     shard_list = sorted(({k: e[k] for k in ("file", "rows", "bytes", "sha256")} for e in entries),
                         key=lambda e: e["file"])
     text = shards.manifest(
-        objective=cfg.objective, seq_len=cfg.seq_len, vocab_size=tokenizer.vocab_size(tok), shards=shard_list,
+        objective=cfg.objective, seq_len=seq_len, vocab_size=vocab.size, shards=shard_list,
         config=cfg.to_dict(), order=asdict(cfg.order), packing=packing, counts=counts_of(stats),
-        tokens=stats["tokens"], tokenizer_sha256=shards.sha256_bytes(tokenizer_json.encode()),
+        tokens=stats["tokens"], tokenizer_sha256=shards.sha256_bytes(vocab.json.encode()),
         created=plan.created, columns=columns, special_tokens=specials,
-        quality=None if quality is None else stats["quality"])
+        quality=None if r.quality is None else stats["quality"])
     storage.write_text(storage.join(plan.out, shards.MANIFEST), text)

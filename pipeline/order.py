@@ -120,12 +120,13 @@ def row_dtype(seq_len: int, dtype: np.dtype, padded: bool, segments: bool) -> np
 
 
 class Keys:
-    """The keyed rows of each unit, with what the keys depend on (tokenizer ids, unigram counts)."""
+    """The keyed rows of each unit, with what the keys depend on (the tokenizer stage's record
+    pipeline.tokenize.Vocab, the unigram counts)."""
 
-    def __init__(self, cfg, plan, layout, vocab: int, specials: dict, counts: np.ndarray | None):
+    def __init__(self, cfg, plan, layout, vocab, counts: np.ndarray | None):
         self.cfg, self.plan, self.layout = cfg, plan, layout
-        self.dtype = shards.dtype_for_vocab(vocab)
-        self.pad, self.dot = specials.get("pad"), specials.get("dot")
+        self.dtype = shards.dtype_for_vocab(vocab.size)
+        self.pad, self.dot = vocab.pad, vocab.dot
         self.logp = None
         if cfg.order.name == "unigram":  # the counts of the tokens in rows: the stream's tail left out
             end = int(layout.token_starts[-1])
@@ -152,7 +153,7 @@ class Keys:
         """(row runs of the unit partitioned by shard, rows per shard)."""
         parts = len(bounds) + 1
         padded = not self.cfg.pack.cross_documents
-        dtype = row_dtype(self.cfg.seq_len, self.dtype, padded, self.cfg.pack.segments)
+        dtype = row_dtype(self.layout.seq_len, self.dtype, padded, self.cfg.pack.segments)
         writer = runs.Writer(self.plan.unit_file(unit, "rows"), dtype, parts)
         counts = np.zeros(parts, np.int64)
         for rows, lengths, segments, primary, tie in self._keyed(unit):
@@ -169,12 +170,14 @@ class Keys:
         return writer.close(), counts
 
 
-def write_shard(part: int, parts: int, plan, cfg, row_runs: list, before: int, vocab: int) -> dict:
+def write_shard(part: int, parts: int, plan, cfg, layout, vocab, row_runs: list, before: int) -> dict:
     """Shard `part` of `parts`: its slice of every row run, sorted by key, capped by order.max_rows
     given the `before` rows of earlier shards, written to the output. Its manifest entry, with "file"
-    None when no row is left, and "capped", the tokens the cap left out."""
-    seq_len, padded = cfg.seq_len, not cfg.pack.cross_documents
-    rec = runs.read_all(row_runs, part, row_dtype(seq_len, shards.dtype_for_vocab(vocab), padded, cfg.pack.segments))
+    None when no row is left, and "capped", the tokens the cap left out. `layout`: pipeline.pack.Layout;
+    `vocab`: the tokenizer stage's record (pipeline.tokenize.Vocab)."""
+    seq_len, padded = layout.seq_len, not cfg.pack.cross_documents
+    rec = runs.read_all(row_runs, part, row_dtype(seq_len, shards.dtype_for_vocab(vocab.size), padded,
+                                                  cfg.pack.segments))
     keep = len(rec) if not cfg.order.max_rows else max(0, min(len(rec), cfg.order.max_rows - before))
     entry = {"file": None, "rows": keep, "capped": (len(rec) - keep) * seq_len, "tokens": 0}
     progress.advance("write shards", parts)

@@ -27,6 +27,7 @@ the special tokens and the check against a model's vocabulary are model.tokenize
 GLUE and export.
 """
 
+import functools
 import heapq
 import re
 from collections import Counter
@@ -248,6 +249,38 @@ def packing_ids(tok: Tokenizer, objective: str, document_end: str | None = None,
             "dot": dot}
 
 
+@dataclass(frozen=True)
+class Vocab:
+    """The tokenizer stage's one record, which every later stage receives: the tokenizer JSON, its size
+    (token ids 0..size-1) and the packing ids (`packing_ids`). It pickles as these values only (Beam side
+    inputs, workers); `tokenizer`, the parsed Tokenizer, is parsed at its first use in each process."""
+
+    json: str
+    size: int
+    end: int  # appended to every document
+    end_token: str
+    pad: int | None  # None: the tokenizer has no such token
+    pad_token: str
+    dot: int | None  # the "." token (the sentence-length order), None when absent
+
+    @classmethod
+    def of(cls, text: str, cfg, source: str = "the corpus tokenizer") -> "Vocab":
+        """The record of tokenizer JSON `text` (read from `source`, named in errors) for corpus config
+        `cfg` (its objective and pack.*)."""
+        tok = tokenizer.parse(text, source)
+        vocab = cls(text, tokenizer.vocab_size(tok), **packing_ids(tok, cfg.objective, cfg.pack.document_end,
+                                                                    cfg.pack.pad))
+        vocab.__dict__["tokenizer"] = tok
+        return vocab
+
+    @functools.cached_property
+    def tokenizer(self) -> Tokenizer:
+        return tokenizer.parse(self.json, "the corpus tokenizer")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "tokenizer"}
+
+
 def encode(tok: Tokenizer, texts: list[str], end: int) -> list[np.ndarray]:
     """Token ids of each text followed by the document-end id `end`, as uint32 arrays."""
     return [np.array(e.ids + [end], dtype=np.uint32) for e in tok.encode_batch(texts, add_special_tokens=False)]
@@ -258,6 +291,13 @@ def compression_keep(tokens: int, chars: int, cutoff: float) -> bool:
     return cutoff <= 0 or tokens < cutoff * chars
 
 
+
+
+def stage(cfg, plan, scans, decisions) -> Vocab | None:
+    """The tokenizer stage of corpus config `cfg`: its record (`train_from_sample`), None when no document
+    is left to learn from."""
+    text = train_from_sample(cfg.tokenizer, cfg.objective, plan, scans, decisions)
+    return None if text is None else Vocab.of(text, cfg)
 
 
 def train_from_sample(cfg: TokenizerConfig, objective: str, plan, scans, decisions) -> str | None:

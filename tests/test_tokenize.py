@@ -2,6 +2,7 @@
 templates, the normalizer, and the tokenizer-compression filter as a Beam stage."""
 
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def test_encode_stage_drops_badly_compressed_documents(inaugural, tmp_path):
     tok = T.train_tokenizer(inaugural[:20], 2000)
     expected = T.encode(tok, [cramming(p) for p in prose], tok.token_to_id("[SEP]"))
     assert all(len(ids) < 0.3 * len(p) for p, ids in zip(prose, expected, strict=True))
-    enc = Encoder(cfg, plan, tok.to_str())(scans[0], [])
+    enc = Encoder(cfg, plan, T.Vocab.of(tok.to_str(), cfg))(scans[0], [])
     assert (enc.docs, enc.tokens) == (6, sum(map(len, expected)))
     assert enc.tally.dropped == {"tokenize/compression": [1, len(cramming(junk))]}
     tokens = np.fromfile(tokens_file(plan, 0), np.uint16)
@@ -142,3 +143,19 @@ def test_encode_stage_drops_badly_compressed_documents(inaugural, tmp_path):
     np.testing.assert_array_equal(np.fromfile(lengths_file(plan, 0), np.uint32), [len(e) for e in expected])
     assert all(e[-1] == tok.token_to_id("[SEP]") for e in expected)
     assert sum(enc.hists["doc_chars"]) == 7 and enc.counts.sum() == enc.tokens
+
+
+def test_vocab_record_pickles_as_json_and_parses_once_per_process(inaugural):
+    from pipeline import config
+
+    cfg = config.load("default", ["pack.cross_documents=false"])
+    tok = T.train_tokenizer(inaugural[:20], 2000)
+    vocab = T.Vocab.of(tok.to_str(), cfg)
+    ids = T.packing_ids(tok, "mlm")
+    assert (vocab.size, vocab.end, vocab.pad, vocab.dot) == (tok.get_vocab_size(), ids["end"], ids["pad"], ids["dot"])
+    state = pickle.dumps(vocab)
+    assert b"tokenizers" not in state and len(state) < len(vocab.json) + 500  # the JSON, not the parsed object
+    again = pickle.loads(state)
+    assert again == vocab and "tokenizer" not in again.__dict__
+    assert again.tokenizer is again.tokenizer  # parsed at first use, then kept
+    assert again.tokenizer.encode("We the people.").ids == tok.encode("We the people.").ids
