@@ -26,6 +26,21 @@ def test_budget_parse_rejects(text):
         Budget.parse(text)
 
 
+def test_budget_and_intervals_are_parsed_once_at_load(monkeypatch):
+    calls = []
+    parse = Budget.parse.__func__
+    monkeypatch.setattr(Budget, "parse", classmethod(lambda cls, text: calls.append(text) or parse(cls, text)))
+    cfg = load("tiny", {"budget": "2e6tok", "eval_every": "90s", "checkpoint_every": "0s"})
+    assert sorted(calls) == ["2e6tok", "90s"]  # "0s" needs no parse
+    for _ in range(3):  # as the loop reads them: typed values, no parse
+        assert cfg.budget_limit == Budget("tokens", 2e6) and cfg.eval_seconds == 90.0 and cfg.checkpoint_seconds == 0.0
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match="eval_every='5tok' must be a time"):
+        load("tiny", {"eval_every": "5tok"})
+    with pytest.raises(ValueError, match="budget 'soon'"):
+        load("tiny", {"budget": "soon"})
+
+
 def test_meter_progress_tokens_and_flops_and_resume():
     meter = Meter(Budget.parse("1000tok"), flops_per_token=10.0)
     meter.add(250, 2500.0)

@@ -39,6 +39,17 @@ class Budget:
         return cls(kind, amount)
 
 
+def seconds(key: str, text: str) -> float:
+    """A time setting `key` (30m, 45s) in seconds; 0 or 0s is 0."""
+    text = str(text).strip()
+    if text in ("0", "0s"):
+        return 0.0
+    budget = Budget.parse(text)
+    if budget.kind != "seconds":
+        raise ValueError(f"train config: {key}={text!r} must be a time such as 30m")
+    return budget.amount
+
+
 class Meter:
     """Spent budget across resumes: seconds (only while the clock runs), tokens and FLOPs (the sum of each
     micro-batch's own: a masking rate that changes changes the FLOPs per token).

@@ -4,13 +4,14 @@ is (`configs`). Fields that only change how a run is observed may differ on --re
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import configs
 from configs import setting
 from trainer.batches import SHUFFLE
-from trainer.budget import Budget
+from trainer.budget import Budget, seconds
 from trainer.masking import MODES
 from trainer.schedule import LR_SCHEDULES, MASK_SCHEDULES
 
@@ -64,9 +65,8 @@ class TrainConfig:
     prefetch: int = setting("micro-batches prepared ahead", 4)
 
     def __post_init__(self):
-        Budget.parse(self.budget)
-        for key in ("checkpoint_every", "eval_every"):
-            _seconds(key, getattr(self, key))
+        for parsed in ("budget_limit", "checkpoint_seconds", "eval_seconds"):  # parsed once, here
+            getattr(self, parsed)
         if self.schedule not in LR_SCHEDULES:
             raise ValueError(f"train config: schedule={self.schedule!r}, choose one of {LR_SCHEDULES}")
         if self.shuffle not in SHUFFLE:
@@ -93,13 +93,17 @@ class TrainConfig:
         if self.heldout_rows < 0:
             raise ValueError(f"train config: heldout_rows={self.heldout_rows} must be >= 0")
 
-    @property
-    def checkpoint_seconds(self) -> float:
-        return _seconds("checkpoint_every", self.checkpoint_every)
+    @functools.cached_property
+    def budget_limit(self) -> Budget:
+        return Budget.parse(self.budget)
 
-    @property
+    @functools.cached_property
+    def checkpoint_seconds(self) -> float:
+        return seconds("checkpoint_every", self.checkpoint_every)
+
+    @functools.cached_property
     def eval_seconds(self) -> float:
-        return _seconds("eval_every", self.eval_every)
+        return seconds("eval_every", self.eval_every)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -112,17 +116,6 @@ class TrainConfig:
             saved["shards"] = mine["shards"]
         return sorted(k for k in set(mine) | set(saved)
                       if k not in RESUMABLE and mine.get(k) != saved.get(k))
-
-
-def _seconds(key: str, text: str) -> float:
-    """A time setting (30m, 45s) in seconds; 0 or 0s is 0."""
-    text = text.strip()
-    if text in ("0", "0s"):
-        return 0.0
-    budget = Budget.parse(text)
-    if budget.kind != "seconds":
-        raise ValueError(f"train config: {key}={text!r} must be a time such as 30m")
-    return budget.amount
 
 
 def load(name: str, overrides=()) -> TrainConfig:

@@ -25,7 +25,7 @@ from pipeline import record
 from pipeline.shards import ShardSet
 from trainer import checkpoint, metrics
 from trainer.batches import epoch_batches, epoch_order, passes
-from trainer.budget import Budget, Meter
+from trainer.budget import Meter
 from trainer.config import TrainConfig
 from trainer.data import MaskPlan, Prefetcher
 from trainer.device import OutOfMemory, Precision, out_of_memory_message, peak_flops, pick_device
@@ -93,7 +93,7 @@ class Run:
             return train_flops_per_token(mcfg, decoded / seq_len, seq_len)
 
         middle = self.mask_rate(0.5)  # the mean rate of a linear schedule
-        self.budget = Budget.parse(cfg.budget)
+        self.budget = cfg.budget_limit
         self.meter = Meter(self.budget, per_token(self.masker.width(seq_len, middle) if cfg.mask_mode == "exact"
                                                   else middle * seq_len), saved and saved["spent"])
         self.held = heldout_indices(len(shards), min(cfg.heldout_rows, len(shards) // 10))
