@@ -30,6 +30,9 @@ class Embeddings(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         d = cfg.hidden_size
+        if cfg.vocab_size is None:
+            raise ValueError("vocab_size is unset: train.py takes it from the shard set; elsewhere pin it "
+                             "(vocab_size=N)")
         self.word = nn.Embedding(cfg.vocab_size, d, padding_idx=cfg.pad_token_id)
         if cfg.crammed:
             self.register_buffer("sinusoid", sinusoid(cfg.max_seq_len, d), persistent=False)

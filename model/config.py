@@ -23,11 +23,14 @@ class ModelConfig:
     Token types are embedded iff type_vocab_size > 0. The classifier head is first token (or mean of the
     unpadded tokens, pool="mean") -> Linear(hidden, head_dim) -> tanh -> dropout -> Linear(head_dim, labels).
     The defaults are cramming's crammed-bert; a preset (configs/model/) lists what it changes.
+    `vocab_size` None (unset) takes the shard set's vocabulary when train.py builds the model; a preset that
+    pins one keeps it (model.tokenizer.fit_vocab).
     """
 
     arch: str = setting("block design: crammed (pre-LN, no biases, gated FFN, sinusoid positions) or bert "
                         "(post-LN, biases, learned positions)", "crammed")
-    vocab_size: int = setting("token embedding rows; at least the shards' tokenizer vocabulary", 32768)
+    vocab_size: int | None = setting("token embedding rows; null: the shards' tokenizer vocabulary, a number "
+                                     "pins it", None)
     max_seq_len: int = setting("longest input in tokens (the position table); the shards' seq_len must fit",
                                128)
     hidden_size: int = setting("width of each token's vector", 768)
@@ -49,7 +52,7 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.pool must be one of {POOLS}, got {self.pool!r}")
         for name in ("vocab_size", "max_seq_len", "hidden_size", "num_layers", "num_heads",
                      "intermediate_size", "head_dim"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"ModelConfig.hidden_size ({self.hidden_size}) must be divisible by "
@@ -59,7 +62,7 @@ class ModelConfig:
                              "the crammed FFN splits it into value and gate halves")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
+        if self.pad_token_id < 0 or (self.vocab_size is not None and self.pad_token_id >= self.vocab_size):
             raise ValueError(f"ModelConfig.pad_token_id ({self.pad_token_id}) must be in [0, vocab_size="
                              f"{self.vocab_size})")
         if self.type_vocab_size < 0:

@@ -51,6 +51,23 @@ def check_fits(size: int, rows: int, source: str | Path, remedy: str) -> None:
                              f"(vocab_size); the tokenizer does not belong to this model: {remedy}")
 
 
+def fit_vocab(cfg, size: int, source: str | Path, remedy: str):
+    """Model config `cfg` (model.config.ModelConfig) for token ids 0..size-1 of `source`, and a note or None:
+    an unset vocab_size takes `size`; a pinned one smaller is refused (check_fits); a pinned one larger is
+    kept, and the note says how many embedding rows (and parameters) no token id reaches."""
+    if cfg.vocab_size is None:
+        return cfg.replace(vocab_size=size), None
+    check_fits(size, cfg.vocab_size, source, remedy)
+    if cfg.vocab_size == size:
+        return cfg, None
+    from model.flops import param_count
+
+    unused = param_count(cfg) - param_count(cfg.replace(vocab_size=size))
+    return cfg, (f"note: the model pins vocab_size {cfg.vocab_size:,} and {source} has {size:,} tokens: "
+                 f"{cfg.vocab_size - size:,} embedding rows ({unused:,} parameters) are never used; leave "
+                 "vocab_size unset to take the tokenizer's")
+
+
 def special_ids(path: str | Path) -> dict[str, int]:
     """Ids of the BERT special tokens in a tokenizers JSON file, read as JSON; MLM training needs [MASK]."""
     try:

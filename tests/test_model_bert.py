@@ -42,7 +42,7 @@ def test_crammed_structure():
     assert torch.equal(emb.word.weight[cfg.pad_token_id], torch.zeros(cfg.hidden_size))
     assert model.encoder.layers[0].ffn.up.weight.shape == (128, 64)
     assert model.encoder.layers[0].ffn.down.weight.shape == (64, 64)  # the GLU halves the width
-    big = MaskedLM(ModelConfig.preset("tiny"))
+    big = MaskedLM(ModelConfig.preset("tiny", vocab_size=32768))
     assert big.encoder.layers[0].attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.02)
 
 

@@ -8,7 +8,7 @@ from model.flops import param_count
 
 
 def test_render_states_the_model_and_the_training_facts():
-    cfg = ModelConfig.preset("tiny")
+    cfg = ModelConfig.preset("tiny", vocab_size=8192)
     text = card.render(cfg, "mlm", {"data": "abc123", "budget": "10m", "tokens": 1929216, "steps": 377,
                                     "minutes": 10.0, "device": "cpu", "loss": 6.3651})
     for row in ("| data: content_hash of the shard manifest | `abc123` |", "| tokens seen | 1,929,216 |",

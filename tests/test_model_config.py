@@ -3,7 +3,10 @@
 import pytest
 
 import configs
+from model import tokenizer
 from model.config import ModelConfig
+from model.flops import param_count
+from model.heads import MaskedLM
 
 
 def test_presets_are_the_yaml_files():
@@ -13,7 +16,7 @@ def test_presets_are_the_yaml_files():
 def test_crammed_bert_is_crammings_final_architecture():
     cfg = ModelConfig.preset("crammed-bert")
     assert (cfg.arch, cfg.num_layers, cfg.hidden_size, cfg.num_heads) == ("crammed", 16, 768, 12)
-    assert (cfg.intermediate_size, cfg.vocab_size, cfg.max_seq_len) == (3072, 32768, 128)
+    assert (cfg.intermediate_size, cfg.vocab_size, cfg.max_seq_len) == (3072, None, 128)  # the shards' vocabulary
     assert (cfg.dropout, cfg.type_vocab_size, cfg.head_dim, cfg.pool) == (0.0, 0, 1024, "first")
     assert (cfg.init_std, cfg.norm_eps, cfg.pad_token_id) == (0.02, 1e-12, 0)
 
@@ -78,7 +81,27 @@ def test_hidden_not_divisible_by_heads():
 ])
 def test_bad_values_name_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
-        ModelConfig.preset("tiny", **{field: value})
+        ModelConfig.preset("tiny-2", **{field: value})
+
+
+def test_vocab_size_unset_takes_the_tokenizers_and_a_pin_is_kept_or_refused():
+    unset = ModelConfig.preset("tiny")
+    assert unset.vocab_size is None
+    with pytest.raises(ValueError, match="vocab_size is unset"):
+        MaskedLM(unset)
+    assert tokenizer.fit_vocab(unset, 4096, "manifest.json", "fix it") == (unset.replace(vocab_size=4096), None)
+    pinned = ModelConfig.preset("tiny", vocab_size=8192)
+    assert tokenizer.fit_vocab(pinned, 8192, "manifest.json", "fix it") == (pinned, None)
+    kept, note = tokenizer.fit_vocab(pinned, 4096, "manifest.json", "fix it")
+    unused = param_count(pinned) - param_count(pinned.replace(vocab_size=4096))
+    assert kept == pinned and unused == 4096 * 256  # the decoder is tied: the embedding rows only
+    assert note.startswith(f"note: the model pins vocab_size 8,192 and manifest.json has 4,096 tokens: 4,096 embedding "
+                           f"rows ({unused:,} parameters) are never used")
+    bert = ModelConfig.preset("bert-base")  # its decoder bias has a value per token too
+    assert f"({(30522 - 30000) * (768 + 1):,} parameters)" in tokenizer.fit_vocab(bert, 30000, "m", "")[1]
+    with pytest.raises(tokenizer.TokenizerError, match="the tokenizer has 9000 tokens but the model's embedding has "
+                       "8192 rows.*fix it"):
+        tokenizer.fit_vocab(pinned, 9000, "manifest.json", "fix it")
 
 
 def test_yaml_must_be_a_mapping(tmp_path):

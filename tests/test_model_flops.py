@@ -13,14 +13,15 @@ from model.heads import MaskedLM
 
 @pytest.mark.parametrize("name", configs.presets("model"))
 def test_param_count_equals_the_module(name):
-    model = MaskedLM(ModelConfig.preset(name))
+    cfg = ModelConfig.preset(name)
+    model = MaskedLM(cfg if cfg.vocab_size else cfg.replace(vocab_size=8192))
     assert param_count(model.cfg) == sum(p.numel() for p in model.parameters())
     embeddings = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
     assert param_count(model.cfg, non_embedding=True) == param_count(model.cfg) - embeddings
 
 
 def test_crammed_bert_size_matches_the_published_architecture():
-    cfg = ModelConfig.preset("crammed-bert")
+    cfg = ModelConfig.preset("crammed-bert", vocab_size=32768)
     # 32768 x 768 embedding + 16 x (5,898,240 linear + 3,072 LayerNorm) + 2 LayerNorms + the position scale
     assert param_count(cfg) == 119_589_889
     assert train_flops_per_token(cfg) == pytest.approx(0.6229e9, rel=1e-4)
@@ -44,7 +45,7 @@ def test_train_flops_match_torch_flop_counter(arch, k):
 
 
 def test_sparse_head_is_cheaper_and_fraction_is_checked():
-    cfg = ModelConfig.preset("tiny")
+    cfg = ModelConfig.preset("tiny", vocab_size=32768)
     assert train_flops_per_token(cfg, 0.25) < train_flops_per_token(cfg, 1.0)
     assert train_flops_per_token(cfg, seq_len=64) < train_flops_per_token(cfg)
     with pytest.raises(ValueError, match="masked_fraction must be in"):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 import train
@@ -183,6 +184,29 @@ def test_vocab_and_seq_len_mismatch_fail_before_training(shards, tmp_path, capsy
     assert train.main(["--model", str(short), "--shards", str(shards), f"out={tmp_path}"]) == 1
     assert "rows of 64 tokens" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/metrics.jsonl"))
+
+
+def test_model_vocabulary_is_the_shards_unless_pinned(shards, tmp_path, capsys):
+    preset = (REPO / "configs/model/tiny-2.yaml").read_text()
+    assert "vocab_size: 4096\n" in preset
+    unset, pinned = tmp_path / "unset.yaml", tmp_path / "pinned.yaml"
+    unset.write_text(preset.replace("vocab_size: 4096\n", ""))
+    pinned.write_text(preset.replace("vocab_size: 4096", "vocab_size: 8192"))
+    common = [*SMALL, "--shards", str(shards), "--budget", tokens(2), f"out={tmp_path}"]
+    for model, name, rows in ((unset, "unset", 1024), (pinned, "pinned", 8192)):
+        assert train.main([*common, "--model", str(model), f"name={name}"]) == 0
+        notes = [line for line in capsys.readouterr().err.splitlines() if "never used" in line]
+        run = tmp_path / name
+        assert load_pretrained(run / "final").cfg.vocab_size == rows  # the saved config carries the number
+        assert yaml.safe_load((run / "config.yaml").read_text())["model"]["vocab_size"] == rows
+        assert train.main([*common, "--model", str(model), f"name={name}", "--resume"]) == 0  # the same config
+        assert "the run is finished" in capsys.readouterr().err
+        if name == "unset":
+            assert notes == []
+        else:  # 7168 rows x 128 (the decoder is tied): one line
+            assert notes == [f"note: the model pins vocab_size 8,192 and {shards / 'manifest.json'} has 1,024 "
+                             "tokens: 7,168 embedding rows (917,504 parameters) are never used; leave vocab_size "
+                             "unset to take the tokenizer's"]
 
 
 def test_existing_run_needs_resume_or_overwrite(shards, tmp_path, capsys):
