@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     budget = f"{float(args.tokens):.0f}tok"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        shards = gt.synthetic_shards(gt.ModelConfig.preset("desktop"), tmp / "shards", rows=8192)
+        shards = gt.synthetic_shards(gt.ModelConfig.preset("desktop", vocab_size=8192), tmp / "shards", rows=8192)
         common = [sys.executable, str(ROOT / "train.py"), "--config", "desktop", "--shards", str(shards),
                   "--budget", budget, f"out={tmp / 'runs'}", "threads=1", f"precision={precision}", "heldout_rows=0",
                   "log_every=5", "checkpoint_every=10h", "verify=false"]

@@ -84,7 +84,7 @@ def main() -> None:
     p = protocol.load("sane", ["epochs=1", "seeds=[0]"])
     train = encode(tok, data.subset(td.train, args.examples), 128, regression=False)
     dev = encode(tok, td.dev["dev"], 128, regression=False)
-    cfg = ModelConfig.preset("tiny", dropout=0.1)
+    cfg = ModelConfig.preset("tiny", dropout=0.1, vocab_size=32768)  # the vocabulary of the figures recorded
     times = {k: [] for k in ("cramkit train", "hf train", "cramkit eval", "hf eval")}
     for _ in range(args.repeats):  # interleaved; best of N each: the machine is shared and noisy
         torch.manual_seed(0)

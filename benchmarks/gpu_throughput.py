@@ -230,6 +230,7 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = True
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
     cfg = ModelConfig.preset("tiny-2" if args.tiny else args.preset)
+    cfg = cfg if cfg.vocab_size else cfg.replace(vocab_size=32768)  # unset: the default corpus tokenizer's
     sweep = [int(b) for b in (args.micro_batches or ("2,4" if args.tiny else "128,256,512")).split(",")]
     s = Setting(cfg, device, dtype, not args.no_compile, args.steps or (2 if args.tiny else 20),
                 args.warmup if args.warmup is not None else (1 if args.tiny else 5), args.peak_tflops,

@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = ModelConfig.preset("tiny", max_seq_len=SEQ)
+    cfg = ModelConfig.preset("tiny", max_seq_len=SEQ, vocab_size=32768)
     batch = make_batch(cfg, args.batch)
     runs = steps(cfg)
     optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, (m, _, _) in runs.items()}

@@ -358,7 +358,7 @@ def test_the_report_reaches_the_manifest_report_png_and_glue_py(tmp_path):
     png.write_report(sink, {}, {"decontam/rte": 7}, 0.25, contamination=found)
     assert Image.open(io.BytesIO(sink.getvalue())).size == (1440, 640)  # a third column: the found examples
     (shards / "manifest.json").write_text(json.dumps({"content_hash": "abc", "counts": counts_of(stats)}))
-    (ckpt / "README.md").write_text(card.render(ModelConfig(), "mlm", {"data": "abc", "shards": str(shards)}))
+    (ckpt / "README.md").write_text(card.render(ModelConfig(vocab_size=32768), "mlm", {"data": "abc", "shards": str(shards)}))
     assert card.facts(ckpt)["shards"] == str(shards)
     text = report.contamination(ckpt)
     assert "| rte | dev | 277 | 277 | 5 | 1.81 | 7 |" in text and "7 documents matched" in text

@@ -312,7 +312,7 @@ def test_transformers_config_has_cramkits_fields_and_the_crammed_bert_defaults()
 
     from model.configuration_crammed import CrammedConfig
 
-    ours = ModelConfig.preset("crammed-bert").to_dict()
+    ours = ModelConfig.preset("crammed-bert", vocab_size=32768).to_dict()  # its default: the default corpus's
     theirs = CrammedConfig()
     assert {k: getattr(theirs, k) for k in ours} == ours
     assert theirs.num_hidden_layers == ours["num_layers"] and theirs.initializer_range == ours["init_std"]

@@ -210,7 +210,7 @@ def test_no_weight_decay_on_any_norm_or_bias(preset):
     from model.heads import MaskedLM
     from trainer.run import build_optimizer
 
-    model = MaskedLM(ModelConfig.preset(preset, num_layers=1))
+    model = MaskedLM(ModelConfig.preset(preset, num_layers=1, vocab_size=30522))
     groups = build_optimizer(model, TrainConfig(), torch.device("cpu")).param_groups
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     names = {name: id(p) in decayed for name, p in model.named_parameters()}
