@@ -33,9 +33,9 @@ from trainer.device import OutOfMemory
 from trainer.run import NonFiniteLoss, Run
 
 
-def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> tuple[ShardSet, ModelConfig]:
-    """The shard set, checked against the model before anything is built, and the model config with its
-    vocabulary: the shards' unless the preset pins one (a larger pin is said in one line)."""
+def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> tuple[ShardSet, ModelConfig, str | None]:
+    """The shard set, checked against the model before anything is built; the model config with its
+    vocabulary, the shards' unless the preset pins one; the one-line note on a pin larger than the shards'."""
     if not Path(cfg.shards).is_dir():
         raise ShardError(f"{cfg.shards}: no shard folder; build one with `make corpus` or pass --shards DIR")
     shards = ShardSet(cfg.shards)
@@ -48,13 +48,11 @@ def open_shards(cfg: TrainConfig, mcfg: ModelConfig) -> tuple[ShardSet, ModelCon
     mcfg, note = tokenizer.fit_vocab(mcfg, shards.vocab_size, Path(cfg.shards) / MANIFEST,
                                      f"pick a model with vocab_size >= {shards.vocab_size} or unset (not "
                                      f"{cfg.model!r}) or rebuild the shards with a smaller tokenizer")
-    if note:
-        print(note, file=sys.stderr)
     if shards.seq_len > mcfg.max_seq_len:
         raise ShardError(f"{cfg.shards}: rows of {shards.seq_len} tokens, but model {cfg.model!r} has "
                          f"max_seq_len {mcfg.max_seq_len}; rebuild the shards with seq_len <= "
                          f"{mcfg.max_seq_len} or use a model with longer positions")
-    return shards, mcfg
+    return shards, mcfg, note
 
 
 def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[Path, lock.Lock]:
@@ -81,8 +79,10 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool) -> tuple[Pa
 def train(cfg: TrainConfig, resume: bool = False, overwrite: bool = False) -> int:
     """Prepare a run outside its budget (the shards opened and verified, its folder, the checkpoint to resume)
     and run it (trainer.run.Run); the exit status."""
-    shards, mcfg = open_shards(cfg, ModelConfig.preset(cfg.model))  # data preparation: outside the budget
+    shards, mcfg, note = open_shards(cfg, ModelConfig.preset(cfg.model))  # data preparation: outside the budget
     folder, held = prepare_run_dir(cfg, resume, overwrite)
+    if note:
+        print(note, file=sys.stderr)
     try:
         return _train(cfg, mcfg, shards, folder, resume)
     finally:

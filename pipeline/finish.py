@@ -110,13 +110,12 @@ def _manifest(cfg, plan, stats: dict, entries: list, r: Results) -> None:
                "pad": {"token": vocab.pad_token, "id": vocab.pad},
                "tail": "the token stream's last < seq_len tokens are left out (tokens.pack_tail)"
                if pack.cross_documents else "a document's last row is padded (tokens.padding)"}
-    specials = {t.content: i for i, t in sorted(vocab.tokenizer.get_added_tokens_decoder().items()) if t.special}
     shard_list = sorted(({k: e[k] for k in ("file", "rows", "bytes", "sha256")} for e in entries),
                         key=lambda e: e["file"])
     text = shards.manifest(
         objective=cfg.objective, seq_len=seq_len, vocab_size=vocab.size, shards=shard_list,
         config=cfg.to_dict(), order=asdict(cfg.order), packing=packing, counts=counts_of(stats),
         tokens=stats["tokens"], tokenizer_sha256=shards.sha256_bytes(vocab.json.encode()),
-        created=plan.created, columns=columns, special_tokens=specials,
+        created=plan.created, columns=columns, special_tokens=vocab.specials,
         quality=None if r.quality is None else stats["quality"])
     storage.write_text(storage.join(plan.out, shards.MANIFEST), text)

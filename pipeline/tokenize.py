@@ -262,14 +262,16 @@ class Vocab:
     pad: int | None  # None: the tokenizer has no such token
     pad_token: str
     dot: int | None  # the "." token (the sentence-length order), None when absent
+    specials: dict  # the special tokens: content -> id, by id (the manifest's special_tokens)
 
     @classmethod
     def of(cls, text: str, cfg, source: str = "the corpus tokenizer") -> "Vocab":
         """The record of tokenizer JSON `text` (read from `source`, named in errors) for corpus config
         `cfg` (its objective and pack.*)."""
         tok = tokenizer.parse(text, source)
+        specials = {t.content: i for i, t in sorted(tok.get_added_tokens_decoder().items()) if t.special}
         vocab = cls(text, tokenizer.vocab_size(tok), **packing_ids(tok, cfg.objective, cfg.pack.document_end,
-                                                                    cfg.pack.pad))
+                                                                    cfg.pack.pad), specials=specials)
         vocab.__dict__["tokenizer"] = tok
         return vocab
 

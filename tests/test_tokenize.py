@@ -153,6 +153,7 @@ def test_vocab_record_pickles_as_json_and_parses_once_per_process(inaugural):
     vocab = T.Vocab.of(tok.to_str(), cfg)
     ids = T.packing_ids(tok, "mlm")
     assert (vocab.size, vocab.end, vocab.pad, vocab.dot) == (tok.get_vocab_size(), ids["end"], ids["pad"], ids["dot"])
+    assert vocab.specials == {t: i for i, t in enumerate(("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))}
     state = pickle.dumps(vocab)
     assert b"tokenizers" not in state and len(state) < len(vocab.json) + 500  # the JSON, not the parsed object
     again = pickle.loads(state)
