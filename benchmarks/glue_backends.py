@@ -6,8 +6,7 @@ default requires?). The backends take turns seed by seed, so that load drift on 
 
 The checkpoint of the reported run (tiny with an 8192-token vocabulary, 25 CPU minutes):
     python -m pipeline --input ../shared/data/text --output out/text8k tokenizer.vocab_size=8192
-    sed 's/^vocab_size: 32768/vocab_size: 8192/' configs/model/tiny.yaml > out/tiny8k.yaml
-    python train.py --model out/tiny8k.yaml --shards out/text8k --budget 25m --name glue-ckpt out=out/runs
+    python train.py --model tiny --shards out/text8k --budget 25m --name glue-ckpt out=out/runs  # vocab: the shards'
 
     PYTHONPATH=. .venv/bin/python benchmarks/glue_backends.py CHECKPOINT [--tasks rte,stsb] [--seeds 0,1,2,3,4]
         [--glue-dir ../shared/data/glue] [--threads 2] [key=value ...]   # protocol overrides, e.g. epochs=3
