@@ -53,7 +53,7 @@ glue: install
 LID := models/lid.176.ftz
 langid: $(LID)
 $(LID): | $(VENV)/.installed
-	$(BIN)/python -m pipeline.fetch_langid --dest $@
+	$(BIN)/python -m pipeline.cleaning.fetch_langid --dest $@
 
 # GLUE data check (seconds) -> corpus (desktop preset on the embedded default) -> cram (desktop preset,
 # DEMO_BUDGET) -> GLUE (demo protocol on DEMO_TASKS, pretrained and random init, 3 seeds, DEMO_EXAMPLES

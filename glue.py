@@ -19,7 +19,7 @@ from glueval.encode import TokenizerError
 from glueval.hf_backend import BackendUnavailable, UntrustedCode
 from glueval.run import BACKENDS, INITS
 from model.io import CheckpointError, read_config
-from pipeline import lock, record
+from pipeline.files import lock, record
 from trainer.device import NoDevice, pick_device
 
 EPILOG = """\

@@ -9,7 +9,7 @@ stops at p = 1. Start-up, compilation and checkpoint writes count against a time
 shards and checking their sha256 do not.
 Writes runs/<name>/: config.yaml, metrics.jsonl, train.png, checkpoints/ckpt-N/ and final/ (the model
 folder `make glue` reads; transformers loads a crammed one too; README.md is its model card), and .cramkit,
-the record of those files (pipeline.record): all that --overwrite deletes.
+the record of those files (pipeline.files.record): all that --overwrite deletes.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import configs
 from model import tokenizer
 from model.config import ModelConfig
 from model.io import CheckpointError
-from pipeline import lock, record
-from pipeline.shards import MANIFEST, ShardError, ShardSet
+from pipeline.files import lock, record
+from pipeline.tokens.shards import MANIFEST, ShardError, ShardSet
 from trainer import checkpoint, data, metrics
 from trainer.config import TrainConfig, load
 from trainer.device import OutOfMemory

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import neardup_corpus  # noqa: E402
 
-from pipeline import minhash  # noqa: E402
+from pipeline.duplicates import minhash  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work"
 DT_VENV = WORK / "datatrove-venv"

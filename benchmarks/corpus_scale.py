@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import neardup_corpus  # noqa: E402
 import procmem  # noqa: E402
 
-from pipeline import minhash  # noqa: E402
+from pipeline.duplicates import minhash  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "work" / "scale"
 DT_PYTHON = ROOT / "benchmarks" / "work" / "datatrove-venv" / "bin" / "python"

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from model import io as model_io  # noqa: E402
 from model import tokenizer  # noqa: E402
-from pipeline.shards import ShardSet  # noqa: E402
+from pipeline.tokens.shards import ShardSet  # noqa: E402
 from trainer.device import autocast  # noqa: E402
 from trainer.heldout import HeldOut, heldout_indices, unigram_entropy  # noqa: E402
 

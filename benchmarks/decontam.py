@@ -1,10 +1,10 @@
-"""Decontamination speed and memory: cramkit's check (pipeline.decontam) beside datatrove's n-gram
+"""Decontamination speed and memory: cramkit's check (pipeline.cleaning.decontam) beside datatrove's n-gram
 decontamination on the same corpus and the same evaluation examples, word 13-grams both, one process each.
 
 The corpus is the one benchmarks/decontam_acceptance.py builds (29,683 prose paragraphs, 300 of them
 carrying a GLUE dev example; run it first), so the figures also say how many of those each system finds
 and how many clean paragraphs it flags. The evaluation sets: every GLUE file available under --glue
-(--splits train,dev,test: all of them), read by pipeline.evalsets.
+(--splits train,dev,test: all of them), read by pipeline.cleaning.evalsets.
 
 cramkit: build the index (read the files, normalize, n-grams), then `Matcher.apply` on the paragraphs
 after the pipeline's `cramming` normalizer (the scan's input to the check; the normalizer is not timed),
@@ -37,9 +37,10 @@ def rss_mb() -> float:
 
 
 def cramkit_child(corpus: Path, glue: str, splits: tuple, ngram: int) -> dict:
-    from pipeline import decontam, storage  # noqa: F401 -- storage: Beam's file systems, loaded in every worker
+    from pipeline.cleaning import decontam  # noqa: F401
+    from pipeline.cleaning.normalize import cramming
     from pipeline.document import Doc
-    from pipeline.normalize import cramming
+    from pipeline.files import storage  # noqa: F401 -- storage: Beam's file systems, loaded in every worker
 
     base = rss_mb()
     start = time.process_time()
@@ -61,7 +62,8 @@ def scale_child(corpus: Path, pairs: int) -> dict:
     seconds, the peak RSS it adds to the texts held, the arrays the workers load."""
     import re
 
-    from pipeline import decontam, evalsets, storage  # noqa: F401
+    from pipeline.cleaning import decontam, evalsets  # noqa: F401
+    from pipeline.files import storage  # noqa: F401
 
     sents = [s.replace("\n", " ") for line in corpus.open() for s in re.split(r"(?<=[.!?])\s+", json.loads(line)["text"])
              if 3 <= len(s.split()) <= 40]
@@ -101,11 +103,11 @@ def main():
     load = os.getloadavg()
     ck = run_child([sys.executable, __file__, "--child", "check", "--glue", args.glue, "--splits", args.splits,
                     "--ngram", str(args.ngram)])
-    systems = {"cramkit (pipeline.decontam)": ck}
+    systems = {"cramkit (pipeline.cleaning.decontam)": ck}
     if not args.no_datatrove:
         if not DT_PYTHON.is_file():
             raise SystemExit("datatrove's venv is missing: python benchmarks/corpus_pipeline.py --setup")
-        from pipeline import evalsets
+        from pipeline.cleaning import evalsets
 
         evals = WORK / "evals.jsonl"
         sets = evalsets.glue_folder(args.glue, splits)

@@ -39,7 +39,7 @@ import zstandard
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import evalsets  # noqa: E402
+from pipeline.cleaning import evalsets  # noqa: E402
 
 KINDS = ("detokenized", "verbatim", "wrapped", "window")
 

@@ -29,7 +29,7 @@ import torch
 
 from model.io import load_pretrained
 from model.tokenizer import special_ids
-from pipeline.shards import ShardSet
+from pipeline.tokens.shards import ShardSet
 from trainer.heldout import HeldOut, heldout_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,6 +1,6 @@
-"""Quality filters benchmark: cramkit's `pipeline.filters.check` (length, zstd ratio, Gopher repetition)
-side by side with datatrove's GopherRepetitionFilter plus the same length and zstd rules, on the same
-documents in one run. Reports MB/s (best of --repeat runs each, alternating) and how many documents
+"""Quality filters benchmark: cramkit's `pipeline.cleaning.filters.check` (length, zstd ratio, Gopher
+repetition) side by side with datatrove's GopherRepetitionFilter plus the same length and zstd rules, on the
+same documents in one run. Reports MB/s (best of --repeat runs each, alternating) and how many documents
 each drops.
 
 Documents: blank-line-separated blocks of ../shared/data/text (CRLF -> LF, non-UTF-8 bytes replaced).
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import filters  # noqa: E402
+from pipeline.cleaning import filters  # noqa: E402
 
 DT_PYTHON = ROOT / "benchmarks" / "work" / "datatrove-venv" / "bin" / "python"
 RESULTS = ROOT / "benchmarks" / "results" / "filters.md"

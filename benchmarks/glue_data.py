@@ -20,7 +20,7 @@ from transformers import PreTrainedTokenizerFast
 from glueval import data
 from glueval.encode import encode
 from glueval.tasks import TASKS
-from pipeline.tokenize import train_tokenizer
+from pipeline.tokens.tokenize import train_tokenizer
 
 OUT = Path(__file__).resolve().parent / "results" / "glue_data.md"
 NAMES = ("cola", "mrpc", "rte", "stsb")

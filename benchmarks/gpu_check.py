@@ -1,7 +1,7 @@
 """The GPU measurements, under 10 minutes (`make gpu-check`): run it once on the GPU machine, paste the tables.
 
 1. Synthetic shards (random ids, a WordLevel tokenizer with the BERT specials), written by
-   `pipeline.shards` without Beam.
+   `pipeline.tokens.shards` without Beam.
 2. One batch, three ways: the MLM loss of the same crammed-bert weights on the same batch in fp32, in bf16
    autocast and bf16 autocast + torch.compile, with each one's forward+backward time. The bf16 losses
    must agree with fp32 to 2% (a broken cast or a compile bug shows here first).

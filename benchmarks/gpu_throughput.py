@@ -110,7 +110,7 @@ def synthetic_shards(cfg: ModelConfig, folder: Path, rows: int = 65536) -> Path:
     import numpy as np
     from tokenizers import Tokenizer, models
 
-    from pipeline.shards import dtype_for_vocab, write_manifest, write_shard
+    from pipeline.tokens.shards import dtype_for_vocab, write_manifest, write_shard
 
     folder.mkdir(parents=True, exist_ok=True)
     names = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -158,7 +158,7 @@ def main() -> int:
     rows = read_clean(args.work / "all")
     say(f"scored (clean records, after filters and dedup): {({k: sum(1 for kk, _ in rows if kk == k) for k in KINDS})}")
     say(f"AUC good vs junk: {({k: round(v, 4) for k, v in aucs(rows).items()})}")
-    from pipeline import quality
+    from pipeline.cleaning import quality
 
     texts = read_clean(args.work / "all", "text")
     scorer = quality.Scorer.load(str(args.work / "all" / "quality"))

@@ -45,7 +45,7 @@ def main() -> int:
     args = ap.parse_args()
     import zstandard
 
-    from pipeline import quality
+    from pipeline.cleaning import quality
 
     books = args.text / "nltk_gutenberg"
     make_mix([books / f"{b}.txt" for b in GOOD.split(",")], args.web, args.work / "in", args.docs)

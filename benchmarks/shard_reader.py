@@ -19,7 +19,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from pipeline import shards
+from pipeline.tokens import shards
 from trainer.batches import Batches
 
 OUT = Path(__file__).resolve().parent / "results" / "shard_reader.md"

@@ -2,8 +2,8 @@
 same tokenizer, text, batch size and cores), interleaved in one run and reported as a ratio.
 
 cramkit's path is what the pipeline runs on a staged unit of documents: the encode stage
-(pipeline.encode: encode_batch, the document-end token, the compression filter, the zstd ratio and
-histograms for the report, unigram counts, the token file) and packing (pipeline.pack: rows of 128 read
+(pipeline.tokens.encode: encode_batch, the document-end token, the compression filter, the zstd ratio and
+histograms for the report, unigram counts, the token file) and packing (pipeline.tokens.pack: rows of 128 read
 back from the token files). The documents are staged (scanned into docstores) before the timing. Also timed once: learning the 32768-token vocabulary (`learn_vocab`, deterministic) next to
 HF's WordPieceTrainer on the same text, and (with --e2e) the whole `python -m pipeline` on the same
 files into shards (default config), as MB/s of input.
@@ -23,10 +23,10 @@ from pathlib import Path
 
 from tokenizers import trainers
 
-from pipeline import tokenize as T
 from pipeline.document import Doc
-from pipeline.encode import Encoder
-from pipeline.pack import Layout
+from pipeline.tokens import tokenize as T
+from pipeline.tokens.encode import Encoder
+from pipeline.tokens.pack import Layout
 
 OUT = Path(__file__).resolve().parent / "results" / "tokenize_pack.md"
 
@@ -63,8 +63,10 @@ def raw_encode(tok, batches):
 def staged(docs: list[Doc], root: Path):
     """The documents scanned into a staging folder as the pipeline does it (outside the timing):
     (cfg, plan, scans); no normalizing, filtering or dedup, so both sides see the same text."""
-    from pipeline import config, inputs, plan
-    from pipeline.scan import Scanner
+    from pipeline import config
+    from pipeline.graph import plan
+    from pipeline.graph.scan import Scanner
+    from pipeline.reading import inputs
 
     (root / "in").mkdir(parents=True)
     with open(root / "in" / "docs.jsonl", "w") as f:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from model.io import load_pretrained
-from pipeline.shards import ShardSet, write_manifest, write_shard
+from pipeline.tokens.shards import ShardSet, write_manifest, write_shard
 from trainer.config import load
 from trainer.masking import Masker
 

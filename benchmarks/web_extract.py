@@ -6,8 +6,8 @@
 
 DIR holds an article-extraction benchmark in the layout of the public ScrapingHub one (`html/<key>.html.gz`
 and `ground-truth.json` mapping each key to {"articleBody": ...}). Every page is decoded as the pipeline
-decodes it (pipeline.web.decode_html), then each extractor turns it into text. Quality is the mean over
-pages of the bag-of-words F1 (lower-cased \\w+ tokens, counted with multiplicity) between the extracted
+decodes it (pipeline.reading.web.decode_html), then each extractor turns it into text. Quality is the mean
+over pages of the bag-of-words F1 (lower-cased \\w+ tokens, counted with multiplicity) between the extracted
 and the hand-cleaned text; "F1>=0.85" is the share of pages that reach it. Speed is pages per second of
 extraction alone, on one core. Resiliparse is the compared peer (`pip install resiliparse==2.0.0`; its
 rows are left out without it). With --scored, the clean documents of `python -m pipeline --input DIR/html
@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import web  # noqa: E402
+from pipeline.reading import web  # noqa: E402
 
 _TOKEN = re.compile(r"\w+")
 RESULTS = Path(__file__).resolve().parent / "results" / "web_extract.md"

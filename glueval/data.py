@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from glueval.tasks import Task
-from pipeline.evalsets import HF_DATASET, tsv_lines
+from pipeline.cleaning.evalsets import HF_DATASET, tsv_lines
 
 _EXAMPLES_KEPT = 3  # line numbers remembered per malformed-row reason, for the report
 

@@ -10,7 +10,7 @@ import numpy as np
 from glueval import metrics
 from glueval.tasks import TASKS
 from model import card
-from pipeline import record
+from pipeline.files import record
 
 FILES = ("results.json", "predictions.jsonl", "results.md", "results.png")  # in out_dir, listed in its record
 BACKEND_NAMES = {"cramkit": "cramkit's (glueval.finetune)", "hf": "transformers' Trainer (glueval.hf_backend)"}
@@ -92,7 +92,7 @@ def read_previous(out_dir: Path) -> dict | None:
 
 def write_json(results: dict, out_dir: Path) -> tuple[Path, Path]:
     """results.json (without predictions) and predictions.jsonl (one line per task, dev set, init, seed),
-    after listing FILES in out_dir's record (pipeline.record)."""
+    after listing FILES in out_dir's record (pipeline.files.record)."""
     path, preds = out_dir / "results.json", out_dir / "predictions.jsonl"
     record.claim(out_dir, "glue", files=FILES)
     path.write_text(json.dumps({k: v for k, v in results.items() if k != "predictions"}, indent=2))
@@ -207,10 +207,10 @@ def update_card(results: dict) -> Path | None:
 
 def contamination(checkpoint) -> str | None:
     """What the checkpoint's pretraining shards recorded about GLUE text in their corpus: the contamination
-    report of their manifest (pipeline.decontam) as markdown, or a line saying it was not checked; None
-    when the checkpoint's card names no shard folder, or that folder (relative to the working directory,
+    report of their manifest (pipeline.cleaning.decontam) as markdown, or a line saying it was not checked;
+    None when the checkpoint's card names no shard folder, or that folder (relative to the working directory,
     as at training) holds no manifest of the same content_hash."""
-    from pipeline import decontam
+    from pipeline.cleaning import decontam
 
     facts = card.facts(checkpoint)
     path = Path(facts.get("shards", "")) / "manifest.json"

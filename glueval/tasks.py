@@ -1,12 +1,13 @@
 """The GLUE tasks on the command line: names, aliases and the scores each task reports. The task table
-(where each task's text and labels live in both layouts, and how it is scored) is `pipeline.evalsets`."""
+(where each task's text and labels live in both layouts, and how it is scored) is
+`pipeline.cleaning.evalsets`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 # the task table lives below the evaluator, shared with the corpus pipeline
-from pipeline.evalsets import TASKS, Task
+from pipeline.cleaning.evalsets import TASKS, Task
 
 
 class UnknownTaskError(ValueError):

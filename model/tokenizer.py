@@ -1,8 +1,8 @@
 """The tokenizer as every job reads it: the BERT special tokens, reading a tokenizers JSON file, the ids of
 its special tokens, and the one check that it fits a model's embedding.
 
-The corpus pipeline trains tokenizers (pipeline.tokenize) and records one beside the shards; the trainer,
-GLUE and export read it through here. `tokenizers` is imported only to parse a file, so `special_ids`
+The corpus pipeline trains tokenizers (pipeline.tokens.tokenize) and records one beside the shards; the
+trainer, GLUE and export read it through here. `tokenizers` is imported only to parse a file, so `special_ids`
 (plain JSON) works without it.
 """
 

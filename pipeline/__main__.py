@@ -56,7 +56,7 @@ count, with or without --split-mb (manifest.json's "created" comes from --create
 def parse(argv):
     import configs
     from pipeline.config import CorpusConfig
-    from pipeline.plan import STAGES
+    from pipeline.graph.plan import STAGES
 
     epilog = EPILOG.format(presets=configs.describe("corpus"), settings=configs.listing(CorpusConfig))
     ap = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, epilog=epilog,
@@ -138,7 +138,7 @@ def _disk_full(error: BaseException) -> str | None:
 
 
 def _fail(console, stats: dict, message: str) -> int:
-    from pipeline import stats as accounting
+    from pipeline.graph import stats as accounting
 
     if stats:
         console.print(accounting.summary_table(stats))
@@ -156,8 +156,13 @@ def main(argv=None) -> int:
     from rich.console import Console
 
     from configs import ConfigError, show
-    from pipeline import config, decontam, inputs, output, plan, quality, runners, shards, storage, tokenize
-    from pipeline import stats as accounting
+    from pipeline import config
+    from pipeline.cleaning import decontam, quality
+    from pipeline.files import storage
+    from pipeline.graph import output, plan, runners
+    from pipeline.graph import stats as accounting
+    from pipeline.reading import inputs
+    from pipeline.tokens import shards, tokenize
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
     specs = args.input or ["docstrings"]
@@ -205,7 +210,7 @@ def main(argv=None) -> int:
 
     import apache_beam as beam
 
-    from pipeline.build import build
+    from pipeline.graph.build import build
 
     run_plan = plan.make(found, folders.final, folders.stage, args.until, cfg.tokenizer.sample_chars,
                          args.created or shards.created_now())

@@ -10,19 +10,19 @@ from dataclasses import asdict, dataclass
 
 import configs
 from configs import setting
-from pipeline import shards
-from pipeline.decontam import DecontamConfig
-from pipeline.dedup import DedupConfig
-from pipeline.filters import FilterConfig
-from pipeline.normalize import NormalizeConfig
-from pipeline.order import OrderConfig, ShardConfig
-from pipeline.output import OutputConfig
-from pipeline.pack import PackConfig
-from pipeline.quality import QualityConfig
-from pipeline.sources import SourceConfig
-from pipeline.tokenize import OBJECTIVES, TokenizerConfig
-from pipeline.web import WebConfig
-from pipeline.webclean import WebCleanConfig
+from pipeline.cleaning.decontam import DecontamConfig
+from pipeline.cleaning.filters import FilterConfig
+from pipeline.cleaning.normalize import NormalizeConfig
+from pipeline.cleaning.quality import QualityConfig
+from pipeline.cleaning.webclean import WebCleanConfig
+from pipeline.duplicates.dedup import DedupConfig
+from pipeline.graph.output import OutputConfig
+from pipeline.reading.sources import SourceConfig
+from pipeline.reading.web import WebConfig
+from pipeline.tokens import shards
+from pipeline.tokens.order import OrderConfig, ShardConfig
+from pipeline.tokens.pack import PackConfig
+from pipeline.tokens.tokenize import OBJECTIVES, TokenizerConfig
 
 
 @dataclass(frozen=True)

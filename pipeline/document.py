@@ -4,7 +4,7 @@ from typing import NamedTuple
 
 
 class Doc(NamedTuple):
-    """One document. `id` is its integer id (pipeline.inputs: file number and offset), whose order is
+    """One document. `id` is its integer id (pipeline.reading.inputs: file number and offset), whose order is
     the order of "keep the lowest id"; `name` is the readable "<kind>:<relative path>:<offset>"; a web
     page keeps its `url` and crawl `date` (ISO 8601), "" elsewhere."""
 

@@ -67,8 +67,10 @@ def staged(tmp_path: Path, texts: list[str], until: str = "shards", overrides=()
     """Scan `texts`, written one per line to a JSON Lines file, into a staging folder without Beam.
 
     Returns (cfg, plan, units, scans); document i has the byte offset of line i in its id."""
-    from pipeline import config, inputs, plan
-    from pipeline.scan import Scanner
+    from pipeline import config
+    from pipeline.graph import plan
+    from pipeline.graph.scan import Scanner
+    from pipeline.reading import inputs
 
     src = tmp_path / "src" / "docs.jsonl"
     src.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import pytest
 import servers
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import storage
+from pipeline.files import storage
 
 
 def probe(source: str, launcher_file: str, dest: str) -> str:

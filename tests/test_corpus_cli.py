@@ -261,7 +261,7 @@ def test_show_config_prints_every_key():
 def test_stats_books_must_balance():
     from rich.console import Console
 
-    from pipeline import stats
+    from pipeline.graph import stats
 
     a = stats.Tally(out={"read": [10, 1000], "filter": [7, 700]}, dropped={"read/binary": [2, 5]},
                     seconds={"filter": 0.5},

@@ -9,8 +9,8 @@ import os
 import pytest
 
 import train
-from pipeline import storage
 from pipeline.__main__ import main
+from pipeline.files import storage
 
 ARGS = ["--created", "2026-01-01T00:00:00Z", "tokenizer.vocab_size=2000", "tokenizer.compression_cutoff=0.3",
         "seq_len=64", "shards.rows_per_shard=800", "--split-mb", "0.2"]

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import finish
-from pipeline import tokenize as T
 from pipeline.__main__ import main
-from pipeline.shards import ShardError, ShardSet
+from pipeline.graph import finish
+from pipeline.tokens import tokenize as T
+from pipeline.tokens.shards import ShardError, ShardSet
 
 SMALL = ["tokenizer.vocab_size=3000", "tokenizer.compression_cutoff=0.3", "seq_len=64",
          "shards.rows_per_shard=400"]

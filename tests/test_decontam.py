@@ -13,8 +13,8 @@ import pytest
 import zstandard
 from conftest import SHARED, paragraphs
 
-from pipeline import decontam, evalsets
 from pipeline.__main__ import main
+from pipeline.cleaning import decontam, evalsets
 from pipeline.document import Doc
 
 GLUE = SHARED / "glue"
@@ -345,8 +345,8 @@ def test_the_report_reaches_the_manifest_report_png_and_glue_py(tmp_path):
     from glueval import report
     from model import card
     from model.config import ModelConfig
-    from pipeline import report as png
-    from pipeline.finish import counts_of
+    from pipeline.graph import report as png
+    from pipeline.graph.finish import counts_of
 
     shards, ckpt = tmp_path / "shards", tmp_path / "final"
     shards.mkdir(), ckpt.mkdir()

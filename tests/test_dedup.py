@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from pipeline import minhash
 from pipeline.__main__ import main
+from pipeline.duplicates import minhash
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 INAUGURAL = SHARED / "text" / "nltk_inaugural"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, paragraphs
 
-from pipeline import fetch_langid, filters
+from pipeline.cleaning import fetch_langid, filters
+from pipeline.cleaning.filters import FilterConfig
 from pipeline.document import Doc
-from pipeline.filters import FilterConfig
 
 CFG = FilterConfig()
 
@@ -104,7 +104,7 @@ def test_filters_apply_names_each_reason(prose):
 LID = ROOT / "models" / "lid.176.ftz"
 
 
-@pytest.mark.skipif(not LID.is_file(), reason="models/lid.176.ftz absent (python -m pipeline.fetch_langid)")
+@pytest.mark.skipif(not LID.is_file(), reason="models/lid.176.ftz absent (python -m pipeline.cleaning.fetch_langid)")
 def test_language_filter_with_lid176(prose):
     french = ("La république est une et indivisible. Les citoyens sont égaux devant la loi, et chacun "
               "a le droit de dire ce qu'il pense sans craindre pour sa vie ni pour ses biens.")
@@ -114,7 +114,7 @@ def test_language_filter_with_lid176(prose):
 
 
 def test_missing_langid_model_is_a_clear_error(tmp_path):
-    from pipeline.langid import LangId
+    from pipeline.cleaning.langid import LangId
 
     with pytest.raises(FileNotFoundError, match="fetch_langid"):
         LangId(tmp_path / "lid.176.ftz")

@@ -14,7 +14,7 @@ from model.card import README
 from model.config import ModelConfig
 from model.heads import MaskedLM
 from model.io import save_pretrained
-from pipeline.tokenize import train_tokenizer
+from pipeline.tokens.tokenize import train_tokenizer
 
 transformers = pytest.importorskip("transformers")
 

@@ -19,7 +19,7 @@ from glueval.tasks import TASKS
 from model.config import ModelConfig
 from model.heads import MaskedLM
 from model.io import save_pretrained
-from pipeline.tokenize import train_tokenizer
+from pipeline.tokens.tokenize import train_tokenizer
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 GLUE = SHARED / "glue"

@@ -24,7 +24,7 @@ sys.meta_path.insert(0, Block())
 
 def test_trainer_model_and_reader_import_without_beam_or_datasets():
     code = BLOCK + """
-import train, model.bert, model.io, pipeline.shards, trainer.data, trainer.checkpoint
+import train, model.bert, model.io, pipeline.tokens.shards, trainer.data, trainer.checkpoint
 sys.argv = ["train.py", "--help"]
 try:
     train.main()
@@ -37,13 +37,14 @@ except SystemExit as e:
 
 
 def test_another_trainer_reads_shards_in_batches_without_torch(tmp_path):
-    """pipeline.shards and trainer.batches need numpy and pyarrow alone: the resumable order serves any trainer."""
+    """pipeline.tokens.shards and trainer.batches need numpy and pyarrow alone: the resumable order serves any
+    trainer."""
     from test_shards import make_set
 
     out, rows = make_set(tmp_path)
     code = BLOCK.replace('"rich")', '"rich", "torch", "tqdm")') + f"""
 import numpy as np
-from pipeline.shards import ShardSet
+from pipeline.tokens.shards import ShardSet
 from trainer.batches import Batches
 it = Batches(ShardSet({str(out)!r}), 40)
 first, second = next(it), next(it)
@@ -153,4 +154,25 @@ def test_no_import_circle_and_the_packages_are_layers():
     upward = sorted(f"{a} -> {b}" for a, bs in graph.items() for b in bs
                     if rank[b.split(".")[0]] > rank[a.split(".")[0]])
     assert not upward, upward
-    assert graph["train"] >= {"pipeline.shards", "trainer.config"} and "model.io" in graph["glueval.run"]
+    assert graph["train"] >= {"pipeline.tokens.shards", "trainer.config"} and "model.io" in graph["glueval.run"]
+
+
+def test_the_pipeline_rooms_list_their_modules():
+    """pipeline/ keeps its command, config and records at the top; every other module lives in a room
+    (a subpackage) whose __init__ names each of its modules in its docstring and imports nothing."""
+    import ast
+    import re
+
+    top = ROOT / "pipeline"
+    assert sorted(p.stem for p in top.glob("*.py")) == ["__init__", "__main__", "config", "document"]
+    rooms = sorted(p.parent for p in top.glob("*/__init__.py"))
+    assert [r.name for r in rooms] == ["cleaning", "duplicates", "files", "graph", "reading", "tokens"]
+    for room in rooms:
+        init = ast.parse((room / "__init__.py").read_text())
+        assert len(init.body) == 1 and ast.get_docstring(init), f"{room.name}/__init__.py: a docstring alone"
+        named = set(re.findall(r"\b(\w+)\.py\b", ast.get_docstring(init)))
+        modules = {p.stem for p in room.glob("*.py")} - {"__init__"}
+        assert modules <= named, f"{room.name}/__init__.py does not name {sorted(modules - named)}"
+        assert not [p for p in room.iterdir() if p.is_dir() and p.name != "__pycache__"]
+    told = ast.get_docstring(ast.parse((top / "__init__.py").read_text()))
+    assert all(f"{room.name}/" in told for room in rooms), "pipeline/__init__.py names every room"

@@ -16,7 +16,7 @@ import zstandard
 from conftest import ROOT
 from test_sources import read_path, read_unit
 
-from pipeline import inputs, sources
+from pipeline.reading import inputs, sources
 
 DOC = ("A document in the input folder that has words enough to be a real document of this small test, "
        "and goes on a little longer.\n")
@@ -155,7 +155,7 @@ def test_split_and_whole_reads_agree_at_any_boundaries(tmp_path, kind):
 
 CHILD = """
 import json, resource, sys
-from pipeline import inputs, sources
+from pipeline.reading import inputs, sources
 
 def read(path):
     reader = sources.Reader(sources.SourceConfig(max_doc_bytes=int(sys.argv[3])))

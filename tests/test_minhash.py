@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from pipeline import minhash
-from pipeline.dedup import DedupConfig
+from pipeline.duplicates import minhash
+from pipeline.duplicates.dedup import DedupConfig
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 DATASKETCH_SCHEME = {"affine32": "affine32", "mersenne": "legacy"}

@@ -14,7 +14,7 @@ from glueval import hf_backend
 from model.config import ModelConfig
 from model.heads import MaskedLM
 from model.io import CODE_FILES, save_pretrained
-from pipeline.tokenize import train_tokenizer
+from pipeline.tokens.tokenize import train_tokenizer
 
 WORDS = "the cat sat on a mat while dogs ran past an old red barn near one green hill".split()
 

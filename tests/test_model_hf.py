@@ -22,7 +22,7 @@ from model.config import ModelConfig
 from model.flops import param_count
 from model.heads import MaskedLM, SequenceClassifier
 from model.io import HF_KEYS, load_pretrained, save_pretrained
-from pipeline.tokenize import train_tokenizer
+from pipeline.tokens.tokenize import train_tokenizer
 
 pytest.importorskip("transformers")
 

@@ -5,8 +5,8 @@ import random
 
 from conftest import staged
 
-from pipeline import normalize
-from pipeline.tokenize import cramming_normalizer
+from pipeline.cleaning import normalize
+from pipeline.tokens.tokenize import cramming_normalizer
 
 
 def test_cramming_steps():

@@ -9,7 +9,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from pipeline.__main__ import main
-from pipeline.shards import ShardSet
+from pipeline.tokens.shards import ShardSet
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ import sys
 import pytest
 from conftest import ROOT
 
-from pipeline import lock, output
 from pipeline.__main__ import main
+from pipeline.files import lock
+from pipeline.graph import output
 
 DOC = ("We the people of this small test file hold that a document must have words enough to pass the "
        "length filter, and so this one goes on for a while longer than that.\n\n")
@@ -147,7 +148,7 @@ def test_an_old_output_in_an_input_folder_is_skipped_and_counted(tmp_path, inp, 
 def test_a_live_runs_output_is_refused_and_a_dead_runs_lock_taken_over(tmp_path, inp, capsys):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pipeline import output\n"
+        [sys.executable, "-c", "import sys, time\nfrom pipeline.graph import output\n"
          "output.prepare(sys.argv[1], False)\nprint('ready', flush=True)\ntime.sleep(300)", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -193,7 +194,7 @@ def test_a_symlink_output_writes_the_folder_it_names(tmp_path, inp, capsys):
 
 def test_on_an_object_store_overwrite_removes_only_what_the_record_lists(tmp_path, inp, capsys, s3_server,
                                                                          s3_bucket):
-    from pipeline import storage
+    from pipeline.files import storage
 
     out, opts = f"{s3_bucket}/out", s3_server.options
     assert cli(capsys, "--input", inp, "--output", out, "--until", "read", *opts)[0] == 0

@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import order, pack
-from pipeline import tokenize as T
 from pipeline.__main__ import main
 from pipeline.config import CorpusConfig
-from pipeline.encode import lengths_file, tokens_file
-from pipeline.shards import ShardSet
+from pipeline.tokens import order, pack
+from pipeline.tokens import tokenize as T
+from pipeline.tokens.encode import lengths_file, tokens_file
+from pipeline.tokens.shards import ShardSet
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
 SEQ = 32

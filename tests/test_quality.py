@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import quality, wordlm
 from pipeline.__main__ import main
+from pipeline.cleaning import quality, wordlm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from conftest import SHARED  # noqa: E402

@@ -12,7 +12,7 @@ from test_train_hardening import copy_set, edit_manifest, error_lines, small_sha
 from test_train_loop import SMALL, tokens
 
 import train
-from pipeline import record
+from pipeline.files import record
 from trainer import checkpoint
 
 

@@ -15,7 +15,7 @@ from test_train_loop import SMALL, make_shards, tokens
 
 import glue
 import train
-from pipeline import lock, record
+from pipeline.files import lock, record
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_a_folder_cramkit_did_not_write_is_never_used_as_a_run_folder(shards, tm
 
 def test_a_second_run_in_a_live_run_folder_is_refused(shards, tmp_path, capsys):
     run, path = tmp_path / "r", tmp_path / ".r.lock"
-    holder = subprocess.Popen([sys.executable, "-c", f"from pipeline import lock; lock.take({str(run)!r}, "
+    holder = subprocess.Popen([sys.executable, "-c", f"from pipeline.files import lock; lock.take({str(run)!r}, "
                                f"{str(path)!r}, 'run folder'); print('held', flush=True); input()"],
                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

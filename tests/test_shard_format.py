@@ -14,7 +14,7 @@ import pytest
 from conftest import paragraphs
 
 from pipeline.__main__ import main
-from pipeline.shards import COLUMN_DTYPES, FORMAT_VERSION, ShardSet
+from pipeline.tokens.shards import COLUMN_DTYPES, FORMAT_VERSION, ShardSet
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "shard-format.md"
 TYPES = {"string": str, "integer": int, "boolean": bool, "object": dict, "list of strings": list,

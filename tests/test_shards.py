@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import shards
 from pipeline.document import EmptyCorpus
-from pipeline.shards import ShardError, ShardSet
+from pipeline.tokens import shards
+from pipeline.tokens.shards import ShardError, ShardSet
 from trainer.batches import Batches
 
 SEQ = 16

@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from pipeline import embedded, inputs, records, sources
 from pipeline.document import Doc, Drop
-from pipeline.inputs import OFFSET_BITS, InputError
-from pipeline.records import BrokenFile
-from pipeline.sources import SourceConfig
-from pipeline.storage import StorageError
+from pipeline.files.storage import StorageError
+from pipeline.reading import embedded, inputs, records, sources
+from pipeline.reading.inputs import OFFSET_BITS, InputError
+from pipeline.reading.records import BrokenFile
+from pipeline.reading.sources import SourceConfig
 
 
 def read_unit(unit, **cfg):

@@ -1,5 +1,6 @@
-"""pipeline/storage.py on local disk and on a real S3-compatible server (moto, on loopback): round trips,
-random access (Arrow IPC too), input matching (globs, folders, hidden and special files), clear errors."""
+"""pipeline/files/storage.py on local disk and on a real S3-compatible server (moto, on loopback): round
+trips, random access (Arrow IPC too), input matching (globs, folders, hidden and special files), clear
+errors."""
 
 import gzip
 import io
@@ -10,8 +11,8 @@ import threading
 import pyarrow as pa
 import pytest
 
-from pipeline import storage
-from pipeline.storage import StorageError
+from pipeline.files import storage
+from pipeline.files.storage import StorageError
 
 DATA = bytes(range(256)) * 12_000  # 3 MB
 

@@ -11,9 +11,9 @@ import pytest
 from conftest import staged
 from tokenizers import Tokenizer, trainers
 
-from pipeline import tokenize as T
-from pipeline.encode import Encoder, lengths_file, tokens_file
-from pipeline.normalize import cramming
+from pipeline.cleaning.normalize import cramming
+from pipeline.tokens import tokenize as T
+from pipeline.tokens.encode import Encoder, lengths_file, tokens_file
 
 SHARED = Path(os.environ.get("CRAMKIT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
 
@@ -80,7 +80,7 @@ def test_normalizer_steps():
 
 def test_normalizer_matches_pipeline_normalize(inaugural):
     """The tokenizer's HF normalizer and the pipeline's cramming preset are the same function."""
-    normalize = pytest.importorskip("pipeline.normalize")
+    normalize = pytest.importorskip("pipeline.cleaning.normalize")
     norm = T.cramming_normalizer()
     rng = random.Random(0)
     texts = inaugural[:5] + ["İstanbul ǅ ß ﬁ Ω Σσς ÅÆØ ĳ \u212a e\u0301 ᾈ Ⅻ ⓐ Ａ 𝐀 \u00a0x  y\t\tz\r\n ``q''"]
@@ -119,7 +119,7 @@ def test_bpe_training_is_the_same_in_fresh_interpreters(tmp_path, inaugural):
     import sys
 
     (tmp_path / "texts.json").write_text(__import__("json").dumps(inaugural[:20]))
-    code = ("import json, sys; from pipeline import tokenize as T; "
+    code = ("import json, sys; from pipeline.tokens import tokenize as T; "
             "print(T.train_tokenizer(json.load(open(sys.argv[1])), 2000, kind='bpe', objective='clm').to_str())")
     runs = {subprocess.run([sys.executable, "-c", code, str(tmp_path / "texts.json")], capture_output=True, text=True,
                            env={**__import__("os").environ, "PYTHONHASHSEED": seed}, check=True).stdout

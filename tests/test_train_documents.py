@@ -15,7 +15,7 @@ from model.config import ModelConfig
 from model.heads import MaskedLM
 from model.tokenizer import special_ids
 from pipeline.__main__ import main as pipeline
-from pipeline.shards import ShardSet
+from pipeline.tokens.shards import ShardSet
 from trainer.batches import epoch_batches
 from trainer.data import Prefetcher
 from trainer.heldout import HeldOut, heldout_indices

@@ -19,7 +19,7 @@ import train
 from model.config import ModelConfig
 from model.heads import MaskedLM
 from model.io import clean_state_dict, sha256
-from pipeline.shards import ShardSet
+from pipeline.tokens.shards import ShardSet
 from trainer.heldout import TrainRows
 
 

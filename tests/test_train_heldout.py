@@ -13,7 +13,7 @@ from test_train_loop import SEQ, SMALL, make_shards, padded_shards, tokens
 
 import train
 from model.tokenizer import special_ids
-from pipeline.shards import ShardSet
+from pipeline.tokens.shards import ShardSet
 from trainer import metrics
 from trainer.batches import Batches
 from trainer.heldout import HELDOUT_MASK_FRACTION, HeldOut, TrainRows, heldout_indices, unigram_entropy

@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 
 import train
 from model.io import load_pretrained
-from pipeline import record
-from pipeline.shards import dtype_for_vocab, write_manifest, write_shard
+from pipeline.files import record
+from pipeline.tokens.shards import dtype_for_vocab, write_manifest, write_shard
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("CRAMKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -38,7 +38,7 @@ def real_paragraphs(max_chars: int = 400_000) -> list[str]:
     if folder.is_dir():
         texts = [(folder / b).read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n") for b in BOOKS]
         return [p for t in texts for p in t.split("\n\n") if p.strip()]
-    from pipeline import embedded
+    from pipeline.reading import embedded
 
     out, size = [], 0
     for name, path, _ in sorted(embedded.python_files()):
@@ -57,7 +57,7 @@ def real_paragraphs(max_chars: int = 400_000) -> list[str]:
 
 def make_shards(out: Path, vocab: int = 1024, seq_len: int = SEQ) -> Path:
     """A shard set in the cramkit format from real text (tokenizer trained on it, rows packed)."""
-    from pipeline.tokenize import encode, train_tokenizer
+    from pipeline.tokens.tokenize import encode, train_tokenizer
 
     paragraphs = real_paragraphs()
     tok = train_tokenizer(paragraphs, vocab)
@@ -74,7 +74,7 @@ def make_shards(out: Path, vocab: int = 1024, seq_len: int = SEQ) -> Path:
 
 def first_rows(source: Path, rows: int, out: Path) -> Path:
     """A shard set of the first `rows` rows of `source` (same tokenizer), in two shards."""
-    from pipeline.shards import ShardSet
+    from pipeline.tokens.shards import ShardSet
 
     ds = ShardSet(source)
     out.mkdir(parents=True)
@@ -337,7 +337,7 @@ def test_time_budget_stops_on_time_and_flops_budget_matches_tokens(shards, tmp_p
 def test_padded_shards_read_the_stored_attention_mask_and_count_real_tokens(shards, tmp_path):
     """Rows packed without crossing documents carry padding: the stored attention_mask column (not a
     guess from [PAD]) keeps it out of attention and targets, and tokens/s counts only real tokens."""
-    from pipeline.shards import ShardSet
+    from pipeline.tokens.shards import ShardSet
 
     source = ShardSet(shards)
     rows = source.take(np.arange(64))

@@ -15,9 +15,11 @@ import zstandard
 from conftest import SHARED
 from test_corpus_cli import docs_of, run
 
-from pipeline import config, inputs, sources, webclean
+from pipeline import config
+from pipeline.cleaning import webclean
 from pipeline.document import Doc, Drop
-from pipeline.stats import Tally
+from pipeline.graph.stats import Tally
+from pipeline.reading import inputs, sources
 
 WEB = SHARED / "web"
 MARKUP = ("<div", "<script", "<p>", "<span", "<a href", "</")

@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from model.io import WEIGHTS, clean_state_dict, load_into, read_weights, sha256
-from pipeline import record, shards
+from pipeline.files import record
+from pipeline.tokens import shards
 
 PREFIX = "ckpt-"
 TMP = ".tmp-"

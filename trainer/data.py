@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.shards import ShardSet
+from pipeline.tokens.shards import ShardSet
 from trainer.budget import Meter
 from trainer.masking import Masker
 

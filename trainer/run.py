@@ -21,8 +21,8 @@ from model.decay import weight_decay_groups
 from model.flops import train_flops_per_token
 from model.heads import MaskedLM
 from model.io import save_pretrained
-from pipeline import record
-from pipeline.shards import ShardSet
+from pipeline.files import record
+from pipeline.tokens.shards import ShardSet
 from trainer import checkpoint, metrics
 from trainer.batches import epoch_batches, epoch_order, passes
 from trainer.budget import Meter
