@@ -207,10 +207,10 @@ def update_card(results: dict) -> Path | None:
 
 def contamination(checkpoint) -> str | None:
     """What the checkpoint's pretraining shards recorded about GLUE text in their corpus: the contamination
-    report of their manifest (pipeline.cleaning.decontam) as markdown, or a line saying it was not checked;
+    report of their manifest (pipeline.cleaning.contamination) as markdown, or a line saying it was not checked;
     None when the checkpoint's card names no shard folder, or that folder (relative to the working directory,
     as at training) holds no manifest of the same content_hash."""
-    from pipeline.cleaning import decontam
+    from pipeline.cleaning import contamination
 
     facts = card.facts(checkpoint)
     path = Path(facts.get("shards", "")) / "manifest.json"
@@ -223,7 +223,7 @@ def contamination(checkpoint) -> str | None:
     if report is None:
         return (f"Contamination: the pretraining shards {facts['shards']} were built without decontam.*: GLUE text "
                 "in their corpus was not checked.\n")
-    return decontam.markdown(report)
+    return contamination.markdown(report)
 
 
 def chart_rows(results: dict) -> list[tuple[str, float, dict]]:

@@ -18,7 +18,7 @@ small results between stages (as side inputs); texts, hashes and rows move throu
 
 import apache_beam as beam
 
-from pipeline.cleaning import decontam, quality
+from pipeline.cleaning import contamination, quality
 from pipeline.duplicates import dedup
 from pipeline.graph import finish, output
 from pipeline.graph.plan import STAGES
@@ -126,8 +126,8 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
     tallies.append(decisions | "DecisionTally" >> beam.Map(lambda d: d.tally))
     one = p | "One" >> beam.Create([None])
     checked = cfg.decontam.enabled and upto >= STAGES.index("decontam")
-    contamination = _one(one | "Contamination" >> beam.Map(lambda _, s: decontam.collect(plan) if checked else None,
-                                                            scanned))
+    found = _one(one | "Contamination" >> beam.Map(lambda _, s: contamination.collect(plan) if checked else None,
+                                                    scanned))
     cut = p | "NoQuality" >> beam.Create([None])  # quality off: write_docs and encode get None
     if cfg.quality.enabled and upto >= STAGES.index("quality"):
         trained = one | "QualityModels" >> beam.Map(lambda _, s: quality.train(cfg, plan, s), scanned)
@@ -147,7 +147,7 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
         return one | "Finish" >> beam.Map(
             lambda _, w, t, c, q: finish.finish(cfg, plan, finish.Results(
                 skipped, t, [x for x in w if x], extra, contamination=c, quality=q)),
-            _all(written), _all(tallies | "Tallies" >> beam.Flatten()), contamination, cut)
+            _all(written), _all(tallies | "Tallies" >> beam.Flatten()), found, cut)
 
     tok = one | "Tokenizer" >> beam.Map(lambda _, s, d: tokenize.stage(cfg, plan, s, d), scanned, decided)
     encoded = scans | "Encode" >> beam.ParDo(_Encode(cfg, plan), _one(tok), decided, cut)
@@ -173,4 +173,4 @@ def build(p, cfg, plan, units: list, skipped: list, extra: dict):
     return one | "Finish" >> beam.Map(
         lambda _, w, t, v, lay, h, c, q: finish.finish(cfg, plan, finish.Results(skipped, t, w, extra, v, lay, h, c, q)),
         _all(written), _all(tallies | "Tallies" >> beam.Flatten()), _one(tok), _one(layout), _one(hists),
-        contamination, cut)
+        found, cut)

@@ -88,9 +88,9 @@ def _quality_panel(ax, cut) -> None:
 
 
 def _contamination(ax, report: dict) -> None:
-    from pipeline.cleaning import decontam
+    from pipeline.cleaning import contamination
 
-    rows = decontam.rows(report)[::-1]
+    rows = contamination.rows(report)[::-1]
     labels = [f"{task} {split} ({found:,}/{ok:,})" for task, split, _, ok, found, _, _ in rows]
     ax.barh(labels, [pct for *_, pct, _ in rows])
     ax.set_title(f"evaluation examples found in the corpus ({report['ngram']}-grams), % of checkable")

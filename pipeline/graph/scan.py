@@ -9,7 +9,7 @@ For every document that passes, the scan writes
 - with near dedup on and at least `dedup.min_words` words: one record per MinHash band (the band's key,
   the text hash, id, characters) to a run partitioned by band and key.
 With decontam.* set, the documents that hold evaluation text are dropped or cut before any of this, and
-their matches go to the unit's contamination.jsonl (pipeline.cleaning.decontam).
+their matches go to the unit's contamination.jsonl (pipeline.cleaning.decontam, pipeline.cleaning.contamination).
 Only a small ScanResult (file names, batch ids, counts) goes back to the pipeline.
 """
 
@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import xxhash
 
-from pipeline.cleaning import decontam
+from pipeline.cleaning import contamination, decontam
 from pipeline.cleaning.filters import Filters
 from pipeline.cleaning.normalize import PRESETS
 from pipeline.cleaning.webclean import WebClean
@@ -83,7 +83,7 @@ class Scanner:
         sample = docstore.Writer(plan.unit_file(unit.index, "sample.arrow"))
         exact = runs.Writer(plan.unit_file(unit.index, "exact"), EXACT, plan.exact_parts)
         bands = runs.Writer(plan.unit_file(unit.index, "bands"), BAND, cfg.dedup.bands * plan.band_parts)
-        found = decontam.Found(plan.unit_file(unit.index, decontam.FOUND))
+        found = contamination.Found(plan.unit_file(unit.index, decontam.FOUND))
         stream = reader.read(unit)
         clock = time.perf_counter()
         for batch in _batches(stream, BATCH):
@@ -107,7 +107,7 @@ class Scanner:
         progress.advance("scan", plan.input_bytes, unit.size, unit="B")
         return ScanResult(unit.index, docs.close(), sample.close(), exact.close(), bands.close(), tally)
 
-    def _clean(self, docs: list, tally: Tally, found: decontam.Found) -> list:
+    def _clean(self, docs: list, tally: Tally, found: contamination.Found) -> list:
         if self.webclean is not None:  # its drops are counted between read and normalize
             start = time.perf_counter()
             docs = self.webclean.apply(docs, tally)

@@ -18,7 +18,7 @@ stats.json:
               PII redacted per kind ("pii/<kind>") by pipeline.cleaning.webclean
   output      files [{file, docs (clean files) or rows (shards), bytes}], bytes_out
   contamination  with decontam.* set: per task and split the evaluation examples, how many could be
-              checked and how many were found in the corpus (pipeline.cleaning.decontam)
+              checked and how many were found in the corpus (pipeline.cleaning.contamination)
   error       present when the run produced nothing (every input failed, or nothing survived)
 Timings are the only values that differ between two runs of the same input and config.
 """
@@ -165,9 +165,9 @@ def summary_table(stats: dict):
         drops.add_row(reason, f"{d['docs']:,}", f"{d['chars'] / 1e6:.2f}")
     parts = [stages, balance, drops]
     if "contamination" in stats:
-        from pipeline.cleaning import decontam
+        from pipeline.cleaning import contamination
 
-        parts.append(decontam.table(stats["contamination"]))
+        parts.append(contamination.table(stats["contamination"]))
     files = stats["files"]
     lines = [f"files read: {files['count']:,}, {files['bytes_in'] / 1e6:.1f} MB in; "
              f"{stats['output']['bytes_out'] / 1e6:.1f} MB out in {len(stats['output']['files'])} files; "
