@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from model import tokenizer as model_tokenizer
 from pipeline.__main__ import main
 from pipeline.graph import finish
 from pipeline.tokens import tokenize as T
@@ -48,7 +49,7 @@ def test_raw_text_to_verified_shards_and_byte_identical_rerun(inputs, tmp_path, 
     assert m["order"]["name"] == "sentence-length" and (out / "report.png").is_file()
 
     # every whole document inside a row (between two [SEP]s) decodes to normalized input text
-    tok = T.load_tokenizer(ds.tokenizer_file)
+    tok = model_tokenizer.load(ds.tokenizer_file)
     norm = T.cramming_normalizer()
     corpus = squeeze("".join(norm.normalize_str(p.read_bytes().decode("utf-8", "replace"))
                              for p in sorted(inputs.iterdir())))

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from model import tokenizer as model_tokenizer
 from pipeline.__main__ import main
 from pipeline.config import CorpusConfig
 from pipeline.tokens import order, pack
@@ -156,7 +157,7 @@ def built(corpus, tmp_path_factory):
 
 def expected_stream(texts, tok_file, cutoff=0.3):
     """The kept documents' token ids in file order, as one stream, its tail of < SEQ tokens dropped."""
-    tok = T.load_tokenizer(tok_file)
+    tok = model_tokenizer.load(tok_file)
     kept = []
     for text in texts:
         ids = T.encode(tok, [T.cramming_normalizer().normalize_str(text)], tok.token_to_id("[SEP]"))[0]
@@ -187,7 +188,7 @@ def test_order_none_round_trips_the_token_stream(corpus, built):
 @pytest.mark.slow
 def test_rows_decode_to_the_normalized_documents(corpus, built):
     _, tok_file, texts = corpus
-    tok = T.load_tokenizer(tok_file)
+    tok = model_tokenizer.load(tok_file)
     text = tok.decode(all_rows(built["none"])[:150].ravel().tolist(), skip_special_tokens=False)
     pieces = [p.replace(" ", "") for p in text.split("[SEP]")[1:-1]]  # whole documents only
     normalized = {T.cramming_normalizer().normalize_str(t).replace(" ", "") for t in texts}
@@ -206,7 +207,7 @@ def test_other_orders_permute_the_same_rows(built):
 @pytest.mark.slow
 def test_sentence_length_order_is_non_increasing_across_shards(corpus, built):
     ds = built["sentence-length"]
-    dot = T.load_tokenizer(corpus[1]).token_to_id(".")
+    dot = model_tokenizer.load(corpus[1]).token_to_id(".")
     dots = (all_rows(ds) == dot).sum(axis=1)
     assert len(ds.manifest["shards"]) >= 2 and dots[0] > dots[-1]
     assert np.all(np.diff(dots) <= 0)
@@ -248,7 +249,7 @@ def test_rerun_split_and_workers_are_byte_identical_and_cap_takes_the_order_pref
     split_stats = json.loads((tmp_path / "split" / "stats.json").read_text())
     assert split_stats["files"]["count"] == 1 and "5 input units" in capsys.readouterr().err  # it did split
     assert len(a) == 500
-    dots = (all_rows(a) == T.load_tokenizer(a.tokenizer_file).token_to_id(".")).sum(axis=1)
+    dots = (all_rows(a) == model_tokenizer.load(a.tokenizer_file).token_to_id(".")).sum(axis=1)
     assert np.all(np.diff(dots) <= 0)
     assert a.manifest["tokens"]["capped"] == a.manifest["tokens"]["packed"] - 500 * SEQ
 
@@ -261,7 +262,7 @@ def test_within_document_packing_writes_an_attention_mask(corpus, tmp_path):
     np.testing.assert_array_equal(mask, rows != 0)
     assert np.all(mask[:, 0] == 1)
     ends = rows[np.arange(len(rows)), mask.sum(axis=1) - 1]
-    sep = T.load_tokenizer(tok_file).token_to_id("[SEP]")
+    sep = model_tokenizer.load(tok_file).token_to_id("[SEP]")
     assert (ends == sep).sum() >= 50  # every document's last row ends with its [SEP]
     assert (rows == sep).sum() == (ends == sep).sum()  # and no row holds two documents
     assert ds.manifest["tokens"]["padding"] == int((mask == 0).sum())

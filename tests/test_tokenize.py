@@ -11,6 +11,7 @@ import pytest
 from conftest import staged
 from tokenizers import Tokenizer, trainers
 
+from model import tokenizer as model_tokenizer
 from pipeline.cleaning.normalize import cramming
 from pipeline.tokens import tokenize as T
 from pipeline.tokens.encode import Encoder, lengths_file, tokens_file
@@ -102,7 +103,7 @@ def test_load_tokenizer_and_packing_ids_name_what_is_missing(tmp_path, inaugural
     assert T.packing_ids(tok, "mlm", document_end="[XSEP]")["end"] == 3
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(ValueError, match="junk.json"):
-        T.load_tokenizer(tmp_path / "junk.json")
+        model_tokenizer.load(tmp_path / "junk.json")
 
 
 def test_clm_bpe_tokenizer_pins_specials_and_round_trips_bytes(inaugural):

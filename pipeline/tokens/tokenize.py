@@ -229,11 +229,6 @@ def train_tokenizer(texts, vocab_size: int, min_frequency: int = 2, kind: str = 
     return build_tokenizer(learn_vocab(counts, vocab_size, min_frequency, PRINTABLE_ASCII, obj.specials), obj)
 
 
-def load_tokenizer(path) -> Tokenizer:
-    """An existing tokenizer.json, on any storage."""
-    return tokenizer.parse(storage.read_text(str(path)), path)
-
-
 def packing_ids(tok: Tokenizer, objective: str, document_end: str | None = None, pad: str | None = None) -> dict:
     """The ids the packer and the orderings need: "end" (appended to every document), "pad" (None when
     the tokenizer has no such token), "dot" (the "." token, None when absent). Raises ValueError naming
@@ -293,8 +288,6 @@ def encode(tok: Tokenizer, texts: list[str], end: int) -> list[np.ndarray]:
 def compression_keep(tokens: int, chars: int, cutoff: float) -> bool:
     """Cramming's rule: keep a document while tokens < cutoff x characters (cutoff 0: keep all)."""
     return cutoff <= 0 or tokens < cutoff * chars
-
-
 
 
 def stage(cfg, plan, scans, decisions) -> Vocab | None:
