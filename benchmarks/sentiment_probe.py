@@ -19,12 +19,11 @@ import argparse
 import csv
 import json
 import random
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / "benchmarks" / "work" / "cram_glue"
+from cram_glue import ROOT, WORK, run  # the crams' folder, and one way to run a job
+
 OUT = ROOT / "benchmarks" / "results" / "sentiment_probe.md"
 DEMO_LR = 5e-4  # configs/glue/demo.yaml
 
@@ -44,11 +43,8 @@ def split(polarity: Path, dev: int, seed: int) -> Path:
 
 def finetune(model: Path, lr: float, init: str, data: Path) -> dict:
     out = (WORK / "mr-glue" / (model.parent.name + ("" if lr == DEMO_LR else f"-lr{lr:g}"))).relative_to(ROOT)
-    cmd = [sys.executable, "glue.py", str(model), "--config", "demo", "--out", str(out), "--init", init,
-           "--tasks", "sst2", "--glue-dir", str(data), "--threads", "1", f"lr={lr:g}"]
-    print("+", " ".join(cmd), flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode:
-        raise SystemExit(f"failed: {' '.join(cmd)}")
+    run([sys.executable, "glue.py", str(model), "--config", "demo", "--out", str(out), "--init", init,
+         "--tasks", "sst2", "--glue-dir", str(data), "--threads", "1", f"lr={lr:g}"])
     task = json.loads((out / "results.json").read_text())["tasks"]["sst2"]
     return {i: (task["median"][i]["dev"]["accuracy"], task["max"][i]["dev"]["accuracy"] - task["min"][i]["dev"]["accuracy"])
             for i in task["median"]}
