@@ -39,25 +39,25 @@ def setting(help: str, default=dataclasses.MISSING, *, default_factory=dataclass
 
 
 class Setting(typing.NamedTuple):
-    """One row of a config's listing: the dotted key, its help, its default (None's for a section)."""
+    """One row of a config's listing: the dotted key, its help, its value (None for a section)."""
 
     key: str
     help: str
-    default: object
+    value: object
     section: bool
 
 
-def settings(schema: type, prefix: str = "") -> list[Setting]:
-    """Every setting of config `schema` in declaration order, a section's row before its own settings, the
-    defaults those of `schema()`. A field declared without `setting(help, ...)` is a ConfigError."""
-    defaults = schema()
+def settings(config, prefix: str = "") -> list[Setting]:
+    """Every setting of `config` (a config class: its defaults; or a config) in declaration order, a
+    section's row before its own settings. A field declared without `setting(help, ...)` is a ConfigError."""
+    values = config() if isinstance(config, type) else config
     rows = []
-    for f in dataclasses.fields(schema):
-        value, key = getattr(defaults, f.name), f"{prefix}{f.name}"
+    for f in dataclasses.fields(values):
+        value, key = getattr(values, f.name), f"{prefix}{f.name}"
         is_section = dataclasses.is_dataclass(value)
-        rows.append(Setting(key, _help(schema, f), None if is_section else value, is_section))
+        rows.append(Setting(key, _help(type(values), f), None if is_section else value, is_section))
         if is_section:
-            rows += settings(type(value), f"{key}.")
+            rows += settings(value, f"{key}.")
     return rows
 
 
@@ -67,7 +67,7 @@ def listing(schema: type, indent: int = 2) -> str:
     rows = settings(schema)
     width = max(len(r.key) + 2 * r.section for r in rows)
     return "\n".join(f"{' ' * indent}{r.key + '.*' if r.section else r.key:<{width}}  {r.help}"
-                     + ("" if r.section else f" (default: {_flow(r.default)})") for r in rows)
+                     + ("" if r.section else f" (default: {_flow(r.value)})") for r in rows)
 
 
 def presets(kind: str) -> list[str]:
@@ -216,18 +216,10 @@ def coerce(key: str, value, hint):
 def show(cfg) -> str:
     """A config as YAML (what --show-config prints), each setting's help a comment at the end of its line;
     itself a valid config file for its job."""
-    return _yaml(cfg, "")
-
-
-def _yaml(cfg, indent: str) -> str:
-    lines = []
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        section = dataclasses.is_dataclass(value)
-        lines.append((f"{indent}{f.name}:" + ("" if section else f" {_flow(value)}"), _help(type(cfg), f),
-                      _yaml(value, indent + "  ") if section else ""))
-    width = min(max(len(text) for text, _, _ in lines), 40)
-    return "".join(f"{text:<{width}}  # {help}\n{inner}" for text, help, inner in lines)
+    lines = [(f"{'  ' * r.key.count('.')}{r.key.rpartition('.')[2]}:" + ("" if r.section else f" {_flow(r.value)}"),
+              r.help) for r in settings(cfg)]
+    width = min(max(len(text) for text, _ in lines), 40)
+    return "".join(f"{text:<{width}}  # {help}\n" for text, help in lines)
 
 
 def _help(schema: type, f: dataclasses.Field) -> str:

@@ -91,7 +91,7 @@ def test_listing_rows_are_the_schema_in_order():
     assert [r.key for r in rows] == [key for key, _, _ in fields(CorpusConfig)]
     by_key = {r.key: r for r in rows}
     assert by_key["dedup"].section and not by_key["dedup.bands"].section
-    assert by_key["dedup.bands"].default == 14 and by_key["filters.languages"].default == ("en",)
+    assert by_key["dedup.bands"].value == 14 and by_key["filters.languages"].value == ("en",)
 
 
 @pytest.mark.parametrize("schema, kind, overrides", [
