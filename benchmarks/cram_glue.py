@@ -1,5 +1,6 @@
 """Desktop crams scored on GLUE: runs of a train.py setting at a token budget, each run's held-out loss and
-its GLUE gain over random init, in one table (and a plot of both against tokens).
+its GLUE gain over random init, in one table (and a plot of both against tokens, beside each run's held-out
+loss during training).
 
 For each run: train.py --config desktop on the same shards and seed, then glue.py --config demo (3 seeds) on
 the tasks given; random init (the same architecture, the same fine-tuning seeds) is scored once, with the
@@ -66,16 +67,27 @@ def plot(rows: list[dict], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for r in rows:
+        axes[0].plot([t / 1e6 for t, _ in r["curve"]], [h for _, h in r["curve"]],
+                     linestyle="-" if r["setting"] == rows[0]["setting"] else "--",
+                     label=f"{r['setting']} {r['tokens'] / 1e6:g}M")
     for setting in dict.fromkeys(r["setting"] for r in rows):
         mine = [r for r in rows if r["setting"] == setting]
         tokens = [r["tokens"] / 1e6 for r in mine]
-        axes[0].plot(tokens, [r["heldout"] for r in mine], "o-", label=setting)
-        axes[1].plot(tokens, [r["gain"] for r in mine], "o-", label=setting)
-    axes[0].axhline(rows[0]["entropy"], color="gray", linestyle="--", label="unigram entropy")
-    axes[0].set(xscale="log", xlabel="pretraining tokens (M)", ylabel="held-out MLM loss (nats)")
-    axes[1].axhline(0.0, color="gray", linestyle="--")
-    axes[1].set(xscale="log", xlabel="pretraining tokens (M)", ylabel="GLUE gain over random init (cramming mean)")
+        axes[1].plot(tokens, [r["heldout"] for r in mine], "o-", label=setting)
+        axes[2].plot(tokens, [r["gain"] for r in mine], "o-", label=setting)
+    for ax in axes[:2]:
+        ax.axhline(rows[0]["entropy"], color="gray", linestyle="--", label="unigram entropy")
+    axes[0].set(ylim=(None, rows[0]["entropy"] + 0.3), xlabel="tokens seen (M)",
+                ylabel="held-out MLM loss during training (nats)")
+    axes[1].set(xscale="log", xlabel="pretraining budget (M tokens)", ylabel="held-out MLM loss at the end (nats)")
+    axes[2].axhline(0.0, color="gray", linestyle="--")
+    axes[2].set(xscale="log", xlabel="pretraining budget (M tokens)", ylabel="GLUE gain over random init (cramming mean)")
+    budgets = sorted({r["tokens"] / 1e6 for r in rows})
+    for ax in axes[1:]:
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.minorticks_off()
     for ax in axes:
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -104,6 +116,7 @@ def main(argv=None) -> int:
         held = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if "heldout_loss" in x]
         mean, spread, tasks = scores(results, "pretrained")
         rows.append({"setting": setting, "tokens": tokens, "heldout": held[-1]["heldout_loss"],
+                     "curve": [(h["tokens"], h["heldout_loss"]) for h in held],
                      "entropy": held[-1]["unigram_entropy"], "mean": mean, "spread": spread,
                      "gain": mean - random[0], "tasks": tasks})
     names = list(rows[0]["tasks"])
