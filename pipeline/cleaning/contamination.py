@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 
-from pipeline.cleaning.decontam import FOUND, META
+from pipeline.cleaning.decontam import META
+
+FOUND = "contamination.jsonl"  # the match records: a unit's in its staging folder, then all in the output
 
 
 class Found:

@@ -71,7 +71,7 @@ from pipeline.document import Doc
 from pipeline.duplicates.minhash import mix64
 
 MODES = ("drop", "span")
-INDEX, META, FOUND = "decontam.npz", "decontam.json", "contamination.jsonl"
+INDEX, META = "decontam.npz", "decontam.json"
 SENTENCE = 4  # whole texts of fewer words must stand as a sentence
 ALONE = 6  # whole texts of fewer words must be set off on both sides
 COMMON = 100  # whole texts below ALONE words need a word outside the 100 most frequent (seen 100 times)

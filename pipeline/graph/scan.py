@@ -83,7 +83,7 @@ class Scanner:
         sample = docstore.Writer(plan.unit_file(unit.index, "sample.arrow"))
         exact = runs.Writer(plan.unit_file(unit.index, "exact"), EXACT, plan.exact_parts)
         bands = runs.Writer(plan.unit_file(unit.index, "bands"), BAND, cfg.dedup.bands * plan.band_parts)
-        found = contamination.Found(plan.unit_file(unit.index, decontam.FOUND))
+        found = contamination.Found(plan.unit_file(unit.index, contamination.FOUND))
         stream = reader.read(unit)
         clock = time.perf_counter()
         for batch in _batches(stream, BATCH):
