@@ -54,8 +54,8 @@ class Results:
     """What the graph hands to `finish`: the stages' tallies and written files, and for shards the
     tokenizer stage's record (pipeline.tokens.tokenize.Vocab), the packing layout
     (pipeline.tokens.pack.Layout) and the report's histograms. `contamination`: the decontamination report
-    (pipeline.cleaning.contamination.collect), when the run checked; `quality`: the quality.Cut when quality scores
-    are on."""
+    (pipeline.cleaning.contamination.collect), when the run checked; `quality`: the quality.Cut when quality
+    scores are on."""
 
     skipped: list
     tallies: list

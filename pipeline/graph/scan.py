@@ -9,7 +9,8 @@ For every document that passes, the scan writes
 - with near dedup on and at least `dedup.min_words` words: one record per MinHash band (the band's key,
   the text hash, id, characters) to a run partitioned by band and key.
 With decontam.* set, the documents that hold evaluation text are dropped or cut before any of this, and
-their matches go to the unit's contamination.jsonl (pipeline.cleaning.decontam, pipeline.cleaning.contamination).
+their matches go to the unit's contamination.jsonl (pipeline.cleaning.decontam finds them,
+pipeline.cleaning.contamination records them).
 Only a small ScanResult (file names, batch ids, counts) goes back to the pipeline.
 """
 
